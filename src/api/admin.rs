@@ -1,0 +1,99 @@
+//! `/api/admin/*`: every session and every user, for admins.
+
+use actix_web::web::{self, Data};
+use actix_web::HttpResponse;
+use serde::Deserialize;
+
+use super::views::{SessionList, SessionView, UserList, UserView};
+use crate::auth::flows::revoking;
+use crate::auth::{Admin, Auth};
+use crate::clock;
+use crate::domain::{SessionId, Username};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::sessions::{self, Client};
+use crate::store::{users, Actor};
+
+pub const DEFAULT_PAGE: i64 = 50;
+pub const MAX_PAGE: i64 = 500;
+
+#[derive(Deserialize)]
+pub struct SessionQuery {
+    user: Option<String>,
+    limit: Option<String>,
+    cursor: Option<String>,
+}
+
+pub async fn sessions(auth: Auth<Admin>, state: Data<AppState>, query: web::Query<SessionQuery>) -> Result<HttpResponse, ApiError> {
+    let query = query.into_inner();
+    let limit = match query.limit.as_deref() {
+        None => DEFAULT_PAGE,
+        Some(raw) => raw
+            .parse::<i64>()
+            .ok()
+            .filter(|n| (1..=MAX_PAGE).contains(n))
+            .ok_or_else(|| ApiError::BadRequest(format!("limit must be a whole number from 1 to {MAX_PAGE}")))?,
+    };
+    let cursor = match query.cursor.as_deref().filter(|c| !c.is_empty()) {
+        None => None,
+        Some(raw) => Some(
+            raw.parse::<SessionId>()
+                .map_err(|_| ApiError::BadRequest("cursor is not one this service gave out".into()))?,
+        ),
+    };
+    let user = match query.user.as_deref().filter(|u| !u.is_empty()) {
+        None => None,
+        Some(raw) => Some(Username::parse(raw).map_err(ApiError::BadRequest)?),
+    };
+    let page = state
+        .db
+        .run(move |conn| {
+            let user_id = match &user {
+                None => None,
+                Some(name) => match users::find_by_name(conn, name)? {
+                    Some(u) => Some(u.id),
+                    None => return Ok(Vec::new()),
+                },
+            };
+            sessions::list_active(conn, clock::now(), user_id, cursor.map(|c| c.0), limit + 1)
+        })
+        .await?;
+    Ok(HttpResponse::Ok().json(paged(page, limit, auth.session_id)))
+}
+
+/// Cuts one extra row off a keyset page; its presence means there is a next page.
+fn paged(mut rows: Vec<sessions::SessionWithUser>, limit: i64, current: SessionId) -> SessionList {
+    let more = rows.len() as i64 > limit;
+    rows.truncate(limit as usize);
+    let next_cursor = more.then(|| rows.last().map(|r| r.session.id.to_string())).flatten();
+    SessionList {
+        sessions: rows.into_iter().map(|r| SessionView::new(r, current)).collect(),
+        next_cursor,
+    }
+}
+
+pub async fn revoke_session(
+    auth: Auth<Admin>,
+    state: Data<AppState>,
+    id: web::Path<String>,
+    client: Client,
+) -> Result<HttpResponse, ApiError> {
+    let id: SessionId = id.parse().map_err(|_| ApiError::NotFound)?;
+    let actor = Actor {
+        user_id: Some(auth.user_id.0),
+        ip: Some(client.ip),
+        user_agent: Some(client.user_agent),
+    };
+    revoking(&state, move |conn, now| {
+        sessions::revoke(conn, now, id.0, None, "revoked_by_admin", &actor)
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}
+
+pub async fn users(_: Auth<Admin>, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let rows = state.db.run(users::list).await?;
+    Ok(HttpResponse::Ok().json(UserList {
+        users: rows.into_iter().map(UserView::from).collect(),
+    }))
+}

@@ -1,0 +1,60 @@
+//! `/api/me` and the caller's own sessions.
+
+use actix_web::web::{self, Data};
+use actix_web::HttpResponse;
+use serde_json::json;
+
+use super::views::{SessionList, SessionView};
+use crate::auth::flows::revoking;
+use crate::auth::Auth;
+use crate::clock;
+use crate::domain::SessionId;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::sessions::{self, Client};
+use crate::store::Actor;
+
+/// The most sessions one user's list shows (the rest are still revocable by id).
+const OWN_SESSIONS_LIMIT: i64 = 500;
+
+pub async fn me(auth: Auth) -> HttpResponse {
+    HttpResponse::Ok().json(json!({
+        "id": auth.user_id,
+        "username": auth.username,
+        "role": auth.role,
+        "session_id": auth.session_id,
+    }))
+}
+
+pub async fn sessions(auth: Auth, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
+    let user_id = auth.user_id.0;
+    let rows = state
+        .db
+        .run(move |conn| sessions::list_active(conn, clock::now(), Some(user_id), None, OWN_SESSIONS_LIMIT))
+        .await?;
+    Ok(HttpResponse::Ok().json(SessionList {
+        sessions: rows.into_iter().map(|r| SessionView::new(r, auth.session_id)).collect(),
+        next_cursor: None,
+    }))
+}
+
+/// Signs out one of the caller's own sessions; another user's session is "not found".
+pub async fn revoke_session(
+    auth: Auth,
+    state: Data<AppState>,
+    id: web::Path<String>,
+    client: Client,
+) -> Result<HttpResponse, ApiError> {
+    let id: SessionId = id.parse().map_err(|_| ApiError::NotFound)?;
+    let actor = Actor {
+        user_id: Some(auth.user_id.0),
+        ip: Some(client.ip),
+        user_agent: Some(client.user_agent),
+    };
+    let owner = auth.user_id.0;
+    revoking(&state, move |conn, now| {
+        sessions::revoke(conn, now, id.0, Some(owner), "signed_out_by_user", &actor)
+    })
+    .await?;
+    Ok(HttpResponse::NoContent().finish())
+}

@@ -1,0 +1,48 @@
+//! The JSON API: `/auth/*` token endpoints, `/api/*` resources, JWKS and health.
+
+mod admin;
+mod me;
+mod tokens;
+mod views;
+mod wellknown;
+
+use actix_web::{web, HttpResponse};
+
+use crate::error::ApiError;
+
+/// Registers every JSON route. Unknown paths under `/api` and `/auth` answer a JSON
+/// 404, known paths with the wrong method a JSON 405.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope("/auth")
+            .service(resource("/token").route(web::post().to(tokens::token)))
+            .service(resource("/refresh").route(web::post().to(tokens::refresh)))
+            .service(resource("/logout").route(web::post().to(tokens::logout)))
+            .service(resource("/renew").route(web::get().to(tokens::renew)))
+            .default_service(web::to(not_found)),
+    )
+    .service(
+        web::scope("/api")
+            .service(resource("/me").route(web::get().to(me::me)))
+            .service(resource("/sessions").route(web::get().to(me::sessions)))
+            .service(resource("/sessions/{id}").route(web::delete().to(me::revoke_session)))
+            .service(resource("/admin/sessions").route(web::get().to(admin::sessions)))
+            .service(resource("/admin/sessions/{id}").route(web::delete().to(admin::revoke_session)))
+            .service(resource("/admin/users").route(web::get().to(admin::users)))
+            .default_service(web::to(not_found)),
+    )
+    .service(resource("/.well-known/jwks.json").route(web::get().to(wellknown::jwks)))
+    .service(resource("/healthz").route(web::get().to(wellknown::healthz)));
+}
+
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
+async fn not_found() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::NotFound)
+}
+
+async fn method_not_allowed() -> Result<HttpResponse, ApiError> {
+    Err(ApiError::MethodNotAllowed)
+}

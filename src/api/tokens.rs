@@ -1,0 +1,142 @@
+//! `/auth/*`: sign-in, refresh, sign-out and the page renew redirect.
+
+use actix_web::http::header;
+use actix_web::web::{self, Data};
+use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
+use serde::{Deserialize, Serialize};
+
+use crate::auth::flows::{self, SignedIn};
+use crate::cookies;
+use crate::error::ApiError;
+use crate::next_path;
+use crate::state::AppState;
+use crate::store::sessions::Client;
+
+#[derive(Deserialize)]
+pub struct Credentials {
+    username: String,
+    password: String,
+}
+
+#[derive(Serialize)]
+struct TokenBody<'a> {
+    access_token: &'a str,
+    token_type: &'static str,
+    expires_in: i64,
+    refresh_expires_in: i64,
+}
+
+fn no_store(mut builder: HttpResponseBuilder) -> HttpResponseBuilder {
+    builder
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"));
+    builder
+}
+
+fn token_response(state: &AppState, signed_in: &SignedIn) -> HttpResponse {
+    let secure = state.settings.secure_cookies;
+    no_store(HttpResponse::Ok())
+        .cookie(cookies::refresh(
+            signed_in.refresh.expose(),
+            signed_in.refresh_expires_in,
+            secure,
+        ))
+        .json(TokenBody {
+            access_token: &signed_in.access.token,
+            token_type: "Bearer",
+            expires_in: signed_in.access.expires_in,
+            refresh_expires_in: signed_in.refresh_expires_in,
+        })
+}
+
+pub async fn token(state: Data<AppState>, body: web::Json<Credentials>, client: Client) -> Result<HttpResponse, ApiError> {
+    let signed_in = flows::sign_in(&state, &body.username, &body.password, &client).await?;
+    Ok(token_response(&state, &signed_in))
+}
+
+/// Cookie-authenticated POSTs refuse cross-site callers: a browser names the calling
+/// page in `Origin` (and `Sec-Fetch-Site`); scripts that send neither are not browsers.
+fn same_origin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
+    if req
+        .headers()
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"cross-site")
+    {
+        return Err(ApiError::CrossSite("cross-site requests are refused"));
+    }
+    let Some(origin) = req.headers().get(header::ORIGIN) else {
+        return Ok(());
+    };
+    let origin = origin.to_str().unwrap_or_default();
+    let host = req.connection_info().host().to_owned();
+    let from_us = origin == state.settings.public_url
+        || origin
+            .split_once("://")
+            .is_some_and(|(scheme, authority)| matches!(scheme, "http" | "https") && authority == host);
+    if from_us {
+        Ok(())
+    } else {
+        Err(ApiError::CrossSite("cross-origin requests are refused"))
+    }
+}
+
+fn refresh_cookie(req: &HttpRequest) -> Option<String> {
+    req.cookie(cookies::REFRESH).map(|c| c.value().to_owned())
+}
+
+pub async fn refresh(req: HttpRequest, state: Data<AppState>, client: Client) -> Result<HttpResponse, ApiError> {
+    same_origin(&req, &state)?;
+    match flows::refresh(&state, refresh_cookie(&req).as_deref(), &client).await {
+        Ok(signed_in) => Ok(token_response(&state, &signed_in)),
+        Err(ApiError::InvalidRefreshToken) => {
+            let mut response = actix_web::ResponseError::error_response(&ApiError::InvalidRefreshToken);
+            let _ = response.add_cookie(&cookies::clear_refresh(state.settings.secure_cookies));
+            Ok(response)
+        }
+        Err(other) => Err(other),
+    }
+}
+
+pub async fn logout(req: HttpRequest, state: Data<AppState>, client: Client) -> Result<HttpResponse, ApiError> {
+    same_origin(&req, &state)?;
+    flows::sign_out(&state, refresh_cookie(&req).as_deref(), &client).await?;
+    let secure = state.settings.secure_cookies;
+    Ok(no_store(HttpResponse::NoContent())
+        .cookie(cookies::clear_refresh(secure))
+        .cookie(cookies::clear_access(secure))
+        .finish())
+}
+
+#[derive(Deserialize)]
+pub struct Next {
+    next: Option<String>,
+}
+
+/// Pages send a visitor without a valid access cookie here: rotate the refresh cookie
+/// and go back, or go to the sign-in form when that is not possible.
+pub async fn renew(
+    req: HttpRequest,
+    state: Data<AppState>,
+    query: web::Query<Next>,
+    client: Client,
+) -> Result<HttpResponse, ApiError> {
+    let next = next_path::local_or_default(query.next.as_deref());
+    let secure = state.settings.secure_cookies;
+    match flows::refresh(&state, refresh_cookie(&req).as_deref(), &client).await {
+        Ok(signed_in) => Ok(no_store(HttpResponse::SeeOther())
+            .insert_header((header::LOCATION, next))
+            .cookie(cookies::access(&signed_in.access.token, signed_in.access.expires_in, secure))
+            .cookie(cookies::refresh(
+                signed_in.refresh.expose(),
+                signed_in.refresh_expires_in,
+                secure,
+            ))
+            .finish()),
+        Err(ApiError::InvalidRefreshToken) => Ok(no_store(HttpResponse::SeeOther())
+            .insert_header((header::LOCATION, next_path::login_url(&next)))
+            .cookie(cookies::clear_refresh(secure))
+            .cookie(cookies::clear_access(secure))
+            .finish()),
+        Err(other) => Err(other),
+    }
+}

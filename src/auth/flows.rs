@@ -1,0 +1,196 @@
+//! The sign-in, refresh and sign-out flows shared by the JSON API and the pages.
+
+use actix_web::web::Data;
+
+use crate::clock::{self, Millis, SECOND};
+use crate::db::Conn;
+use crate::domain::{Password, SessionId, UserId, Username};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::sessions::{self, Client, Rotation};
+use crate::store::{lockout, users, Actor, StoreError};
+use crate::tokens::access::Issued;
+use crate::tokens::refresh::RefreshToken;
+
+/// A new or refreshed sign-in: what the client is given.
+pub struct SignedIn {
+    pub access: Issued,
+    pub refresh: RefreshToken,
+    pub refresh_expires_in: i64,
+    pub session_id: SessionId,
+    pub user_id: UserId,
+}
+
+fn actor_of(client: &Client, user_id: Option<i64>) -> Actor {
+    Actor {
+        user_id,
+        ip: Some(client.ip.clone()),
+        user_agent: Some(client.user_agent.clone()),
+    }
+}
+
+fn seconds_until(at: Millis, now: Millis) -> i64 {
+    ((at - now) + SECOND - 1).div_euclid(SECOND).max(0)
+}
+
+/// Checks the password, applies the lockout, starts a session. Unknown users, disabled
+/// users and wrong passwords all cost one argon2 verification and give the same error.
+pub async fn sign_in(state: &Data<AppState>, username: &str, password: &str, client: &Client) -> Result<SignedIn, ApiError> {
+    let now = clock::now();
+    let parsed = Username::parse(username).ok();
+    // The lockout key: the canonical name, or a bounded fold of whatever was typed.
+    let key: String = match &parsed {
+        Some(name) => name.as_str().to_owned(),
+        None => username.to_lowercase().chars().take(Username::MAX_LEN).collect(),
+    };
+    let ip = client.ip.clone();
+    let lookup_key = key.clone();
+    let (locked, user) = state
+        .db
+        .run(move |conn| {
+            let locked = lockout::locked_until(conn, now, &lookup_key, &ip)?;
+            let user = match (&parsed, locked) {
+                (Some(name), None) => users::find_by_name(conn, name)?,
+                _ => None,
+            };
+            Ok((locked, user))
+        })
+        .await?;
+    if let Some(until) = locked {
+        return Err(ApiError::TooManyAttempts(seconds_until(until, now)));
+    }
+
+    let well_formed = Password::parse(password.to_owned()).is_ok();
+    let candidate = user.as_ref().filter(|u| !u.disabled).map(|u| u.password_hash.as_str());
+    let verified = state.hasher.verify(password, candidate).await && well_formed;
+    let known_id = user.as_ref().map(|u| u.id);
+    let Some(user) = user.filter(|_| verified) else {
+        let actor = actor_of(client, None);
+        let user_id = known_id;
+        let policy = lockout::Policy {
+            max_failures: state.settings.login_max_failures.min(i32::MAX as u32) as i32,
+            window: state.settings.login_lockout * SECOND,
+        };
+        let locked = state
+            .db
+            .run(move |conn| lockout::record_failure(conn, now, &key, user_id, &actor, policy))
+            .await?;
+        if locked.is_some() {
+            tracing::warn!(ip = %client.ip, "sign-in locked out after repeated failures");
+        }
+        return Err(ApiError::InvalidCredentials);
+    };
+
+    let refresh = RefreshToken::generate();
+    let hash = refresh.hash();
+    let life = state.lifetimes();
+    let start_client = client.clone();
+    let start_user = user.clone();
+    let session = state
+        .db
+        .run(move |conn| {
+            lockout::clear(conn, &key, &start_client.ip)?;
+            sessions::start(conn, now, &start_user, &start_client, &hash, life)
+        })
+        .await?;
+    tracing::info!(user = %user.username, session = session.id, ip = %client.ip, "signed in");
+    let access = state
+        .tokens
+        .issue(UserId(user.id), &user.username, user.role(), SessionId(session.id))
+        .map_err(|_| ApiError::Internal)?;
+    Ok(SignedIn {
+        access,
+        refresh,
+        refresh_expires_in: seconds_until(session.expires_at, now),
+        session_id: SessionId(session.id),
+        user_id: UserId(user.id),
+    })
+}
+
+/// Exchanges a refresh token for a new pair. A reused token (after the grace) revokes
+/// its session; every refusal is `InvalidRefreshToken`.
+pub async fn refresh(state: &Data<AppState>, presented: Option<&str>, client: &Client) -> Result<SignedIn, ApiError> {
+    let presented = presented
+        .and_then(RefreshToken::parse)
+        .ok_or(ApiError::InvalidRefreshToken)?;
+    let now = clock::now();
+    let next = RefreshToken::generate();
+    let (old_hash, new_hash) = (presented.hash(), next.hash());
+    let life = state.lifetimes();
+    let rotation_client = client.clone();
+    let rotation = state
+        .db
+        .run(move |conn| sessions::rotate(conn, now, &old_hash, &new_hash, &rotation_client, life))
+        .await?;
+    match rotation {
+        Rotation::Rotated {
+            session,
+            user,
+            expires_at,
+        } => {
+            let access = state
+                .tokens
+                .issue(UserId(user.id), &user.username, user.role(), SessionId(session.id))
+                .map_err(|_| ApiError::Internal)?;
+            Ok(SignedIn {
+                access,
+                refresh: next,
+                refresh_expires_in: seconds_until(expires_at, now),
+                session_id: SessionId(session.id),
+                user_id: UserId(user.id),
+            })
+        }
+        Rotation::Refused => Err(ApiError::InvalidRefreshToken),
+        Rotation::ReuseDetected { session_id } => {
+            state.revoked.insert(SessionId(session_id), now);
+            tracing::warn!(session = session_id, ip = %client.ip, "refresh token reused: session revoked");
+            Err(ApiError::InvalidRefreshToken)
+        }
+    }
+}
+
+/// Revokes the session a refresh token belongs to. Unknown tokens are ignored.
+pub async fn sign_out(state: &Data<AppState>, presented: Option<&str>, client: &Client) -> Result<(), ApiError> {
+    let Some(token) = presented.and_then(RefreshToken::parse) else {
+        return Ok(());
+    };
+    let hash = token.hash();
+    let client = client.clone();
+    revoking(state, move |conn, now| {
+        if let Some(session) = sessions::find_by_token(conn, &hash)? {
+            let actor = actor_of(&client, Some(session.user_id));
+            sessions::revoke(conn, now, session.id, None, "signed_out", &actor)?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+/// Runs a change that may revoke sessions, then brings this instance's revocation set
+/// up to date before answering, so the revoked access tokens stop working at once.
+pub async fn revoking<T, F>(state: &Data<AppState>, change: F) -> Result<T, ApiError>
+where
+    F: FnOnce(&mut Conn, Millis) -> Result<T, StoreError> + Send + 'static,
+    T: Send + 'static,
+{
+    let state2 = state.clone();
+    Ok(state
+        .db
+        .run(move |conn| {
+            let now = clock::now();
+            let result = change(conn, now)?;
+            state2.revoked.sync(conn, now)?;
+            Ok(result)
+        })
+        .await?)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn retry_after_rounds_up_to_whole_seconds() {
+        assert_eq!(super::seconds_until(10_001, 0), 11);
+        assert_eq!(super::seconds_until(10_000, 0), 10);
+        assert_eq!(super::seconds_until(0, 5), 0);
+    }
+}

@@ -1,0 +1,107 @@
+//! The guard: an extractor that accepts a request only with a valid access token of a
+//! live session and the role the handler names in its type (`Auth<AnyRole>`, `Auth<Admin>`).
+
+use std::future::{ready, Ready};
+use std::marker::PhantomData;
+
+use actix_web::dev::Payload;
+use actix_web::http::header;
+use actix_web::web::Data;
+use actix_web::{FromRequest, HttpRequest};
+
+use crate::cookies;
+use crate::domain::{Role, SessionId, UserId};
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::tokens::access::TokenError;
+
+/// Who is calling, as their access token says.
+#[derive(Debug, Clone)]
+pub struct Identity {
+    pub user_id: UserId,
+    pub session_id: SessionId,
+    pub username: String,
+    pub role: Role,
+}
+
+pub trait RoleRequirement {
+    fn allows(role: Role) -> bool;
+}
+
+/// Any signed-in user.
+pub struct AnyRole;
+/// Admins only.
+pub struct Admin;
+
+impl RoleRequirement for AnyRole {
+    fn allows(_: Role) -> bool {
+        true
+    }
+}
+
+impl RoleRequirement for Admin {
+    fn allows(role: Role) -> bool {
+        role == Role::Admin
+    }
+}
+
+/// A signed-in caller who meets `R`.
+pub struct Auth<R: RoleRequirement = AnyRole> {
+    pub identity: Identity,
+    _role: PhantomData<R>,
+}
+
+impl<R: RoleRequirement> std::ops::Deref for Auth<R> {
+    type Target = Identity;
+    fn deref(&self) -> &Identity {
+        &self.identity
+    }
+}
+
+/// The access token of a request: `Authorization: Bearer …`, else the `lk_access` cookie.
+fn presented_token(req: &HttpRequest) -> Option<String> {
+    if let Some(value) = req.headers().get(header::AUTHORIZATION) {
+        let value = value.to_str().unwrap_or_default();
+        let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
+        // A non-Bearer scheme or an empty credential counts as a malformed token.
+        return Some(if scheme.eq_ignore_ascii_case("bearer") { token.trim() } else { "" }.to_owned());
+    }
+    req.cookie(cookies::ACCESS).map(|c| c.value().to_owned())
+}
+
+/// Verifies the request's access token and the liveness of its session.
+pub fn authenticate(req: &HttpRequest) -> Result<Identity, ApiError> {
+    let state = req.app_data::<Data<AppState>>().ok_or(ApiError::Internal)?;
+    let token = presented_token(req).ok_or(ApiError::MissingToken)?;
+    let verified = state.tokens.verify(&token).map_err(|e| match e {
+        TokenError::Expired => ApiError::TokenExpired,
+        TokenError::Invalid | TokenError::NoSigningKey => ApiError::InvalidToken,
+    })?;
+    if state.revoked.contains(verified.session_id) {
+        return Err(ApiError::SessionRevoked);
+    }
+    Ok(Identity {
+        user_id: verified.user_id,
+        session_id: verified.session_id,
+        username: verified.username,
+        role: verified.role,
+    })
+}
+
+impl<R: RoleRequirement> FromRequest for Auth<R> {
+    type Error = ApiError;
+    type Future = Ready<Result<Self, ApiError>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        ready(authenticate(req).and_then(|identity| {
+            if R::allows(identity.role) {
+                Ok(Auth {
+                    identity,
+                    _role: PhantomData,
+                })
+            } else {
+                Err(ApiError::Forbidden)
+            }
+        }))
+    }
+}

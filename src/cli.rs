@@ -1,0 +1,417 @@
+//! The command line: `serve`, `user …`, `sessions …`, `keys …`, `audit …`.
+//! Every command opens the database (applying migrations) and prints one line on
+//! stderr with a non-zero exit when it fails.
+
+use std::io::{BufRead, IsTerminal};
+use std::net::ToSocketAddrs;
+use std::process::ExitCode;
+
+use anyhow::{anyhow, bail, Context};
+use clap::{Parser, Subcommand};
+
+use crate::clock::{self, rfc3339};
+use crate::config::{ServeArgs, Settings};
+use crate::db::{self, Db};
+use crate::domain::{Password, Role, SessionId, Username};
+use crate::passwords;
+use crate::startup::Application;
+use crate::store::{audit, keys, sessions, users, Actor, StoreError};
+use crate::tokens::keys::generate_ed25519;
+
+#[derive(Parser)]
+#[command(name = "latchkey", version, about = "Self-hosted sign-in service")]
+struct Cli {
+    /// SQLite database file (created and migrated if needed).
+    #[arg(long, global = true, env = "DATABASE_URL", default_value = "latchkey.db")]
+    database: String,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the web service.
+    Serve(ServeArgs),
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// List and revoke sessions.
+    #[command(subcommand)]
+    Sessions(SessionsCommand),
+    /// List and rotate signing keys.
+    #[command(subcommand)]
+    Keys(KeysCommand),
+    /// Read the audit log.
+    #[command(subcommand)]
+    Audit(AuditCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Create a user.
+    Add {
+        name: String,
+        #[arg(long, default_value = "user")]
+        role: String,
+        /// Read the password as one line from standard input.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List,
+    /// Change a user's role.
+    SetRole { name: String, role: String },
+    /// Disable a user and revoke their sessions.
+    Disable { name: String },
+    /// Enable a disabled user.
+    Enable { name: String },
+    /// Set a user's password and revoke their sessions.
+    Passwd {
+        name: String,
+        #[arg(long)]
+        password_stdin: bool,
+    },
+}
+
+#[derive(Subcommand)]
+enum SessionsCommand {
+    /// List active sessions.
+    List {
+        #[arg(long)]
+        user: Option<String>,
+    },
+    /// Revoke one session by id, or every session of a user.
+    Revoke {
+        #[arg(required_unless_present = "user", conflicts_with = "user")]
+        id: Option<String>,
+        #[arg(long)]
+        user: Option<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// List signing keys.
+    List,
+    /// Make a new active signing key; running servers switch within 10 seconds.
+    Rotate,
+}
+
+#[derive(Subcommand)]
+enum AuditCommand {
+    /// Newest events first.
+    List {
+        #[arg(long)]
+        user: Option<String>,
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
+}
+
+pub fn run() -> ExitCode {
+    let cli = Cli::parse();
+    match dispatch(cli) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            // One line: the message and its causes, joined.
+            let message = format!("{e:#}").replace('\n', " ");
+            eprintln!("latchkey: {message}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Serve(args) => serve(&cli.database, args),
+        Command::User(cmd) => user(&open(&cli.database)?, cmd),
+        Command::Sessions(cmd) => sessions_cmd(&open(&cli.database)?, cmd),
+        Command::Keys(cmd) => keys_cmd(&open(&cli.database)?, cmd),
+        Command::Audit(cmd) => audit_cmd(&open(&cli.database)?, cmd),
+    }
+}
+
+fn open(database: &str) -> anyhow::Result<Db> {
+    db::open(database, 2)
+}
+
+fn serve(database: &str, args: ServeArgs) -> anyhow::Result<()> {
+    let settings = Settings::from_args(&args).map_err(anyhow::Error::msg)?;
+    init_logging(&args.log_filter)?;
+    if args.demo && !is_loopback(&settings.bind)? {
+        bail!("--demo only binds to a loopback address (127.0.0.1, ::1, localhost), not {}", settings.bind);
+    }
+    let db = db::open(database, 16)?;
+    if args.demo {
+        create_demo_accounts(&db)?;
+    }
+    actix_web::rt::System::new().block_on(async move {
+        let app = Application::build(settings.clone(), db)?;
+        tracing::info!(
+            "latchkey listening on {} (port {}), issuer {}",
+            settings.bind,
+            app.port(),
+            settings.public_url
+        );
+        app.run().await.context("server failed")
+    })
+}
+
+fn init_logging(filter: &str) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(filter)
+        .map_err(|e| anyhow!("RUST_LOG: '{}' is not a log filter: {e}", filter.escape_debug()))?;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
+        .try_init()
+        .map_err(|e| anyhow!("cannot set up logging: {e}"))
+}
+
+fn is_loopback(bind: &str) -> anyhow::Result<bool> {
+    let addrs: Vec<_> = bind
+        .to_socket_addrs()
+        .with_context(|| format!("LATCHKEY_BIND: '{bind}' is not an address"))?
+        .collect();
+    Ok(!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()))
+}
+
+fn create_demo_accounts(db: &Db) -> anyhow::Result<()> {
+    let mut conn = db.conn()?;
+    for (name, role) in [("admin", Role::Admin), ("alice", Role::User)] {
+        let username = Username::parse(name).map_err(anyhow::Error::msg)?;
+        if users::find_by_name(&mut conn, &username)?.is_some() {
+            println!("demo account {name} exists; its password is unchanged");
+            continue;
+        }
+        let password = crate::tokens::random_b64(15);
+        let hash = passwords::hash_blocking(&Password::parse(password.clone()).map_err(anyhow::Error::msg)?)?;
+        users::create(&mut conn, clock::now(), &username, &hash, role, &Actor::cli())?;
+        println!("demo account created: {name} / {password} (role {role})");
+    }
+    Ok(())
+}
+
+fn find_user(conn: &mut db::Conn, raw: &str) -> anyhow::Result<users::UserRow> {
+    let name = Username::parse(raw).map_err(|e| anyhow!("'{raw}': {e}"))?;
+    users::find_by_name(conn, &name)?.ok_or_else(|| anyhow!("no user named '{name}'"))
+}
+
+fn read_password(from_stdin: bool) -> anyhow::Result<Password> {
+    let raw = if from_stdin {
+        let mut line = String::new();
+        let read = std::io::stdin().lock().read_line(&mut line).context("cannot read standard input")?;
+        if read == 0 {
+            bail!("no password on standard input");
+        }
+        if line.ends_with('\n') {
+            line.pop();
+            if line.ends_with('\r') {
+                line.pop();
+            }
+        }
+        line
+    } else {
+        if !std::io::stdin().is_terminal() {
+            bail!("no terminal to ask for the password on: pipe it in with --password-stdin");
+        }
+        let first = rpassword::prompt_password("Password: ").context("cannot read the password")?;
+        let again = rpassword::prompt_password("Password again: ").context("cannot read the password")?;
+        if first != again {
+            bail!("the two passwords differ");
+        }
+        first
+    };
+    Password::parse(raw).map_err(anyhow::Error::msg)
+}
+
+fn user(db: &Db, cmd: UserCommand) -> anyhow::Result<()> {
+    let mut conn = db.conn()?;
+    let conn = &mut *conn;
+    let actor = Actor::cli();
+    let now = clock::now();
+    match cmd {
+        UserCommand::Add {
+            name,
+            role,
+            password_stdin,
+        } => {
+            let username = Username::parse(&name).map_err(|e| anyhow!("'{name}': {e}"))?;
+            let role: Role = role.parse().map_err(anyhow::Error::msg)?;
+            if users::find_by_name(conn, &username)?.is_some() {
+                bail!("the user '{username}' already exists");
+            }
+            let hash = passwords::hash_blocking(&read_password(password_stdin)?)?;
+            let row = users::create(conn, now, &username, &hash, role, &actor).map_err(store_error)?;
+            println!("created user {} (id {}, role {})", row.username, row.id, role);
+        }
+        UserCommand::List => {
+            let rows = users::list(conn)?;
+            print_table(
+                &["ID", "USERNAME", "ROLE", "STATUS", "CREATED"],
+                rows.iter().map(|u| {
+                    vec![
+                        u.id.to_string(),
+                        u.username.clone(),
+                        u.role().to_string(),
+                        if u.disabled { "disabled" } else { "active" }.to_owned(),
+                        rfc3339(u.created_at),
+                    ]
+                }),
+            );
+        }
+        UserCommand::SetRole { name, role } => {
+            let role: Role = role.parse().map_err(anyhow::Error::msg)?;
+            let user = find_user(conn, &name)?;
+            users::set_role(conn, now, user.id, role, &actor)?;
+            if user.role() == Role::Admin && role != Role::Admin {
+                sessions::revoke_all_of_user(conn, now, user.id, None, "role_changed", &actor)?;
+            }
+            println!("{} is now {role}", user.username);
+        }
+        UserCommand::Disable { name } => {
+            let user = find_user(conn, &name)?;
+            users::set_disabled(conn, now, user.id, true, &actor)?;
+            println!("disabled {} and revoked their sessions", user.username);
+        }
+        UserCommand::Enable { name } => {
+            let user = find_user(conn, &name)?;
+            users::set_disabled(conn, now, user.id, false, &actor)?;
+            println!("enabled {}", user.username);
+        }
+        UserCommand::Passwd { name, password_stdin } => {
+            let user = find_user(conn, &name)?;
+            let hash = passwords::hash_blocking(&read_password(password_stdin)?)?;
+            users::set_password(conn, now, user.id, &hash, None, &actor)?;
+            println!("changed the password of {} and revoked their sessions", user.username);
+        }
+    }
+    Ok(())
+}
+
+fn store_error(e: StoreError) -> anyhow::Error {
+    anyhow!("{e}")
+}
+
+fn sessions_cmd(db: &Db, cmd: SessionsCommand) -> anyhow::Result<()> {
+    let mut conn = db.conn()?;
+    let conn = &mut *conn;
+    let now = clock::now();
+    match cmd {
+        SessionsCommand::List { user } => {
+            let user_id = user.map(|u| find_user(conn, &u)).transpose()?.map(|u| u.id);
+            let rows = sessions::list_active(conn, now, user_id, None, i64::MAX)?;
+            print_table(
+                &["ID", "USER", "CREATED", "LAST USED", "EXPIRES", "IP", "USER AGENT"],
+                rows.iter().map(|r| {
+                    let s = &r.session;
+                    vec![
+                        s.id.to_string(),
+                        r.username.clone(),
+                        rfc3339(s.created_at),
+                        rfc3339(s.last_used_at),
+                        rfc3339(s.expires_at),
+                        s.ip.clone(),
+                        s.user_agent.chars().take(60).collect(),
+                    ]
+                }),
+            );
+        }
+        SessionsCommand::Revoke { id, user } => {
+            if let Some(user) = user {
+                let user = find_user(conn, &user)?;
+                let n = sessions::revoke_all_of_user(conn, now, user.id, None, "revoked_by_admin", &Actor::cli())?;
+                println!("revoked {n} session(s) of {}", user.username);
+            } else if let Some(id) = id {
+                let id: SessionId = id.parse().map_err(anyhow::Error::msg)?;
+                sessions::revoke(conn, now, id.0, None, "revoked_by_admin", &Actor::cli()).map_err(|e| match e {
+                    StoreError::NotFound => anyhow!("no session with id {id}"),
+                    other => store_error(other),
+                })?;
+                println!("revoked session {id}");
+            }
+        }
+    }
+    Ok(())
+}
+
+fn keys_cmd(db: &Db, cmd: KeysCommand) -> anyhow::Result<()> {
+    let mut conn = db.conn()?;
+    let conn = &mut *conn;
+    match cmd {
+        KeysCommand::List => {
+            let rows = keys::list(conn)?;
+            print_table(
+                &["KID", "ALG", "CREATED", "STATUS"],
+                rows.iter().map(|k| {
+                    vec![
+                        k.kid.clone(),
+                        k.algorithm.clone(),
+                        rfc3339(k.created_at),
+                        match k.retired_at {
+                            None => "active".to_owned(),
+                            Some(at) => format!("retired {}", rfc3339(at)),
+                        },
+                    ]
+                }),
+            );
+        }
+        KeysCommand::Rotate => {
+            let now = clock::now();
+            let key = generate_ed25519(now)?;
+            keys::insert_active(conn, now, &key, true, &Actor::cli())?;
+            println!("new active signing key {}", key.kid);
+        }
+    }
+    Ok(())
+}
+
+fn audit_cmd(db: &Db, cmd: AuditCommand) -> anyhow::Result<()> {
+    let mut conn = db.conn()?;
+    let AuditCommand::List { user, limit } = cmd;
+    let user = user
+        .map(|u| Username::parse(&u).map_err(|e| anyhow!("'{u}': {e}")))
+        .transpose()?;
+    let rows = audit::list(&mut conn, user.as_ref().map(Username::as_str), None, limit.clamp(1, 10_000))?;
+    print_table(
+        &["ID", "AT", "EVENT", "USER", "SESSION", "IP", "DETAIL"],
+        rows.iter().map(|e| {
+            vec![
+                e.id.to_string(),
+                rfc3339(e.at),
+                e.kind.clone(),
+                e.subject_username.clone().unwrap_or_default(),
+                e.session_id.map(|s| s.to_string()).unwrap_or_default(),
+                e.ip.clone().unwrap_or_default(),
+                e.detail.clone().unwrap_or_default(),
+            ]
+        }),
+    );
+    Ok(())
+}
+
+/// Left-aligned columns separated by two spaces, with a header row.
+fn print_table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) {
+    let rows: Vec<Vec<String>> = rows.collect();
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let mut out = String::new();
+        for (i, (cell, w)) in cells.iter().zip(&widths).enumerate() {
+            if i + 1 == cells.len() {
+                out.push_str(cell);
+            } else {
+                out.push_str(&format!("{cell:<w$}  "));
+            }
+        }
+        println!("{}", out.trim_end());
+    };
+    line(header.iter().map(|h| h.to_string()).collect());
+    for row in rows {
+        line(row);
+    }
+}

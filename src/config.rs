@@ -1,0 +1,202 @@
+//! Runtime settings for `serve`, read from flags or their environment variables.
+//! Values arrive as strings and are checked here so that a bad one stops start-up
+//! with a message naming the variable.
+
+use std::net::IpAddr;
+
+use clap::Args;
+
+/// Every setting of `serve`; each flag also reads the environment variable SPEC names.
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    /// Address to listen on.
+    #[arg(long, env = "LATCHKEY_BIND", default_value = "127.0.0.1:8080")]
+    pub bind: String,
+    /// Create the demo accounts `admin` and `alice` (loopback binds only).
+    #[arg(long)]
+    pub demo: bool,
+    /// Public base URL: the token issuer; https turns on Secure cookies and HSTS.
+    #[arg(long, env = "LATCHKEY_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+    pub public_url: String,
+    /// Access-token lifetime (30s, 15m, 2h, 7d).
+    #[arg(long, env = "LATCHKEY_ACCESS_TTL", default_value = "15m")]
+    pub access_ttl: String,
+    /// Lifetime of each refresh token: the idle timeout of a session.
+    #[arg(long, env = "LATCHKEY_REFRESH_TTL", default_value = "7d")]
+    pub refresh_ttl: String,
+    /// Absolute lifetime of a session.
+    #[arg(long, env = "LATCHKEY_SESSION_MAX", default_value = "30d")]
+    pub session_max: String,
+    /// Window in which a just-rotated refresh token may be presented again.
+    #[arg(long, env = "LATCHKEY_REFRESH_REUSE_GRACE", default_value = "10s")]
+    pub refresh_reuse_grace: String,
+    /// Access-token signature algorithm: EdDSA or HS256.
+    #[arg(long, env = "LATCHKEY_JWT_ALG", default_value = "EdDSA")]
+    pub jwt_alg: String,
+    /// HS256 secret (at least 32 bytes); prefer the environment variable over the flag.
+    #[arg(long, env = "LATCHKEY_JWT_SECRET", hide_env_values = true)]
+    pub jwt_secret: Option<String>,
+    /// Failed sign-ins per (username, client IP) before a lockout.
+    #[arg(long, env = "LATCHKEY_LOGIN_MAX_FAILURES", default_value = "5")]
+    pub login_max_failures: String,
+    /// Lockout window.
+    #[arg(long, env = "LATCHKEY_LOGIN_LOCKOUT", default_value = "15m")]
+    pub login_lockout: String,
+    /// Comma-separated proxy IPs whose X-Forwarded-For is believed.
+    #[arg(long, env = "LATCHKEY_TRUSTED_PROXIES")]
+    pub trusted_proxies: Option<String>,
+    /// Log filter.
+    #[arg(long = "log", env = "RUST_LOG", default_value = "info")]
+    pub log_filter: String,
+}
+
+#[derive(Clone)]
+pub enum JwtAlg {
+    EdDsa,
+    Hs256 { secret: Vec<u8> },
+}
+
+impl std::fmt::Debug for JwtAlg {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            JwtAlg::EdDsa => f.write_str("EdDSA"),
+            JwtAlg::Hs256 { .. } => f.write_str("HS256(<secret>)"),
+        }
+    }
+}
+
+/// Checked settings. Durations are whole seconds.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    pub bind: String,
+    pub public_url: String,
+    pub secure_cookies: bool,
+    pub access_ttl: i64,
+    pub refresh_ttl: i64,
+    pub session_max: i64,
+    pub refresh_reuse_grace: i64,
+    pub jwt_alg: JwtAlg,
+    pub login_max_failures: u32,
+    pub login_lockout: i64,
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+impl Settings {
+    pub fn from_args(args: &ServeArgs) -> Result<Self, String> {
+        let public_url = args.public_url.trim_end_matches('/').to_owned();
+        let secure_cookies = if public_url.starts_with("https://") {
+            true
+        } else if public_url.starts_with("http://") {
+            false
+        } else {
+            return Err(format!(
+                "LATCHKEY_PUBLIC_URL: '{}' is not an http:// or https:// URL",
+                public_url.escape_debug()
+            ));
+        };
+        let jwt_alg = match args.jwt_alg.as_str() {
+            "EdDSA" => JwtAlg::EdDsa,
+            "HS256" => match &args.jwt_secret {
+                Some(secret) if secret.len() >= 32 => JwtAlg::Hs256 {
+                    secret: secret.as_bytes().to_vec(),
+                },
+                Some(_) => return Err("LATCHKEY_JWT_SECRET: must be at least 32 bytes".into()),
+                None => return Err("LATCHKEY_JWT_SECRET: required when LATCHKEY_JWT_ALG is HS256".into()),
+            },
+            other => {
+                return Err(format!(
+                    "LATCHKEY_JWT_ALG: '{}' is not EdDSA or HS256",
+                    other.escape_debug()
+                ))
+            }
+        };
+        let login_max_failures = args
+            .login_max_failures
+            .parse::<u32>()
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| {
+                format!(
+                    "LATCHKEY_LOGIN_MAX_FAILURES: '{}' is not a positive whole number",
+                    args.login_max_failures.escape_debug()
+                )
+            })?;
+        let trusted_proxies = match &args.trusted_proxies {
+            None => Vec::new(),
+            Some(list) => list
+                .split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(|s| {
+                    s.parse::<IpAddr>().map_err(|_| {
+                        format!("LATCHKEY_TRUSTED_PROXIES: '{}' is not an IP address", s.escape_debug())
+                    })
+                })
+                .collect::<Result<_, _>>()?,
+        };
+        let settings = Settings {
+            bind: args.bind.clone(),
+            public_url,
+            secure_cookies,
+            access_ttl: duration("LATCHKEY_ACCESS_TTL", &args.access_ttl)?,
+            refresh_ttl: duration("LATCHKEY_REFRESH_TTL", &args.refresh_ttl)?,
+            session_max: duration("LATCHKEY_SESSION_MAX", &args.session_max)?,
+            refresh_reuse_grace: duration("LATCHKEY_REFRESH_REUSE_GRACE", &args.refresh_reuse_grace)?,
+            jwt_alg,
+            login_max_failures,
+            login_lockout: duration("LATCHKEY_LOGIN_LOCKOUT", &args.login_lockout)?,
+            trusted_proxies,
+        };
+        if settings.refresh_reuse_grace >= settings.refresh_ttl {
+            return Err("LATCHKEY_REFRESH_REUSE_GRACE: must be shorter than LATCHKEY_REFRESH_TTL".into());
+        }
+        Ok(settings)
+    }
+}
+
+fn duration(var: &str, raw: &str) -> Result<i64, String> {
+    parse_duration(raw).ok_or_else(|| {
+        format!(
+            "{var}: '{}' is not a duration (use a whole number and s, m, h or d: 30s, 15m, 2h, 7d)",
+            raw.escape_debug()
+        )
+    })
+}
+
+/// `30s`, `15m`, `2h`, `7d` → seconds. Zero, signs, spaces and overflow are refused.
+pub fn parse_duration(raw: &str) -> Option<i64> {
+    let unit = raw.chars().last()?;
+    let digits = &raw[..raw.len() - unit.len_utf8()];
+    if digits.is_empty() || digits.len() > 9 || !digits.bytes().all(|b| b.is_ascii_digit()) {
+        return None;
+    }
+    let n: i64 = digits.parse().ok()?;
+    let scale = match unit {
+        's' => 1,
+        'm' => 60,
+        'h' => 3600,
+        'd' => 86_400,
+        _ => return None,
+    };
+    Some(n * scale).filter(|s| *s > 0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::parse_duration;
+
+    #[test]
+    fn durations_in_each_unit() {
+        assert_eq!(parse_duration("30s"), Some(30));
+        assert_eq!(parse_duration("15m"), Some(900));
+        assert_eq!(parse_duration("2h"), Some(7200));
+        assert_eq!(parse_duration("7d"), Some(604_800));
+    }
+
+    #[test]
+    fn malformed_durations_are_refused() {
+        for bad in ["", "s", "15", "0s", "-1m", "+1m", "1.5h", " 1m", "1m ", "1w", "1ms", "9999999999d", "1é"] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Validated values: raw strings stop at the edge of the program.
+
+mod ids;
+mod password;
+mod role;
+mod username;
+
+pub use ids::{SessionId, UserId};
+pub use password::Password;
+pub use role::Role;
+pub use username::Username;

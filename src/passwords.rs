@@ -1,0 +1,152 @@
+//! argon2id password hashing off the async workers, with bounded concurrency and memory.
+//!
+//! A permit is taken *before* work reaches the blocking pool, so a sign-in storm queues
+//! cheaply instead of allocating 19 MiB per request. Each permit owns one reusable block
+//! buffer: peak memory is `permits × 19 MiB` however many threads the pool has.
+
+use std::sync::{Arc, Mutex};
+
+use argon2::password_hash::phc::{PasswordHash, Salt};
+use argon2::password_hash::PasswordHasher as _;
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use subtle::ConstantTimeEq;
+use tokio::sync::Semaphore;
+
+use crate::domain::Password;
+
+/// SPEC's floor: m = 19456 KiB, t = 2, p = 1.
+fn params() -> Params {
+    Params::new(19_456, 2, 1, None).expect("static argon2 parameters are valid")
+}
+
+fn argon2_with(params: Params) -> Argon2<'static> {
+    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+}
+
+/// Hashes `password` into a PHC string with a fresh random salt.
+pub fn hash_blocking(password: &Password) -> anyhow::Result<String> {
+    let mut salt = [0u8; 16];
+    rand::fill(&mut salt);
+    let hash = argon2_with(params())
+        .hash_password_with_salt(password.expose().as_bytes(), &salt)
+        .map_err(|e| anyhow::anyhow!("cannot hash password: {e}"))?;
+    Ok(hash.to_string())
+}
+
+/// Verifies `password` against a PHC string using `blocks` as the argon2 memory.
+/// Any malformed hash verifies as false.
+fn verify_with(password: &[u8], phc: &str, blocks: &mut Vec<Block>) -> bool {
+    let Ok(parsed) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (parsed.salt.as_ref(), parsed.hash.as_ref()) else {
+        return false;
+    };
+    let Ok(params) = Params::try_from(&parsed) else {
+        return false;
+    };
+    if parsed.algorithm.as_str() != "argon2id" {
+        return false;
+    }
+    let needed = params.block_count();
+    if blocks.len() < needed {
+        blocks.resize(needed, Block::new());
+    }
+    let mut out = vec![0u8; expected.len()];
+    let salt: &Salt = salt;
+    if argon2_with(params)
+        .hash_password_into_with_memory(password, salt, &mut out, &mut blocks[..needed])
+        .is_err()
+    {
+        return false;
+    }
+    out.ct_eq(expected.as_bytes()).into()
+}
+
+/// The shared hasher: a semaphore and one block buffer per permit.
+#[derive(Clone)]
+pub struct Hasher {
+    permits: Arc<Semaphore>,
+    buffers: Arc<Mutex<Vec<Vec<Block>>>>,
+    dummy_hash: Arc<str>,
+}
+
+impl Hasher {
+    /// `concurrency` hashes may run at once (normally the number of CPUs).
+    pub fn new(concurrency: usize) -> anyhow::Result<Self> {
+        let concurrency = concurrency.max(1);
+        let mut random = [0u8; 24];
+        rand::fill(&mut random);
+        let dummy = Password::parse(base64_of(&random)).map_err(anyhow::Error::msg)?;
+        Ok(Hasher {
+            permits: Arc::new(Semaphore::new(concurrency)),
+            buffers: Arc::new(Mutex::new(vec![Vec::new(); concurrency])),
+            dummy_hash: hash_blocking(&dummy)?.into(),
+        })
+    }
+
+    /// Verifies against `phc`, or against a dummy hash when `phc` is `None` (unknown or
+    /// disabled user) so that both take the same time. The dummy never matches.
+    pub async fn verify(&self, password: &str, phc: Option<&str>) -> bool {
+        let is_real = phc.is_some();
+        let phc: Arc<str> = phc.map(Arc::from).unwrap_or_else(|| self.dummy_hash.clone());
+        let password = password.as_bytes().to_vec();
+        let ok = self
+            .run(move |blocks| verify_with(&password, &phc, blocks))
+            .await
+            .unwrap_or(false);
+        ok && is_real
+    }
+
+    /// Hashes a new password under the same concurrency bound.
+    pub async fn hash(&self, password: Password) -> anyhow::Result<String> {
+        self.run(move |_| hash_blocking(&password)).await?
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
+    ) -> anyhow::Result<T> {
+        let _permit = self.permits.acquire().await?;
+        let buffers = self.buffers.clone();
+        let result = actix_web::web::block(move || {
+            let mut blocks = buffers.lock().map(|mut b| b.pop().unwrap_or_default()).unwrap_or_default();
+            let result = work(&mut blocks);
+            if let Ok(mut pool) = buffers.lock() {
+                pool.push(blocks);
+            }
+            result
+        })
+        .await?;
+        Ok(result)
+    }
+}
+
+fn base64_of(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_hash_verifies_its_password_and_nothing_else() {
+        let password = Password::parse("correct horse battery".into()).unwrap();
+        let phc = hash_blocking(&password).unwrap();
+        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
+        let mut blocks = Vec::new();
+        assert!(verify_with(b"correct horse battery", &phc, &mut blocks));
+        assert!(!verify_with(b"correct horse batterx", &phc, &mut blocks));
+        assert!(!verify_with(b"correct horse battery", "not a hash", &mut blocks));
+    }
+
+    #[test]
+    fn our_hashes_verify_with_the_reference_verifier() {
+        use argon2::password_hash::PasswordVerifier as _;
+        let password = Password::parse("interoperable".into()).unwrap();
+        let phc = hash_blocking(&password).unwrap();
+        assert!(argon2_with(params()).verify_password(b"interoperable", phc.as_str()).is_ok());
+    }
+}

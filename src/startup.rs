@@ -1,0 +1,158 @@
+//! Wires the application: keys, state, background refreshers, middleware and routes.
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use actix_web::dev::Server;
+use actix_web::middleware::DefaultHeaders;
+use actix_web::web::{self, Data};
+use actix_web::{App, HttpServer};
+
+use crate::clock::{self, SECOND};
+use crate::config::{JwtAlg, Settings};
+use crate::db::Db;
+use crate::passwords::Hasher;
+use crate::revocation::RevokedSessions;
+use crate::state::AppState;
+use crate::store::{keys as key_store, Actor};
+use crate::tokens::access::{AccessTokens, LEEWAY_SECS};
+use crate::tokens::keys::{generate_ed25519, KeySet, Keys};
+use crate::{api, error, pages};
+
+/// The largest request body accepted anywhere.
+pub const BODY_LIMIT: usize = 16 * 1024;
+/// How often this instance looks for revocations made by other processes.
+const REVOCATION_POLL: Duration = Duration::from_millis(250);
+/// How often this instance reloads signing keys (SPEC: a rotation is used within 10 s).
+const KEY_POLL: Duration = Duration::from_secs(3);
+
+pub struct Application {
+    server: Server,
+    port: u16,
+}
+
+impl Application {
+    /// Binds `settings.bind` (port 0 picks a free port) and prepares the server.
+    pub fn build(settings: Settings, db: Db) -> anyhow::Result<Self> {
+        let listener =
+            TcpListener::bind(&settings.bind).map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind))?;
+        let port = listener.local_addr()?.port();
+        let state = Data::new(build_state(settings, db)?);
+        spawn_refreshers(state.clone());
+        let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let server = HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .app_data(web::JsonConfig::default().limit(BODY_LIMIT).error_handler(error::json_error))
+                .app_data(web::FormConfig::default().limit(BODY_LIMIT))
+                .app_data(web::PayloadConfig::default().limit(BODY_LIMIT))
+                .app_data(web::QueryConfig::default().error_handler(error::query_error))
+                .app_data(web::PathConfig::default().error_handler(error::path_error))
+                .wrap(security_headers(state.settings.secure_cookies))
+                .configure(api::configure)
+                .configure(pages::configure)
+        })
+        .workers(workers)
+        .shutdown_timeout(10)
+        .listen(listener)?
+        .run();
+        Ok(Application { server, port })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Serves until SIGINT/SIGTERM, then drains in-flight requests.
+    pub async fn run(self) -> std::io::Result<()> {
+        self.server.await
+    }
+}
+
+fn build_state(settings: Settings, db: Db) -> anyhow::Result<AppState> {
+    let keys = match &settings.jwt_alg {
+        JwtAlg::Hs256 { secret } => KeySet::hs256(secret),
+        JwtAlg::EdDsa => {
+            let mut conn = db.conn()?;
+            let now = clock::now();
+            let usable = key_store::usable(&mut conn, now)?;
+            if !usable.iter().any(|k| k.retired_at.is_none()) {
+                key_store::insert_active(&mut conn, now, &generate_ed25519(now)?, false, &Actor::default())?;
+            }
+            KeySet::eddsa(&key_store::usable(&mut conn, key_horizon(&settings, now))?)
+        }
+    };
+    let revoked = RevokedSessions::new(clock::now(), token_horizon(&settings));
+    revoked.sync(&mut *db.conn()?, clock::now())?;
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    Ok(AppState {
+        tokens: AccessTokens::new(Keys::new(keys), settings.public_url.clone(), settings.access_ttl),
+        hasher: Hasher::new(workers)?,
+        revoked,
+        db,
+        settings,
+    })
+}
+
+/// The longest an access token can outlive the moment its key retired or its session
+/// was revoked: its lifetime plus the verification leeway, plus a margin.
+fn token_horizon(settings: &Settings) -> i64 {
+    (settings.access_ttl + LEEWAY_SECS as i64 + 5) * SECOND
+}
+
+/// Keys retired before this moment can no longer have live tokens.
+fn key_horizon(settings: &Settings, now: i64) -> i64 {
+    now - token_horizon(settings)
+}
+
+/// Background tasks: the revocation set and (for EdDSA) the key set follow the database.
+fn spawn_refreshers(state: Data<AppState>) {
+    let revocations = state.clone();
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(REVOCATION_POLL);
+        loop {
+            tick.tick().await;
+            let s = revocations.clone();
+            let result = revocations.db.run(move |conn| s.revoked.sync(conn, clock::now())).await;
+            if let Err(e) = result {
+                tracing::warn!(error = %e, "cannot refresh the revocation set");
+            }
+        }
+    });
+    if matches!(state.settings.jwt_alg, JwtAlg::EdDsa) {
+        actix_web::rt::spawn(async move {
+            let mut tick = actix_web::rt::time::interval(KEY_POLL);
+            loop {
+                tick.tick().await;
+                let horizon = key_horizon(&state.settings, clock::now());
+                match state.db.run(move |conn| key_store::usable(conn, horizon)).await {
+                    Ok(rows) => {
+                        let current = state.tokens.keys.current();
+                        let fresh = KeySet::eddsa(&rows);
+                        let changed = fresh.signing.as_ref().map(|s| &s.0) != current.signing.as_ref().map(|s| &s.0)
+                            || fresh.jwks != current.jwks;
+                        if changed && fresh.signing.is_some() {
+                            tracing::info!(kid = ?fresh.signing.as_ref().map(|s| &s.0), "signing keys reloaded");
+                            state.tokens.keys.replace(fresh);
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot reload signing keys"),
+                }
+            }
+        });
+    }
+}
+
+fn security_headers(https: bool) -> DefaultHeaders {
+    let headers = DefaultHeaders::new()
+        .add(("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'"))
+        .add(("X-Content-Type-Options", "nosniff"))
+        .add(("Referrer-Policy", "same-origin"))
+        .add(("X-Frame-Options", "DENY"))
+        .add(("Cache-Control", "no-store"));
+    if https {
+        headers.add(("Strict-Transport-Security", "max-age=31536000; includeSubDomains"))
+    } else {
+        headers
+    }
+}

@@ -1,0 +1,26 @@
+//! What every handler can reach.
+
+use crate::config::Settings;
+use crate::db::Db;
+use crate::passwords::Hasher;
+use crate::revocation::RevokedSessions;
+use crate::store::sessions::Lifetimes;
+use crate::tokens::access::AccessTokens;
+
+pub struct AppState {
+    pub settings: Settings,
+    pub db: Db,
+    pub hasher: Hasher,
+    pub tokens: AccessTokens,
+    pub revoked: RevokedSessions,
+}
+
+impl AppState {
+    pub fn lifetimes(&self) -> Lifetimes {
+        Lifetimes {
+            refresh_ttl: self.settings.refresh_ttl * crate::clock::SECOND,
+            session_max: self.settings.session_max * crate::clock::SECOND,
+            reuse_grace: self.settings.refresh_reuse_grace * crate::clock::SECOND,
+        }
+    }
+}

@@ -1,0 +1,103 @@
+use diesel::prelude::*;
+
+use super::{Actor, StoreError};
+use crate::clock::Millis;
+use crate::db::Conn;
+use crate::schema::audit_events;
+
+/// What an audit event records. The strings are stable: they are stored and shown.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EventKind {
+    SignInSucceeded,
+    SignInFailed,
+    LockedOut,
+    RefreshReuse,
+    SessionRevoked,
+    UserCreated,
+    RoleChanged,
+    UserDisabled,
+    UserEnabled,
+    PasswordChanged,
+    KeyRotated,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::SignInSucceeded => "sign_in_succeeded",
+            EventKind::SignInFailed => "sign_in_failed",
+            EventKind::LockedOut => "locked_out",
+            EventKind::RefreshReuse => "refresh_token_reused",
+            EventKind::SessionRevoked => "session_revoked",
+            EventKind::UserCreated => "user_created",
+            EventKind::RoleChanged => "role_changed",
+            EventKind::UserDisabled => "user_disabled",
+            EventKind::UserEnabled => "user_enabled",
+            EventKind::PasswordChanged => "password_changed",
+            EventKind::KeyRotated => "key_rotated",
+        }
+    }
+}
+
+/// One event about to be written.
+pub struct Event<'a> {
+    pub kind: EventKind,
+    pub actor: &'a Actor,
+    pub subject_user_id: Option<i64>,
+    pub subject_username: Option<&'a str>,
+    pub session_id: Option<i64>,
+    pub detail: Option<String>,
+}
+
+pub fn record(conn: &mut Conn, at: Millis, event: Event<'_>) -> Result<(), StoreError> {
+    diesel::insert_into(audit_events::table)
+        .values((
+            audit_events::at.eq(at),
+            audit_events::kind.eq(event.kind.as_str()),
+            audit_events::actor_user_id.eq(event.actor.user_id),
+            audit_events::subject_user_id.eq(event.subject_user_id),
+            audit_events::subject_username.eq(event.subject_username),
+            audit_events::session_id.eq(event.session_id),
+            audit_events::ip.eq(event.actor.ip.as_deref()),
+            audit_events::user_agent.eq(event.actor.user_agent.as_deref()),
+            audit_events::detail.eq(event.detail),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = audit_events, check_for_backend(diesel::sqlite::Sqlite))]
+pub struct AuditRow {
+    pub id: i64,
+    pub at: Millis,
+    pub kind: String,
+    pub actor_user_id: Option<i64>,
+    pub subject_user_id: Option<i64>,
+    pub subject_username: Option<String>,
+    pub session_id: Option<i64>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub detail: Option<String>,
+}
+
+/// Newest first; `before` is the keyset cursor (an event id).
+pub fn list(
+    conn: &mut Conn,
+    subject_username: Option<&str>,
+    before: Option<i64>,
+    limit: i64,
+) -> Result<Vec<AuditRow>, StoreError> {
+    let mut query = audit_events::table
+        .select(AuditRow::as_select())
+        .order(audit_events::id.desc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(name) = subject_username {
+        query = query.filter(audit_events::subject_username.eq(name.to_owned()));
+    }
+    if let Some(before) = before {
+        query = query.filter(audit_events::id.lt(before));
+    }
+    Ok(query.load(conn)?)
+}

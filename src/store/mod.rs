@@ -1,0 +1,68 @@
+//! All SQL. Synchronous functions over a connection, called through `Db::run` from
+//! handlers or directly by the CLI. Each function that changes state and records an
+//! audit event does both in one transaction.
+
+pub mod audit;
+pub mod keys;
+pub mod lockout;
+pub mod sessions;
+pub mod users;
+
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+use crate::db::Conn;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("not found")]
+    NotFound,
+    #[error("{0}")]
+    Conflict(String),
+    #[error("the database is unavailable")]
+    Unavailable,
+    #[error("database error: {0}")]
+    Database(DieselError),
+}
+
+impl From<DieselError> for StoreError {
+    fn from(e: DieselError) -> Self {
+        match e {
+            DieselError::NotFound => StoreError::NotFound,
+            // SQLite's busy/locked after busy_timeout ran out: a capacity problem, not a bug.
+            DieselError::DatabaseError(DatabaseErrorKind::Unknown, ref info)
+                if info.message().contains("locked") || info.message().contains("busy") =>
+            {
+                StoreError::Unavailable
+            }
+            other => StoreError::Database(other),
+        }
+    }
+}
+
+/// A write transaction that takes the write lock up front (`BEGIN IMMEDIATE`), so two
+/// writers queue on `busy_timeout` instead of failing to upgrade a read lock.
+pub fn write_tx<T, F>(conn: &mut Conn, f: F) -> Result<T, StoreError>
+where
+    F: FnOnce(&mut Conn) -> Result<T, StoreError>,
+{
+    conn.immediate_transaction(f)
+}
+
+/// Who did something, from where: stored with every audit event.
+#[derive(Debug, Clone, Default)]
+pub struct Actor {
+    pub user_id: Option<i64>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+impl Actor {
+    /// The command line on this machine.
+    pub fn cli() -> Self {
+        Actor {
+            user_id: None,
+            ip: None,
+            user_agent: Some("latchkey-cli".into()),
+        }
+    }
+}

@@ -1,0 +1,356 @@
+//! Sessions and their refresh tokens. A session is one sign-in; each refresh token
+//! belongs to a session, and revoking the session stops every token of it.
+
+use diesel::prelude::*;
+
+use super::audit::{self, Event, EventKind};
+use super::users::UserRow;
+use super::{write_tx, Actor, StoreError};
+use crate::clock::Millis;
+use crate::db::Conn;
+use crate::schema::{refresh_tokens, sessions, users};
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = sessions, check_for_backend(diesel::sqlite::Sqlite))]
+pub struct SessionRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub created_at: Millis,
+    pub last_used_at: Millis,
+    pub expires_at: Millis,
+    pub absolute_expires_at: Millis,
+    pub ip: String,
+    pub user_agent: String,
+    pub revoked_at: Option<Millis>,
+    pub revoked_reason: Option<String>,
+}
+
+/// A session with its owner's name, as lists show it.
+#[derive(Debug, Clone)]
+pub struct SessionWithUser {
+    pub session: SessionRow,
+    pub username: String,
+}
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = refresh_tokens, check_for_backend(diesel::sqlite::Sqlite))]
+struct RefreshRow {
+    id: i64,
+    session_id: i64,
+    expires_at: Millis,
+    rotated_at: Option<Millis>,
+}
+
+/// Lifetimes that shape a session, in milliseconds.
+#[derive(Debug, Clone, Copy)]
+pub struct Lifetimes {
+    pub refresh_ttl: Millis,
+    pub session_max: Millis,
+    pub reuse_grace: Millis,
+}
+
+/// Where a request came from.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub ip: String,
+    pub user_agent: String,
+}
+
+/// Starts a session with its first refresh token and records the sign-in.
+pub fn start(
+    conn: &mut Conn,
+    now: Millis,
+    user: &UserRow,
+    client: &Client,
+    token_hash: &[u8],
+    life: Lifetimes,
+) -> Result<SessionRow, StoreError> {
+    let absolute = now + life.session_max;
+    let expires = (now + life.refresh_ttl).min(absolute);
+    write_tx(conn, |conn| {
+        let session = diesel::insert_into(sessions::table)
+            .values((
+                sessions::user_id.eq(user.id),
+                sessions::created_at.eq(now),
+                sessions::last_used_at.eq(now),
+                sessions::expires_at.eq(expires),
+                sessions::absolute_expires_at.eq(absolute),
+                sessions::ip.eq(&client.ip),
+                sessions::user_agent.eq(&client.user_agent),
+            ))
+            .returning(SessionRow::as_returning())
+            .get_result(conn)?;
+        insert_token(conn, session.id, token_hash, now, expires)?;
+        let actor = Actor {
+            user_id: Some(user.id),
+            ip: Some(client.ip.clone()),
+            user_agent: Some(client.user_agent.clone()),
+        };
+        audit::record(
+            conn,
+            now,
+            Event {
+                kind: EventKind::SignInSucceeded,
+                actor: &actor,
+                subject_user_id: Some(user.id),
+                subject_username: Some(&user.username),
+                session_id: Some(session.id),
+                detail: None,
+            },
+        )?;
+        Ok(session)
+    })
+}
+
+fn insert_token(conn: &mut Conn, session_id: i64, hash: &[u8], now: Millis, expires: Millis) -> Result<(), StoreError> {
+    diesel::insert_into(refresh_tokens::table)
+        .values((
+            refresh_tokens::session_id.eq(session_id),
+            refresh_tokens::token_hash.eq(hash),
+            refresh_tokens::created_at.eq(now),
+            refresh_tokens::expires_at.eq(expires),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// What presenting a refresh token led to.
+#[derive(Debug)]
+pub enum Rotation {
+    /// A new token (`new_hash`) now belongs to the session; it expires at `expires_at`.
+    Rotated {
+        session: SessionRow,
+        user: UserRow,
+        expires_at: Millis,
+    },
+    /// Unknown, expired, or its session is revoked, expired or its user disabled.
+    Refused,
+    /// An already-rotated token came back after the grace: the session is now revoked.
+    ReuseDetected { session_id: i64 },
+}
+
+/// Exchanges the token hashed as `presented` for the one hashed as `new_hash`, in one
+/// write transaction. A token rotated less than `reuse_grace` ago may be exchanged again
+/// (racing tabs); each such exchange mints a fresh token, so nothing plaintext is kept.
+pub fn rotate(
+    conn: &mut Conn,
+    now: Millis,
+    presented: &[u8],
+    new_hash: &[u8],
+    client: &Client,
+    life: Lifetimes,
+) -> Result<Rotation, StoreError> {
+    write_tx(conn, |conn| {
+        let Some(token) = refresh_tokens::table
+            .filter(refresh_tokens::token_hash.eq(presented))
+            .select(RefreshRow::as_select())
+            .first(conn)
+            .optional()?
+        else {
+            return Ok(Rotation::Refused);
+        };
+        let (session, user) = sessions::table
+            .inner_join(users::table)
+            .filter(sessions::id.eq(token.session_id))
+            .select((SessionRow::as_select(), UserRow::as_select()))
+            .first::<(SessionRow, UserRow)>(conn)?;
+        if session.revoked_at.is_some() || session.absolute_expires_at <= now || user.disabled {
+            return Ok(Rotation::Refused);
+        }
+        match token.rotated_at {
+            None if token.expires_at <= now => return Ok(Rotation::Refused),
+            None => {
+                diesel::update(refresh_tokens::table.find(token.id))
+                    .set(refresh_tokens::rotated_at.eq(now))
+                    .execute(conn)?;
+            }
+            Some(rotated) if now - rotated <= life.reuse_grace => {}
+            Some(_) => {
+                let actor = Actor {
+                    user_id: None,
+                    ip: Some(client.ip.clone()),
+                    user_agent: Some(client.user_agent.clone()),
+                };
+                audit::record(
+                    conn,
+                    now,
+                    Event {
+                        kind: EventKind::RefreshReuse,
+                        actor: &actor,
+                        subject_user_id: Some(user.id),
+                        subject_username: Some(&user.username),
+                        session_id: Some(session.id),
+                        detail: None,
+                    },
+                )?;
+                revoke_in_tx(conn, now, &session, &user.username, "refresh_token_reused", &actor)?;
+                return Ok(Rotation::ReuseDetected { session_id: session.id });
+            }
+        }
+        let expires_at = (now + life.refresh_ttl).min(session.absolute_expires_at);
+        insert_token(conn, session.id, new_hash, now, expires_at)?;
+        let session = diesel::update(sessions::table.find(session.id))
+            .set((
+                sessions::last_used_at.eq(now),
+                sessions::expires_at.eq(expires_at),
+                sessions::ip.eq(&client.ip),
+                sessions::user_agent.eq(&client.user_agent),
+            ))
+            .returning(SessionRow::as_returning())
+            .get_result(conn)?;
+        Ok(Rotation::Rotated {
+            session,
+            user,
+            expires_at,
+        })
+    })
+}
+
+/// The session a refresh token belongs to, if the token is known (used by sign-out).
+pub fn find_by_token(conn: &mut Conn, hash: &[u8]) -> Result<Option<SessionRow>, StoreError> {
+    Ok(refresh_tokens::table
+        .inner_join(sessions::table)
+        .filter(refresh_tokens::token_hash.eq(hash))
+        .select(SessionRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn find(conn: &mut Conn, id: i64) -> Result<SessionWithUser, StoreError> {
+    let (session, username) = sessions::table
+        .inner_join(users::table)
+        .filter(sessions::id.eq(id))
+        .select((SessionRow::as_select(), users::username))
+        .first::<(SessionRow, String)>(conn)?;
+    Ok(SessionWithUser { session, username })
+}
+
+/// Active sessions, newest first, `limit` at most, after the keyset cursor `before_id`.
+/// `user_id` narrows to one user.
+pub fn list_active(
+    conn: &mut Conn,
+    now: Millis,
+    user_id: Option<i64>,
+    before_id: Option<i64>,
+    limit: i64,
+) -> Result<Vec<SessionWithUser>, StoreError> {
+    let mut query = sessions::table
+        .inner_join(users::table)
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(now))
+        .select((SessionRow::as_select(), users::username))
+        .order(sessions::id.desc())
+        .limit(limit)
+        .into_boxed();
+    if let Some(user_id) = user_id {
+        query = query.filter(sessions::user_id.eq(user_id));
+    }
+    if let Some(before) = before_id {
+        query = query.filter(sessions::id.lt(before));
+    }
+    Ok(query
+        .load::<(SessionRow, String)>(conn)?
+        .into_iter()
+        .map(|(session, username)| SessionWithUser { session, username })
+        .collect())
+}
+
+/// Revokes session `id`; with `owner`, only if that user owns it (otherwise `NotFound`,
+/// so nobody learns that another user's session exists). Revoking twice is not an error.
+pub fn revoke(
+    conn: &mut Conn,
+    now: Millis,
+    id: i64,
+    owner: Option<i64>,
+    reason: &str,
+    actor: &Actor,
+) -> Result<SessionRow, StoreError> {
+    write_tx(conn, |conn| {
+        let found = find(conn, id)?;
+        if owner.is_some_and(|owner| owner != found.session.user_id) {
+            return Err(StoreError::NotFound);
+        }
+        revoke_in_tx(conn, now, &found.session, &found.username, reason, actor)?;
+        Ok(found.session)
+    })
+}
+
+fn revoke_in_tx(
+    conn: &mut Conn,
+    now: Millis,
+    session: &SessionRow,
+    username: &str,
+    reason: &str,
+    actor: &Actor,
+) -> Result<(), StoreError> {
+    let changed = diesel::update(sessions::table.find(session.id).filter(sessions::revoked_at.is_null()))
+        .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(reason)))
+        .execute(conn)?;
+    if changed > 0 {
+        audit::record(
+            conn,
+            now,
+            Event {
+                kind: EventKind::SessionRevoked,
+                actor,
+                subject_user_id: Some(session.user_id),
+                subject_username: Some(username),
+                session_id: Some(session.id),
+                detail: Some(reason.to_owned()),
+            },
+        )?;
+    }
+    Ok(())
+}
+
+/// Revokes every live session of a user but `except`; returns how many.
+pub fn revoke_all_of_user(
+    conn: &mut Conn,
+    now: Millis,
+    user_id: i64,
+    except: Option<i64>,
+    reason: &str,
+    actor: &Actor,
+) -> Result<usize, StoreError> {
+    write_tx(conn, |conn| revoke_all_of_user_in_tx(conn, now, user_id, except, reason, actor))
+}
+
+pub(super) fn revoke_all_of_user_in_tx(
+    conn: &mut Conn,
+    now: Millis,
+    user_id: i64,
+    except: Option<i64>,
+    reason: &str,
+    actor: &Actor,
+) -> Result<usize, StoreError> {
+    let live: Vec<(SessionRow, String)> = sessions::table
+        .inner_join(users::table)
+        .filter(sessions::user_id.eq(user_id))
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::id.ne(except.unwrap_or(0)))
+        .select((SessionRow::as_select(), users::username))
+        .load(conn)?;
+    for (session, username) in &live {
+        revoke_in_tx(conn, now, session, username, reason, actor)?;
+    }
+    Ok(live.len())
+}
+
+/// Sessions revoked at or after `since`, for the in-memory revocation set.
+pub fn revoked_since(conn: &mut Conn, since: Millis) -> Result<Vec<(i64, Millis)>, StoreError> {
+    let rows: Vec<(i64, Option<Millis>)> = sessions::table
+        .filter(sessions::revoked_at.ge(since))
+        .select((sessions::id, sessions::revoked_at))
+        .load(conn)?;
+    Ok(rows.into_iter().filter_map(|(id, at)| at.map(|at| (id, at))).collect())
+}
+
+/// Whether the session is revoked (a direct read, for callers that cannot use the set).
+pub fn is_revoked(conn: &mut Conn, id: i64) -> Result<bool, StoreError> {
+    let revoked: Option<Option<Millis>> = sessions::table
+        .find(id)
+        .select(sessions::revoked_at)
+        .first(conn)
+        .optional()?;
+    Ok(!matches!(revoked, Some(None)))
+}

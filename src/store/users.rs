@@ -1,0 +1,183 @@
+use diesel::prelude::*;
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+use super::audit::{self, Event, EventKind};
+use super::{sessions, write_tx, Actor, StoreError};
+use crate::clock::Millis;
+use crate::db::Conn;
+use crate::domain::{Role, Username};
+use crate::schema::users;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = users, check_for_backend(diesel::sqlite::Sqlite))]
+pub struct UserRow {
+    pub id: i64,
+    pub username: String,
+    pub password_hash: String,
+    pub role: String,
+    pub disabled: bool,
+    pub created_at: Millis,
+}
+
+impl UserRow {
+    /// The stored role; a value outside the CHECK constraint reads as the least privilege.
+    pub fn role(&self) -> Role {
+        self.role.parse().unwrap_or(Role::User)
+    }
+}
+
+pub fn find_by_name(conn: &mut Conn, name: &Username) -> Result<Option<UserRow>, StoreError> {
+    Ok(users::table
+        .filter(users::username.eq(name.as_str()))
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()?)
+}
+
+pub fn find_by_id(conn: &mut Conn, id: i64) -> Result<UserRow, StoreError> {
+    Ok(users::table.find(id).select(UserRow::as_select()).first(conn)?)
+}
+
+pub fn list(conn: &mut Conn) -> Result<Vec<UserRow>, StoreError> {
+    Ok(users::table
+        .select(UserRow::as_select())
+        .order(users::id.asc())
+        .load(conn)?)
+}
+
+pub fn create(
+    conn: &mut Conn,
+    now: Millis,
+    name: &Username,
+    password_hash: &str,
+    role: Role,
+    actor: &Actor,
+) -> Result<UserRow, StoreError> {
+    write_tx(conn, |conn| {
+        let row = diesel::insert_into(users::table)
+            .values((
+                users::username.eq(name.as_str()),
+                users::password_hash.eq(password_hash),
+                users::role.eq(role.as_str()),
+                users::disabled.eq(false),
+                users::created_at.eq(now),
+            ))
+            .returning(UserRow::as_returning())
+            .get_result(conn)
+            .map_err(|e| match e {
+                DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
+                    StoreError::Conflict(format!("the user '{name}' already exists"))
+                }
+                other => other.into(),
+            })?;
+        audit::record(
+            conn,
+            now,
+            Event {
+                kind: EventKind::UserCreated,
+                actor,
+                subject_user_id: Some(row.id),
+                subject_username: Some(&row.username),
+                session_id: None,
+                detail: Some(format!("role {role}")),
+            },
+        )?;
+        Ok(row)
+    })
+}
+
+pub fn set_role(conn: &mut Conn, now: Millis, id: i64, role: Role, actor: &Actor) -> Result<UserRow, StoreError> {
+    write_tx(conn, |conn| {
+        let before = find_by_id(conn, id)?;
+        let row = diesel::update(users::table.find(id))
+            .set(users::role.eq(role.as_str()))
+            .returning(UserRow::as_returning())
+            .get_result(conn)?;
+        if before.role != row.role {
+            audit::record(
+                conn,
+                now,
+                Event {
+                    kind: EventKind::RoleChanged,
+                    actor,
+                    subject_user_id: Some(id),
+                    subject_username: Some(&row.username),
+                    session_id: None,
+                    detail: Some(format!("{} -> {}", before.role, row.role)),
+                },
+            )?;
+        }
+        Ok(row)
+    })
+}
+
+/// Disabling revokes every session of the user; enabling does not bring them back.
+pub fn set_disabled(
+    conn: &mut Conn,
+    now: Millis,
+    id: i64,
+    disabled: bool,
+    actor: &Actor,
+) -> Result<UserRow, StoreError> {
+    write_tx(conn, |conn| {
+        let before = find_by_id(conn, id)?;
+        let row = diesel::update(users::table.find(id))
+            .set(users::disabled.eq(disabled))
+            .returning(UserRow::as_returning())
+            .get_result(conn)?;
+        if disabled {
+            sessions::revoke_all_of_user_in_tx(conn, now, id, None, "user_disabled", actor)?;
+        }
+        if before.disabled != disabled {
+            audit::record(
+                conn,
+                now,
+                Event {
+                    kind: if disabled {
+                        EventKind::UserDisabled
+                    } else {
+                        EventKind::UserEnabled
+                    },
+                    actor,
+                    subject_user_id: Some(id),
+                    subject_username: Some(&row.username),
+                    session_id: None,
+                    detail: None,
+                },
+            )?;
+        }
+        Ok(row)
+    })
+}
+
+/// Sets a new password hash and revokes the user's sessions except `keep` (the session
+/// that changed its own password, if any).
+pub fn set_password(
+    conn: &mut Conn,
+    now: Millis,
+    id: i64,
+    password_hash: &str,
+    keep: Option<i64>,
+    actor: &Actor,
+) -> Result<UserRow, StoreError> {
+    write_tx(conn, |conn| {
+        let row = diesel::update(users::table.find(id))
+            .set(users::password_hash.eq(password_hash))
+            .returning(UserRow::as_returning())
+            .get_result(conn)?;
+        sessions::revoke_all_of_user_in_tx(conn, now, id, keep, "password_changed", actor)?;
+        audit::record(
+            conn,
+            now,
+            Event {
+                kind: EventKind::PasswordChanged,
+                actor,
+                subject_user_id: Some(id),
+                subject_username: Some(&row.username),
+                session_id: None,
+                detail: None,
+            },
+        )?;
+        Ok(row)
+    })
+}

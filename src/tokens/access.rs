@@ -1,0 +1,243 @@
+//! Access tokens: JWTs with `typ: at+jwt`, verified with the algorithm pinned by
+//! configuration and a key chosen by `kid` among our own keys only.
+
+use jsonwebtoken::errors::ErrorKind;
+use jsonwebtoken::{decode, decode_header, encode, Header, Validation};
+use serde::{Deserialize, Serialize};
+
+use super::keys::{KeySet, Keys};
+use crate::domain::{Role, SessionId, UserId};
+
+pub const AUDIENCE: &str = "latchkey";
+pub const TYP: &str = "at+jwt";
+/// Clock skew tolerated on `exp` (SPEC: at most 5 s).
+pub const LEEWAY_SECS: u64 = 5;
+/// Longer tokens are refused before any parsing.
+const MAX_TOKEN_LEN: usize = 8 * 1024;
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Claims {
+    iss: String,
+    sub: String,
+    aud: String,
+    exp: i64,
+    iat: i64,
+    jti: String,
+    sid: String,
+    name: String,
+    role: String,
+}
+
+/// What a valid access token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub user_id: UserId,
+    pub session_id: SessionId,
+    pub username: String,
+    pub role: Role,
+    /// Expiry, Unix seconds.
+    pub exp: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum TokenError {
+    #[error("the access token is invalid")]
+    Invalid,
+    #[error("the access token has expired")]
+    Expired,
+    #[error("no signing key is available")]
+    NoSigningKey,
+}
+
+/// Issues and verifies access tokens for one issuer.
+pub struct AccessTokens {
+    pub keys: Keys,
+    issuer: String,
+    ttl_secs: i64,
+}
+
+/// A freshly issued access token.
+pub struct Issued {
+    pub token: String,
+    pub expires_in: i64,
+}
+
+impl AccessTokens {
+    pub fn new(keys: Keys, issuer: String, ttl_secs: i64) -> Self {
+        AccessTokens {
+            keys,
+            issuer,
+            ttl_secs,
+        }
+    }
+
+    pub fn ttl_secs(&self) -> i64 {
+        self.ttl_secs
+    }
+
+    pub fn issue(&self, user_id: UserId, username: &str, role: Role, session_id: SessionId) -> Result<Issued, TokenError> {
+        let keys = self.keys.current();
+        let (kid, key) = keys.signing.as_ref().ok_or(TokenError::NoSigningKey)?;
+        let mut header = Header::new(keys.algorithm);
+        header.typ = Some(TYP.into());
+        header.kid = Some(kid.clone());
+        let iat = crate::clock::now() / crate::clock::SECOND;
+        let claims = Claims {
+            iss: self.issuer.clone(),
+            sub: user_id.to_string(),
+            aud: AUDIENCE.into(),
+            exp: iat + self.ttl_secs,
+            iat,
+            jti: super::random_b64(16),
+            sid: session_id.to_string(),
+            name: username.to_owned(),
+            role: role.as_str().to_owned(),
+        };
+        let token = encode(&header, &claims, key).map_err(|e| {
+            tracing::error!(error = %e, "cannot sign an access token");
+            TokenError::NoSigningKey
+        })?;
+        Ok(Issued {
+            token,
+            expires_in: self.ttl_secs,
+        })
+    }
+
+    pub fn verify(&self, token: &str) -> Result<Verified, TokenError> {
+        verify_with(&self.keys.current(), &self.issuer, token)
+    }
+}
+
+fn verify_with(keys: &KeySet, issuer: &str, token: &str) -> Result<Verified, TokenError> {
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(TokenError::Invalid);
+    }
+    let header = decode_header(token).map_err(|_| TokenError::Invalid)?;
+    // The algorithm is ours, never the header's; `decode` checks it again.
+    if header.alg != keys.algorithm {
+        return Err(TokenError::Invalid);
+    }
+    let typ_ok = header
+        .typ
+        .as_deref()
+        .is_some_and(|t| t.eq_ignore_ascii_case(TYP) || t.eq_ignore_ascii_case("application/at+jwt"));
+    if !typ_ok {
+        return Err(TokenError::Invalid);
+    }
+    let key = header
+        .kid
+        .as_deref()
+        .and_then(|kid| keys.verifying_key(kid))
+        .ok_or(TokenError::Invalid)?;
+    let mut validation = Validation::new(keys.algorithm);
+    validation.leeway = LEEWAY_SECS;
+    validation.set_issuer(&[issuer]);
+    validation.set_audience(&[AUDIENCE]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    let data = decode::<Claims>(token, key, &validation).map_err(|e| match e.kind() {
+        ErrorKind::ExpiredSignature => TokenError::Expired,
+        _ => TokenError::Invalid,
+    })?;
+    let claims = data.claims;
+    Ok(Verified {
+        user_id: claims.sub.parse().map_err(|_| TokenError::Invalid)?,
+        session_id: claims.sid.parse().map_err(|_| TokenError::Invalid)?,
+        username: claims.name,
+        role: claims.role.parse().map_err(|_| TokenError::Invalid)?,
+        exp: claims.exp,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::tokens::keys::generate_ed25519;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    use base64::Engine as _;
+
+    fn eddsa(ttl: i64) -> AccessTokens {
+        let row = generate_ed25519(0).unwrap();
+        AccessTokens::new(Keys::new(KeySet::eddsa(&[row])), "http://issuer".into(), ttl)
+    }
+
+    fn issue(tokens: &AccessTokens) -> String {
+        tokens.issue(UserId(7), "alice", Role::User, SessionId(9)).unwrap().token
+    }
+
+    fn parts(token: &str) -> (serde_json::Value, serde_json::Value, String) {
+        let mut it = token.split('.');
+        let mut json = |s: &str| serde_json::from_slice(&URL_SAFE_NO_PAD.decode(s).unwrap()).unwrap();
+        let header = json(it.next().unwrap());
+        let claims = json(it.next().unwrap());
+        (header, claims, it.next().unwrap().to_owned())
+    }
+
+    fn forge(header: &serde_json::Value, claims: &serde_json::Value, sig: &str) -> String {
+        format!(
+            "{}.{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(claims.to_string()),
+            sig
+        )
+    }
+
+    #[test]
+    fn an_issued_token_verifies_with_its_claims() {
+        let tokens = eddsa(60);
+        let token = issue(&tokens);
+        let verified = tokens.verify(&token).unwrap();
+        assert_eq!((verified.user_id, verified.session_id), (UserId(7), SessionId(9)));
+        assert_eq!((verified.username.as_str(), verified.role), ("alice", Role::User));
+        let (header, claims, _) = parts(&token);
+        assert_eq!(header["typ"], "at+jwt");
+        assert_eq!(header["alg"], "EdDSA");
+        assert!(header["kid"].is_string());
+        for field in ["sub", "sid", "jti"] {
+            assert!(claims[field].is_string(), "{field} is a string");
+        }
+        assert_eq!(claims["aud"], "latchkey");
+        assert_eq!(claims["iss"], "http://issuer");
+    }
+
+    #[test]
+    fn tampered_claims_and_foreign_signatures_are_invalid() {
+        let tokens = eddsa(60);
+        let token = issue(&tokens);
+        let (header, mut claims, sig) = parts(&token);
+        claims["role"] = "admin".into();
+        assert_eq!(tokens.verify(&forge(&header, &claims, &sig)), Err(TokenError::Invalid));
+        let other = eddsa(60);
+        let foreign = issue(&other);
+        assert_eq!(tokens.verify(&foreign), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn alg_none_and_a_wrong_typ_are_invalid() {
+        let tokens = eddsa(60);
+        let (mut header, claims, sig) = parts(&issue(&tokens));
+        for none in ["none", "None", "NONE", "nOnE"] {
+            header["alg"] = none.into();
+            assert_eq!(tokens.verify(&forge(&header, &claims, "")), Err(TokenError::Invalid));
+        }
+        header["alg"] = "EdDSA".into();
+        header["typ"] = "JWT".into();
+        assert_eq!(tokens.verify(&forge(&header, &claims, &sig)), Err(TokenError::Invalid));
+    }
+
+    #[test]
+    fn an_expired_token_is_expired_after_the_leeway() {
+        let tokens = eddsa(-(LEEWAY_SECS as i64) - 2);
+        assert_eq!(tokens.verify(&issue(&tokens)), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn hs256_tokens_verify_only_with_the_same_secret() {
+        let secret = [7u8; 32];
+        let a = AccessTokens::new(Keys::new(KeySet::hs256(&secret)), "i".into(), 60);
+        let b = AccessTokens::new(Keys::new(KeySet::hs256(&[8u8; 32])), "i".into(), 60);
+        let token = issue(&a);
+        assert!(a.verify(&token).is_ok());
+        assert_eq!(b.verify(&token), Err(TokenError::Invalid));
+        assert_eq!(eddsa(60).verify(&token), Err(TokenError::Invalid));
+    }
+}
