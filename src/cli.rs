@@ -22,7 +22,12 @@ use crate::tokens::keys::generate_ed25519;
 #[command(name = "latchkey", version, about = "Self-hosted sign-in service")]
 struct Cli {
     /// SQLite database file (created and migrated if needed).
-    #[arg(long, global = true, env = "DATABASE_URL", default_value = "latchkey.db")]
+    #[arg(
+        long,
+        global = true,
+        env = "DATABASE_URL",
+        default_value = "latchkey.db"
+    )]
     database: String,
     #[command(subcommand)]
     command: Command,
@@ -31,7 +36,7 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the web service.
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
@@ -123,7 +128,7 @@ pub fn run() -> ExitCode {
 
 fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
-        Command::Serve(args) => serve(&cli.database, args),
+        Command::Serve(args) => serve(&cli.database, *args),
         Command::User(cmd) => user(&open(&cli.database)?, cmd),
         Command::Sessions(cmd) => sessions_cmd(&open(&cli.database)?, cmd),
         Command::Keys(cmd) => keys_cmd(&open(&cli.database)?, cmd),
@@ -139,7 +144,10 @@ fn serve(database: &str, args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::from_args(&args).map_err(anyhow::Error::msg)?;
     init_logging(&args.log_filter)?;
     if args.demo && !is_loopback(&settings.bind)? {
-        bail!("--demo only binds to a loopback address (127.0.0.1, ::1, localhost), not {}", settings.bind);
+        bail!(
+            "--demo only binds to a loopback address (127.0.0.1, ::1, localhost), not {}",
+            settings.bind
+        );
     }
     let db = db::open(database, 16)?;
     if args.demo {
@@ -158,8 +166,12 @@ fn serve(database: &str, args: ServeArgs) -> anyhow::Result<()> {
 }
 
 fn init_logging(filter: &str) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter)
-        .map_err(|e| anyhow!("RUST_LOG: '{}' is not a log filter: {e}", filter.escape_debug()))?;
+    let filter = tracing_subscriber::EnvFilter::try_new(filter).map_err(|e| {
+        anyhow!(
+            "RUST_LOG: '{}' is not a log filter: {e}",
+            filter.escape_debug()
+        )
+    })?;
     tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
@@ -185,8 +197,17 @@ fn create_demo_accounts(db: &Db) -> anyhow::Result<()> {
             continue;
         }
         let password = crate::tokens::random_b64(15);
-        let hash = passwords::hash_blocking(&Password::parse(password.clone()).map_err(anyhow::Error::msg)?)?;
-        users::create(&mut conn, clock::now(), &username, &hash, role, &Actor::cli())?;
+        let hash = passwords::hash_blocking(
+            &Password::parse(password.clone()).map_err(anyhow::Error::msg)?,
+        )?;
+        users::create(
+            &mut conn,
+            clock::now(),
+            &username,
+            &hash,
+            role,
+            &Actor::cli(),
+        )?;
         println!("demo account created: {name} / {password} (role {role})");
     }
     Ok(())
@@ -200,7 +221,10 @@ fn find_user(conn: &mut db::Conn, raw: &str) -> anyhow::Result<users::UserRow> {
 fn read_password(from_stdin: bool) -> anyhow::Result<Password> {
     let raw = if from_stdin {
         let mut line = String::new();
-        let read = std::io::stdin().lock().read_line(&mut line).context("cannot read standard input")?;
+        let read = std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("cannot read standard input")?;
         if read == 0 {
             bail!("no password on standard input");
         }
@@ -216,7 +240,8 @@ fn read_password(from_stdin: bool) -> anyhow::Result<Password> {
             bail!("no terminal to ask for the password on: pipe it in with --password-stdin");
         }
         let first = rpassword::prompt_password("Password: ").context("cannot read the password")?;
-        let again = rpassword::prompt_password("Password again: ").context("cannot read the password")?;
+        let again =
+            rpassword::prompt_password("Password again: ").context("cannot read the password")?;
         if first != again {
             bail!("the two passwords differ");
         }
@@ -242,8 +267,12 @@ fn user(db: &Db, cmd: UserCommand) -> anyhow::Result<()> {
                 bail!("the user '{username}' already exists");
             }
             let hash = passwords::hash_blocking(&read_password(password_stdin)?)?;
-            let row = users::create(conn, now, &username, &hash, role, &actor).map_err(store_error)?;
-            println!("created user {} (id {}, role {})", row.username, row.id, role);
+            let row =
+                users::create(conn, now, &username, &hash, role, &actor).map_err(store_error)?;
+            println!(
+                "created user {} (id {}, role {})",
+                row.username, row.id, role
+            );
         }
         UserCommand::List => {
             let rows = users::list(conn)?;
@@ -279,11 +308,17 @@ fn user(db: &Db, cmd: UserCommand) -> anyhow::Result<()> {
             users::set_disabled(conn, now, user.id, false, &actor)?;
             println!("enabled {}", user.username);
         }
-        UserCommand::Passwd { name, password_stdin } => {
+        UserCommand::Passwd {
+            name,
+            password_stdin,
+        } => {
             let user = find_user(conn, &name)?;
             let hash = passwords::hash_blocking(&read_password(password_stdin)?)?;
             users::set_password(conn, now, user.id, &hash, None, &actor)?;
-            println!("changed the password of {} and revoked their sessions", user.username);
+            println!(
+                "changed the password of {} and revoked their sessions",
+                user.username
+            );
         }
     }
     Ok(())
@@ -302,7 +337,15 @@ fn sessions_cmd(db: &Db, cmd: SessionsCommand) -> anyhow::Result<()> {
             let user_id = user.map(|u| find_user(conn, &u)).transpose()?.map(|u| u.id);
             let rows = sessions::list_active(conn, now, user_id, None, i64::MAX)?;
             print_table(
-                &["ID", "USER", "CREATED", "LAST USED", "EXPIRES", "IP", "USER AGENT"],
+                &[
+                    "ID",
+                    "USER",
+                    "CREATED",
+                    "LAST USED",
+                    "EXPIRES",
+                    "IP",
+                    "USER AGENT",
+                ],
                 rows.iter().map(|r| {
                     let s = &r.session;
                     vec![
@@ -320,14 +363,22 @@ fn sessions_cmd(db: &Db, cmd: SessionsCommand) -> anyhow::Result<()> {
         SessionsCommand::Revoke { id, user } => {
             if let Some(user) = user {
                 let user = find_user(conn, &user)?;
-                let n = sessions::revoke_all_of_user(conn, now, user.id, None, "revoked_by_admin", &Actor::cli())?;
+                let n = sessions::revoke_all_of_user(
+                    conn,
+                    now,
+                    user.id,
+                    None,
+                    "revoked_by_admin",
+                    &Actor::cli(),
+                )?;
                 println!("revoked {n} session(s) of {}", user.username);
             } else if let Some(id) = id {
                 let id: SessionId = id.parse().map_err(anyhow::Error::msg)?;
-                sessions::revoke(conn, now, id.0, None, "revoked_by_admin", &Actor::cli()).map_err(|e| match e {
-                    StoreError::NotFound => anyhow!("no session with id {id}"),
-                    other => store_error(other),
-                })?;
+                sessions::revoke(conn, now, id.0, None, "revoked_by_admin", &Actor::cli())
+                    .map_err(|e| match e {
+                        StoreError::NotFound => anyhow!("no session with id {id}"),
+                        other => store_error(other),
+                    })?;
                 println!("revoked session {id}");
             }
         }
@@ -372,7 +423,12 @@ fn audit_cmd(db: &Db, cmd: AuditCommand) -> anyhow::Result<()> {
     let user = user
         .map(|u| Username::parse(&u).map_err(|e| anyhow!("'{u}': {e}")))
         .transpose()?;
-    let rows = audit::list(&mut conn, user.as_ref().map(Username::as_str), None, limit.clamp(1, 10_000))?;
+    let rows = audit::list(
+        &mut conn,
+        user.as_ref().map(Username::as_str),
+        None,
+        limit.clamp(1, 10_000),
+    )?;
     print_table(
         &["ID", "AT", "EVENT", "USER", "SESSION", "IP", "DETAIL"],
         rows.iter().map(|e| {

@@ -16,7 +16,11 @@ pub struct ServeArgs {
     #[arg(long)]
     pub demo: bool,
     /// Public base URL: the token issuer; https turns on Secure cookies and HSTS.
-    #[arg(long, env = "LATCHKEY_PUBLIC_URL", default_value = "http://127.0.0.1:8080")]
+    #[arg(
+        long,
+        env = "LATCHKEY_PUBLIC_URL",
+        default_value = "http://127.0.0.1:8080"
+    )]
     pub public_url: String,
     /// Access-token lifetime (30s, 15m, 2h, 7d).
     #[arg(long, env = "LATCHKEY_ACCESS_TTL", default_value = "15m")]
@@ -101,7 +105,11 @@ impl Settings {
                     secret: secret.as_bytes().to_vec(),
                 },
                 Some(_) => return Err("LATCHKEY_JWT_SECRET: must be at least 32 bytes".into()),
-                None => return Err("LATCHKEY_JWT_SECRET: required when LATCHKEY_JWT_ALG is HS256".into()),
+                None => {
+                    return Err(
+                        "LATCHKEY_JWT_SECRET: required when LATCHKEY_JWT_ALG is HS256".into(),
+                    )
+                }
             },
             other => {
                 return Err(format!(
@@ -129,7 +137,10 @@ impl Settings {
                 .filter(|s| !s.is_empty())
                 .map(|s| {
                     s.parse::<IpAddr>().map_err(|_| {
-                        format!("LATCHKEY_TRUSTED_PROXIES: '{}' is not an IP address", s.escape_debug())
+                        format!(
+                            "LATCHKEY_TRUSTED_PROXIES: '{}' is not an IP address",
+                            s.escape_debug()
+                        )
                     })
                 })
                 .collect::<Result<_, _>>()?,
@@ -141,14 +152,19 @@ impl Settings {
             access_ttl: duration("LATCHKEY_ACCESS_TTL", &args.access_ttl)?,
             refresh_ttl: duration("LATCHKEY_REFRESH_TTL", &args.refresh_ttl)?,
             session_max: duration("LATCHKEY_SESSION_MAX", &args.session_max)?,
-            refresh_reuse_grace: duration("LATCHKEY_REFRESH_REUSE_GRACE", &args.refresh_reuse_grace)?,
+            refresh_reuse_grace: duration(
+                "LATCHKEY_REFRESH_REUSE_GRACE",
+                &args.refresh_reuse_grace,
+            )?,
             jwt_alg,
             login_max_failures,
             login_lockout: duration("LATCHKEY_LOGIN_LOCKOUT", &args.login_lockout)?,
             trusted_proxies,
         };
         if settings.refresh_reuse_grace >= settings.refresh_ttl {
-            return Err("LATCHKEY_REFRESH_REUSE_GRACE: must be shorter than LATCHKEY_REFRESH_TTL".into());
+            return Err(
+                "LATCHKEY_REFRESH_REUSE_GRACE: must be shorter than LATCHKEY_REFRESH_TTL".into(),
+            );
         }
         Ok(settings)
     }
@@ -195,7 +211,21 @@ mod tests {
 
     #[test]
     fn malformed_durations_are_refused() {
-        for bad in ["", "s", "15", "0s", "-1m", "+1m", "1.5h", " 1m", "1m ", "1w", "1ms", "9999999999d", "1é"] {
+        for bad in [
+            "",
+            "s",
+            "15",
+            "0s",
+            "-1m",
+            "+1m",
+            "1.5h",
+            " 1m",
+            "1m ",
+            "1w",
+            "1ms",
+            "9999999999d",
+            "1é",
+        ] {
             assert_eq!(parse_duration(bad), None, "{bad:?}");
         }
     }

@@ -141,19 +141,32 @@ impl From<StoreError> for ApiError {
 
 /// Maps actix's extractor failures (body too large, wrong content type, bad JSON) to
 /// our codes. Used by the JSON, query and path configs.
-pub fn json_error(err: actix_web::error::JsonPayloadError, _: &actix_web::HttpRequest) -> actix_web::Error {
+pub fn json_error(
+    err: actix_web::error::JsonPayloadError,
+    _: &actix_web::HttpRequest,
+) -> actix_web::Error {
     use actix_web::error::JsonPayloadError as E;
     match err {
         E::OverflowKnownLength { .. } | E::Overflow { .. } => ApiError::PayloadTooLarge,
         E::ContentType => ApiError::UnsupportedMediaType,
-        E::Deserialize(e) => ApiError::BadRequest(format!("the JSON body is malformed: {}", short(&e.to_string()))),
+        E::Deserialize(e) => ApiError::BadRequest(format!(
+            "the JSON body is malformed: {}",
+            short(&e.to_string())
+        )),
         _ => ApiError::BadRequest("the request body could not be read".into()),
     }
     .into()
 }
 
-pub fn query_error(err: actix_web::error::QueryPayloadError, _: &actix_web::HttpRequest) -> actix_web::Error {
-    ApiError::BadRequest(format!("the query string is malformed: {}", short(&err.to_string()))).into()
+pub fn query_error(
+    err: actix_web::error::QueryPayloadError,
+    _: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    ApiError::BadRequest(format!(
+        "the query string is malformed: {}",
+        short(&err.to_string())
+    ))
+    .into()
 }
 
 pub fn path_error(_: actix_web::error::PathError, _: &actix_web::HttpRequest) -> actix_web::Error {

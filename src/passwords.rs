@@ -89,7 +89,9 @@ impl Hasher {
     /// disabled user) so that both take the same time. The dummy never matches.
     pub async fn verify(&self, password: &str, phc: Option<&str>) -> bool {
         let is_real = phc.is_some();
-        let phc: Arc<str> = phc.map(Arc::from).unwrap_or_else(|| self.dummy_hash.clone());
+        let phc: Arc<str> = phc
+            .map(Arc::from)
+            .unwrap_or_else(|| self.dummy_hash.clone());
         let password = password.as_bytes().to_vec();
         let ok = self
             .run(move |blocks| verify_with(&password, &phc, blocks))
@@ -110,7 +112,10 @@ impl Hasher {
         let _permit = self.permits.acquire().await?;
         let buffers = self.buffers.clone();
         let result = actix_web::web::block(move || {
-            let mut blocks = buffers.lock().map(|mut b| b.pop().unwrap_or_default()).unwrap_or_default();
+            let mut blocks = buffers
+                .lock()
+                .map(|mut b| b.pop().unwrap_or_default())
+                .unwrap_or_default();
             let result = work(&mut blocks);
             if let Ok(mut pool) = buffers.lock() {
                 pool.push(blocks);
@@ -139,7 +144,11 @@ mod tests {
         let mut blocks = Vec::new();
         assert!(verify_with(b"correct horse battery", &phc, &mut blocks));
         assert!(!verify_with(b"correct horse batterx", &phc, &mut blocks));
-        assert!(!verify_with(b"correct horse battery", "not a hash", &mut blocks));
+        assert!(!verify_with(
+            b"correct horse battery",
+            "not a hash",
+            &mut blocks
+        ));
     }
 
     #[test]
@@ -147,6 +156,8 @@ mod tests {
         use argon2::password_hash::PasswordVerifier as _;
         let password = Password::parse("interoperable".into()).unwrap();
         let phc = hash_blocking(&password).unwrap();
-        assert!(argon2_with(params()).verify_password(b"interoperable", phc.as_str()).is_ok());
+        assert!(argon2_with(params())
+            .verify_password(b"interoperable", phc.as_str())
+            .is_ok());
     }
 }

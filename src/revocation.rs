@@ -36,7 +36,10 @@ impl RevokedSessions {
     }
 
     pub fn contains(&self, id: SessionId) -> bool {
-        self.entries.read().map(|e| e.contains_key(&id.0)).unwrap_or(true)
+        self.entries
+            .read()
+            .map(|e| e.contains_key(&id.0))
+            .unwrap_or(true)
     }
 
     pub fn insert(&self, id: SessionId, at: Millis) {

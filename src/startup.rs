@@ -34,8 +34,8 @@ pub struct Application {
 impl Application {
     /// Binds `settings.bind` (port 0 picks a free port) and prepares the server.
     pub fn build(settings: Settings, db: Db) -> anyhow::Result<Self> {
-        let listener =
-            TcpListener::bind(&settings.bind).map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind))?;
+        let listener = TcpListener::bind(&settings.bind)
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind))?;
         let port = listener.local_addr()?.port();
         let state = Data::new(build_state(settings, db)?);
         spawn_refreshers(state.clone());
@@ -43,7 +43,11 @@ impl Application {
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
-                .app_data(web::JsonConfig::default().limit(BODY_LIMIT).error_handler(error::json_error))
+                .app_data(
+                    web::JsonConfig::default()
+                        .limit(BODY_LIMIT)
+                        .error_handler(error::json_error),
+                )
                 .app_data(web::FormConfig::default().limit(BODY_LIMIT))
                 .app_data(web::PayloadConfig::default().limit(BODY_LIMIT))
                 .app_data(web::QueryConfig::default().error_handler(error::query_error))
@@ -77,7 +81,13 @@ fn build_state(settings: Settings, db: Db) -> anyhow::Result<AppState> {
             let now = clock::now();
             let usable = key_store::usable(&mut conn, now)?;
             if !usable.iter().any(|k| k.retired_at.is_none()) {
-                key_store::insert_active(&mut conn, now, &generate_ed25519(now)?, false, &Actor::default())?;
+                key_store::insert_active(
+                    &mut conn,
+                    now,
+                    &generate_ed25519(now)?,
+                    false,
+                    &Actor::default(),
+                )?;
             }
             KeySet::eddsa(&key_store::usable(&mut conn, key_horizon(&settings, now))?)
         }
@@ -86,7 +96,11 @@ fn build_state(settings: Settings, db: Db) -> anyhow::Result<AppState> {
     revoked.sync(&mut *db.conn()?, clock::now())?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     Ok(AppState {
-        tokens: AccessTokens::new(Keys::new(keys), settings.public_url.clone(), settings.access_ttl),
+        tokens: AccessTokens::new(
+            Keys::new(keys),
+            settings.public_url.clone(),
+            settings.access_ttl,
+        ),
         hasher: Hasher::new(workers)?,
         revoked,
         db,
@@ -113,7 +127,10 @@ fn spawn_refreshers(state: Data<AppState>) {
         loop {
             tick.tick().await;
             let s = revocations.clone();
-            let result = revocations.db.run(move |conn| s.revoked.sync(conn, clock::now())).await;
+            let result = revocations
+                .db
+                .run(move |conn| s.revoked.sync(conn, clock::now()))
+                .await;
             if let Err(e) = result {
                 tracing::warn!(error = %e, "cannot refresh the revocation set");
             }
@@ -125,11 +142,16 @@ fn spawn_refreshers(state: Data<AppState>) {
             loop {
                 tick.tick().await;
                 let horizon = key_horizon(&state.settings, clock::now());
-                match state.db.run(move |conn| key_store::usable(conn, horizon)).await {
+                match state
+                    .db
+                    .run(move |conn| key_store::usable(conn, horizon))
+                    .await
+                {
                     Ok(rows) => {
                         let current = state.tokens.keys.current();
                         let fresh = KeySet::eddsa(&rows);
-                        let changed = fresh.signing.as_ref().map(|s| &s.0) != current.signing.as_ref().map(|s| &s.0)
+                        let changed = fresh.signing.as_ref().map(|s| &s.0)
+                            != current.signing.as_ref().map(|s| &s.0)
                             || fresh.jwks != current.jwks;
                         if changed && fresh.signing.is_some() {
                             tracing::info!(kid = ?fresh.signing.as_ref().map(|s| &s.0), "signing keys reloaded");
@@ -145,13 +167,19 @@ fn spawn_refreshers(state: Data<AppState>) {
 
 fn security_headers(https: bool) -> DefaultHeaders {
     let headers = DefaultHeaders::new()
-        .add(("Content-Security-Policy", "default-src 'self'; frame-ancestors 'none'"))
+        .add((
+            "Content-Security-Policy",
+            "default-src 'self'; frame-ancestors 'none'",
+        ))
         .add(("X-Content-Type-Options", "nosniff"))
         .add(("Referrer-Policy", "same-origin"))
         .add(("X-Frame-Options", "DENY"))
         .add(("Cache-Control", "no-store"));
     if https {
-        headers.add(("Strict-Transport-Security", "max-age=31536000; includeSubDomains"))
+        headers.add((
+            "Strict-Transport-Security",
+            "max-age=31536000; includeSubDomains",
+        ))
     } else {
         headers
     }

@@ -24,7 +24,11 @@ pub struct SessionQuery {
     cursor: Option<String>,
 }
 
-pub async fn sessions(auth: Auth<Admin>, state: Data<AppState>, query: web::Query<SessionQuery>) -> Result<HttpResponse, ApiError> {
+pub async fn sessions(
+    auth: Auth<Admin>,
+    state: Data<AppState>,
+    query: web::Query<SessionQuery>,
+) -> Result<HttpResponse, ApiError> {
     let query = query.into_inner();
     let limit = match query.limit.as_deref() {
         None => DEFAULT_PAGE,
@@ -32,15 +36,17 @@ pub async fn sessions(auth: Auth<Admin>, state: Data<AppState>, query: web::Quer
             .parse::<i64>()
             .ok()
             .filter(|n| (1..=MAX_PAGE).contains(n))
-            .ok_or_else(|| ApiError::BadRequest(format!("limit must be a whole number from 1 to {MAX_PAGE}")))?,
+            .ok_or_else(|| {
+                ApiError::BadRequest(format!("limit must be a whole number from 1 to {MAX_PAGE}"))
+            })?,
     };
-    let cursor = match query.cursor.as_deref().filter(|c| !c.is_empty()) {
-        None => None,
-        Some(raw) => Some(
-            raw.parse::<SessionId>()
-                .map_err(|_| ApiError::BadRequest("cursor is not one this service gave out".into()))?,
-        ),
-    };
+    let cursor =
+        match query.cursor.as_deref().filter(|c| !c.is_empty()) {
+            None => None,
+            Some(raw) => Some(raw.parse::<SessionId>().map_err(|_| {
+                ApiError::BadRequest("cursor is not one this service gave out".into())
+            })?),
+        };
     let user = match query.user.as_deref().filter(|u| !u.is_empty()) {
         None => None,
         Some(raw) => Some(Username::parse(raw).map_err(ApiError::BadRequest)?),
@@ -65,9 +71,14 @@ pub async fn sessions(auth: Auth<Admin>, state: Data<AppState>, query: web::Quer
 fn paged(mut rows: Vec<sessions::SessionWithUser>, limit: i64, current: SessionId) -> SessionList {
     let more = rows.len() as i64 > limit;
     rows.truncate(limit as usize);
-    let next_cursor = more.then(|| rows.last().map(|r| r.session.id.to_string())).flatten();
+    let next_cursor = more
+        .then(|| rows.last().map(|r| r.session.id.to_string()))
+        .flatten();
     SessionList {
-        sessions: rows.into_iter().map(|r| SessionView::new(r, current)).collect(),
+        sessions: rows
+            .into_iter()
+            .map(|r| SessionView::new(r, current))
+            .collect(),
         next_cursor,
     }
 }

@@ -30,10 +30,15 @@ pub async fn sessions(auth: Auth, state: Data<AppState>) -> Result<HttpResponse,
     let user_id = auth.user_id.0;
     let rows = state
         .db
-        .run(move |conn| sessions::list_active(conn, clock::now(), Some(user_id), None, OWN_SESSIONS_LIMIT))
+        .run(move |conn| {
+            sessions::list_active(conn, clock::now(), Some(user_id), None, OWN_SESSIONS_LIMIT)
+        })
         .await?;
     Ok(HttpResponse::Ok().json(SessionList {
-        sessions: rows.into_iter().map(|r| SessionView::new(r, auth.session_id)).collect(),
+        sessions: rows
+            .into_iter()
+            .map(|r| SessionView::new(r, auth.session_id))
+            .collect(),
         next_cursor: None,
     }))
 }

@@ -27,7 +27,9 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/sessions").route(web::get().to(me::sessions)))
             .service(resource("/sessions/{id}").route(web::delete().to(me::revoke_session)))
             .service(resource("/admin/sessions").route(web::get().to(admin::sessions)))
-            .service(resource("/admin/sessions/{id}").route(web::delete().to(admin::revoke_session)))
+            .service(
+                resource("/admin/sessions/{id}").route(web::delete().to(admin::revoke_session)),
+            )
             .service(resource("/admin/users").route(web::get().to(admin::users)))
             .default_service(web::to(not_found)),
     )

@@ -49,7 +49,11 @@ fn token_response(state: &AppState, signed_in: &SignedIn) -> HttpResponse {
         })
 }
 
-pub async fn token(state: Data<AppState>, body: web::Json<Credentials>, client: Client) -> Result<HttpResponse, ApiError> {
+pub async fn token(
+    state: Data<AppState>,
+    body: web::Json<Credentials>,
+    client: Client,
+) -> Result<HttpResponse, ApiError> {
     let signed_in = flows::sign_in(&state, &body.username, &body.password, &client).await?;
     Ok(token_response(&state, &signed_in))
 }
@@ -70,9 +74,9 @@ fn same_origin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
     let origin = origin.to_str().unwrap_or_default();
     let host = req.connection_info().host().to_owned();
     let from_us = origin == state.settings.public_url
-        || origin
-            .split_once("://")
-            .is_some_and(|(scheme, authority)| matches!(scheme, "http" | "https") && authority == host);
+        || origin.split_once("://").is_some_and(|(scheme, authority)| {
+            matches!(scheme, "http" | "https") && authority == host
+        });
     if from_us {
         Ok(())
     } else {
@@ -84,12 +88,17 @@ fn refresh_cookie(req: &HttpRequest) -> Option<String> {
     req.cookie(cookies::REFRESH).map(|c| c.value().to_owned())
 }
 
-pub async fn refresh(req: HttpRequest, state: Data<AppState>, client: Client) -> Result<HttpResponse, ApiError> {
+pub async fn refresh(
+    req: HttpRequest,
+    state: Data<AppState>,
+    client: Client,
+) -> Result<HttpResponse, ApiError> {
     same_origin(&req, &state)?;
     match flows::refresh(&state, refresh_cookie(&req).as_deref(), &client).await {
         Ok(signed_in) => Ok(token_response(&state, &signed_in)),
         Err(ApiError::InvalidRefreshToken) => {
-            let mut response = actix_web::ResponseError::error_response(&ApiError::InvalidRefreshToken);
+            let mut response =
+                actix_web::ResponseError::error_response(&ApiError::InvalidRefreshToken);
             let _ = response.add_cookie(&cookies::clear_refresh(state.settings.secure_cookies));
             Ok(response)
         }
@@ -97,7 +106,11 @@ pub async fn refresh(req: HttpRequest, state: Data<AppState>, client: Client) ->
     }
 }
 
-pub async fn logout(req: HttpRequest, state: Data<AppState>, client: Client) -> Result<HttpResponse, ApiError> {
+pub async fn logout(
+    req: HttpRequest,
+    state: Data<AppState>,
+    client: Client,
+) -> Result<HttpResponse, ApiError> {
     same_origin(&req, &state)?;
     flows::sign_out(&state, refresh_cookie(&req).as_deref(), &client).await?;
     let secure = state.settings.secure_cookies;
@@ -125,7 +138,11 @@ pub async fn renew(
     match flows::refresh(&state, refresh_cookie(&req).as_deref(), &client).await {
         Ok(signed_in) => Ok(no_store(HttpResponse::SeeOther())
             .insert_header((header::LOCATION, next))
-            .cookie(cookies::access(&signed_in.access.token, signed_in.access.expires_in, secure))
+            .cookie(cookies::access(
+                &signed_in.access.token,
+                signed_in.access.expires_in,
+                secure,
+            ))
             .cookie(cookies::refresh(
                 signed_in.refresh.expose(),
                 signed_in.refresh_expires_in,

@@ -35,13 +35,22 @@ fn seconds_until(at: Millis, now: Millis) -> i64 {
 
 /// Checks the password, applies the lockout, starts a session. Unknown users, disabled
 /// users and wrong passwords all cost one argon2 verification and give the same error.
-pub async fn sign_in(state: &Data<AppState>, username: &str, password: &str, client: &Client) -> Result<SignedIn, ApiError> {
+pub async fn sign_in(
+    state: &Data<AppState>,
+    username: &str,
+    password: &str,
+    client: &Client,
+) -> Result<SignedIn, ApiError> {
     let now = clock::now();
     let parsed = Username::parse(username).ok();
     // The lockout key: the canonical name, or a bounded fold of whatever was typed.
     let key: String = match &parsed {
         Some(name) => name.as_str().to_owned(),
-        None => username.to_lowercase().chars().take(Username::MAX_LEN).collect(),
+        None => username
+            .to_lowercase()
+            .chars()
+            .take(Username::MAX_LEN)
+            .collect(),
     };
     let ip = client.ip.clone();
     let lookup_key = key.clone();
@@ -61,7 +70,10 @@ pub async fn sign_in(state: &Data<AppState>, username: &str, password: &str, cli
     }
 
     let well_formed = Password::parse(password.to_owned()).is_ok();
-    let candidate = user.as_ref().filter(|u| !u.disabled).map(|u| u.password_hash.as_str());
+    let candidate = user
+        .as_ref()
+        .filter(|u| !u.disabled)
+        .map(|u| u.password_hash.as_str());
     let verified = state.hasher.verify(password, candidate).await && well_formed;
     let known_id = user.as_ref().map(|u| u.id);
     let Some(user) = user.filter(|_| verified) else {
@@ -96,7 +108,12 @@ pub async fn sign_in(state: &Data<AppState>, username: &str, password: &str, cli
     tracing::info!(user = %user.username, session = session.id, ip = %client.ip, "signed in");
     let access = state
         .tokens
-        .issue(UserId(user.id), &user.username, user.role(), SessionId(session.id))
+        .issue(
+            UserId(user.id),
+            &user.username,
+            user.role(),
+            SessionId(session.id),
+        )
         .map_err(|_| ApiError::Internal)?;
     Ok(SignedIn {
         access,
@@ -109,7 +126,11 @@ pub async fn sign_in(state: &Data<AppState>, username: &str, password: &str, cli
 
 /// Exchanges a refresh token for a new pair. A reused token (after the grace) revokes
 /// its session; every refusal is `InvalidRefreshToken`.
-pub async fn refresh(state: &Data<AppState>, presented: Option<&str>, client: &Client) -> Result<SignedIn, ApiError> {
+pub async fn refresh(
+    state: &Data<AppState>,
+    presented: Option<&str>,
+    client: &Client,
+) -> Result<SignedIn, ApiError> {
     let presented = presented
         .and_then(RefreshToken::parse)
         .ok_or(ApiError::InvalidRefreshToken)?;
@@ -130,7 +151,12 @@ pub async fn refresh(state: &Data<AppState>, presented: Option<&str>, client: &C
         } => {
             let access = state
                 .tokens
-                .issue(UserId(user.id), &user.username, user.role(), SessionId(session.id))
+                .issue(
+                    UserId(user.id),
+                    &user.username,
+                    user.role(),
+                    SessionId(session.id),
+                )
                 .map_err(|_| ApiError::Internal)?;
             Ok(SignedIn {
                 access,
@@ -150,7 +176,11 @@ pub async fn refresh(state: &Data<AppState>, presented: Option<&str>, client: &C
 }
 
 /// Revokes the session a refresh token belongs to. Unknown tokens are ignored.
-pub async fn sign_out(state: &Data<AppState>, presented: Option<&str>, client: &Client) -> Result<(), ApiError> {
+pub async fn sign_out(
+    state: &Data<AppState>,
+    presented: Option<&str>,
+    client: &Client,
+) -> Result<(), ApiError> {
     let Some(token) = presented.and_then(RefreshToken::parse) else {
         return Ok(());
     };

@@ -64,7 +64,14 @@ fn presented_token(req: &HttpRequest) -> Option<String> {
         let value = value.to_str().unwrap_or_default();
         let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
         // A non-Bearer scheme or an empty credential counts as a malformed token.
-        return Some(if scheme.eq_ignore_ascii_case("bearer") { token.trim() } else { "" }.to_owned());
+        return Some(
+            if scheme.eq_ignore_ascii_case("bearer") {
+                token.trim()
+            } else {
+                ""
+            }
+            .to_owned(),
+        );
     }
     req.cookie(cookies::ACCESS).map(|c| c.value().to_owned())
 }

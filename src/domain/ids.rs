@@ -48,7 +48,17 @@ mod tests {
     #[test]
     fn ids_parse_only_positive_decimals() {
         assert_eq!("42".parse::<SessionId>(), Ok(SessionId(42)));
-        for bad in ["", "0", "-1", "+1", " 1", "1 ", "1e3", "99999999999999999999", "abc"] {
+        for bad in [
+            "",
+            "0",
+            "-1",
+            "+1",
+            " 1",
+            "1 ",
+            "1e3",
+            "99999999999999999999",
+            "abc",
+        ] {
             assert!(bad.parse::<SessionId>().is_err(), "{bad:?} parsed");
         }
     }

@@ -25,7 +25,10 @@ impl FromStr for Role {
         match s {
             "user" => Ok(Role::User),
             "admin" => Ok(Role::Admin),
-            other => Err(format!("unknown role '{}' (use user or admin)", other.escape_debug())),
+            other => Err(format!(
+                "unknown role '{}' (use user or admin)",
+                other.escape_debug()
+            )),
         }
     }
 }

@@ -17,10 +17,9 @@ impl Username {
                 Self::MAX_LEN
             ));
         }
-        if !lower
-            .bytes()
-            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-'))
-        {
+        if !lower.bytes().all(|b| {
+            b.is_ascii_lowercase() || b.is_ascii_digit() || matches!(b, b'.' | b'_' | b'-')
+        }) {
             return Err("a username may only hold letters a-z, digits, '.', '_' and '-'".into());
         }
         Ok(Self(lower))
@@ -43,13 +42,24 @@ mod tests {
 
     #[test]
     fn usernames_are_folded_to_lower_case() {
-        assert_eq!(Username::parse("Alice.B-2_x").unwrap().as_str(), "alice.b-2_x");
+        assert_eq!(
+            Username::parse("Alice.B-2_x").unwrap().as_str(),
+            "alice.b-2_x"
+        );
     }
 
     #[test]
     fn usernames_outside_the_alphabet_or_length_are_refused() {
         let long = "a".repeat(65);
-        for bad in ["ab", "", "al ice", "alice@x", "ålice", "al\0ice", long.as_str()] {
+        for bad in [
+            "ab",
+            "",
+            "al ice",
+            "alice@x",
+            "ålice",
+            "al\0ice",
+            long.as_str(),
+        ] {
             assert!(Username::parse(bad).is_err(), "{bad:?} accepted");
         }
         assert!(Username::parse(&"a".repeat(64)).is_ok());

@@ -4,7 +4,8 @@ use actix_web::http::header;
 use actix_web::{web, HttpResponse};
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(root)).default_service(web::to(not_found));
+    cfg.route("/", web::get().to(root))
+        .default_service(web::to(not_found));
 }
 
 async fn root() -> HttpResponse {

@@ -74,7 +74,9 @@ pub fn insert_active(
         diesel::update(signing_keys::table.filter(signing_keys::retired_at.is_null()))
             .set(signing_keys::retired_at.eq(now))
             .execute(conn)?;
-        diesel::insert_into(signing_keys::table).values(key).execute(conn)?;
+        diesel::insert_into(signing_keys::table)
+            .values(key)
+            .execute(conn)?;
         audit::record(
             conn,
             now,

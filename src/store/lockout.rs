@@ -16,7 +16,12 @@ pub struct Policy {
 }
 
 /// When the lockout of (username, ip) ends, if one is running.
-pub fn locked_until(conn: &mut Conn, now: Millis, username: &str, ip: &str) -> Result<Option<Millis>, StoreError> {
+pub fn locked_until(
+    conn: &mut Conn,
+    now: Millis,
+    username: &str,
+    ip: &str,
+) -> Result<Option<Millis>, StoreError> {
     let until: Option<Option<Millis>> = login_failures::table
         .find((username, ip))
         .select(login_failures::locked_until)
@@ -52,7 +57,11 @@ pub fn record_failure(
                 login_failures::username.eq(username),
                 login_failures::ip.eq(ip),
                 login_failures::failures.eq(if locked_until.is_some() { 0 } else { failures }),
-                login_failures::window_started_at.eq(if locked_until.is_some() { now } else { started }),
+                login_failures::window_started_at.eq(if locked_until.is_some() {
+                    now
+                } else {
+                    started
+                }),
                 login_failures::locked_until.eq(locked_until),
             ))
             .execute(conn)?;

@@ -102,7 +102,13 @@ pub fn start(
     })
 }
 
-fn insert_token(conn: &mut Conn, session_id: i64, hash: &[u8], now: Millis, expires: Millis) -> Result<(), StoreError> {
+fn insert_token(
+    conn: &mut Conn,
+    session_id: i64,
+    hash: &[u8],
+    now: Millis,
+    expires: Millis,
+) -> Result<(), StoreError> {
     diesel::insert_into(refresh_tokens::table)
         .values((
             refresh_tokens::session_id.eq(session_id),
@@ -119,8 +125,8 @@ fn insert_token(conn: &mut Conn, session_id: i64, hash: &[u8], now: Millis, expi
 pub enum Rotation {
     /// A new token (`new_hash`) now belongs to the session; it expires at `expires_at`.
     Rotated {
-        session: SessionRow,
-        user: UserRow,
+        session: Box<SessionRow>,
+        user: Box<UserRow>,
         expires_at: Millis,
     },
     /// Unknown, expired, or its session is revoked, expired or its user disabled.
@@ -183,8 +189,17 @@ pub fn rotate(
                         detail: None,
                     },
                 )?;
-                revoke_in_tx(conn, now, &session, &user.username, "refresh_token_reused", &actor)?;
-                return Ok(Rotation::ReuseDetected { session_id: session.id });
+                revoke_in_tx(
+                    conn,
+                    now,
+                    &session,
+                    &user.username,
+                    "refresh_token_reused",
+                    &actor,
+                )?;
+                return Ok(Rotation::ReuseDetected {
+                    session_id: session.id,
+                });
             }
         }
         let expires_at = (now + life.refresh_ttl).min(session.absolute_expires_at);
@@ -199,8 +214,8 @@ pub fn rotate(
             .returning(SessionRow::as_returning())
             .get_result(conn)?;
         Ok(Rotation::Rotated {
-            session,
-            user,
+            session: Box::new(session),
+            user: Box::new(user),
             expires_at,
         })
     })
@@ -283,9 +298,16 @@ fn revoke_in_tx(
     reason: &str,
     actor: &Actor,
 ) -> Result<(), StoreError> {
-    let changed = diesel::update(sessions::table.find(session.id).filter(sessions::revoked_at.is_null()))
-        .set((sessions::revoked_at.eq(now), sessions::revoked_reason.eq(reason)))
-        .execute(conn)?;
+    let changed = diesel::update(
+        sessions::table
+            .find(session.id)
+            .filter(sessions::revoked_at.is_null()),
+    )
+    .set((
+        sessions::revoked_at.eq(now),
+        sessions::revoked_reason.eq(reason),
+    ))
+    .execute(conn)?;
     if changed > 0 {
         audit::record(
             conn,
@@ -312,7 +334,9 @@ pub fn revoke_all_of_user(
     reason: &str,
     actor: &Actor,
 ) -> Result<usize, StoreError> {
-    write_tx(conn, |conn| revoke_all_of_user_in_tx(conn, now, user_id, except, reason, actor))
+    write_tx(conn, |conn| {
+        revoke_all_of_user_in_tx(conn, now, user_id, except, reason, actor)
+    })
 }
 
 pub(super) fn revoke_all_of_user_in_tx(
@@ -342,7 +366,10 @@ pub fn revoked_since(conn: &mut Conn, since: Millis) -> Result<Vec<(i64, Millis)
         .filter(sessions::revoked_at.ge(since))
         .select((sessions::id, sessions::revoked_at))
         .load(conn)?;
-    Ok(rows.into_iter().filter_map(|(id, at)| at.map(|at| (id, at))).collect())
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, at)| at.map(|at| (id, at)))
+        .collect())
 }
 
 /// Whether the session is revoked (a direct read, for callers that cannot use the set).

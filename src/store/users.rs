@@ -35,7 +35,10 @@ pub fn find_by_name(conn: &mut Conn, name: &Username) -> Result<Option<UserRow>,
 }
 
 pub fn find_by_id(conn: &mut Conn, id: i64) -> Result<UserRow, StoreError> {
-    Ok(users::table.find(id).select(UserRow::as_select()).first(conn)?)
+    Ok(users::table
+        .find(id)
+        .select(UserRow::as_select())
+        .first(conn)?)
 }
 
 pub fn list(conn: &mut Conn) -> Result<Vec<UserRow>, StoreError> {
@@ -86,7 +89,13 @@ pub fn create(
     })
 }
 
-pub fn set_role(conn: &mut Conn, now: Millis, id: i64, role: Role, actor: &Actor) -> Result<UserRow, StoreError> {
+pub fn set_role(
+    conn: &mut Conn,
+    now: Millis,
+    id: i64,
+    role: Role,
+    actor: &Actor,
+) -> Result<UserRow, StoreError> {
     write_tx(conn, |conn| {
         let before = find_by_id(conn, id)?;
         let row = diesel::update(users::table.find(id))

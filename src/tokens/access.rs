@@ -75,7 +75,13 @@ impl AccessTokens {
         self.ttl_secs
     }
 
-    pub fn issue(&self, user_id: UserId, username: &str, role: Role, session_id: SessionId) -> Result<Issued, TokenError> {
+    pub fn issue(
+        &self,
+        user_id: UserId,
+        username: &str,
+        role: Role,
+        session_id: SessionId,
+    ) -> Result<Issued, TokenError> {
         let keys = self.keys.current();
         let (kid, key) = keys.signing.as_ref().ok_or(TokenError::NoSigningKey)?;
         let mut header = Header::new(keys.algorithm);
@@ -117,10 +123,9 @@ fn verify_with(keys: &KeySet, issuer: &str, token: &str) -> Result<Verified, Tok
     if header.alg != keys.algorithm {
         return Err(TokenError::Invalid);
     }
-    let typ_ok = header
-        .typ
-        .as_deref()
-        .is_some_and(|t| t.eq_ignore_ascii_case(TYP) || t.eq_ignore_ascii_case("application/at+jwt"));
+    let typ_ok = header.typ.as_deref().is_some_and(|t| {
+        t.eq_ignore_ascii_case(TYP) || t.eq_ignore_ascii_case("application/at+jwt")
+    });
     if !typ_ok {
         return Err(TokenError::Invalid);
     }
@@ -157,16 +162,23 @@ mod tests {
 
     fn eddsa(ttl: i64) -> AccessTokens {
         let row = generate_ed25519(0).unwrap();
-        AccessTokens::new(Keys::new(KeySet::eddsa(&[row])), "http://issuer".into(), ttl)
+        AccessTokens::new(
+            Keys::new(KeySet::eddsa(&[row])),
+            "http://issuer".into(),
+            ttl,
+        )
     }
 
     fn issue(tokens: &AccessTokens) -> String {
-        tokens.issue(UserId(7), "alice", Role::User, SessionId(9)).unwrap().token
+        tokens
+            .issue(UserId(7), "alice", Role::User, SessionId(9))
+            .unwrap()
+            .token
     }
 
     fn parts(token: &str) -> (serde_json::Value, serde_json::Value, String) {
         let mut it = token.split('.');
-        let mut json = |s: &str| serde_json::from_slice(&URL_SAFE_NO_PAD.decode(s).unwrap()).unwrap();
+        let json = |s: &str| serde_json::from_slice(&URL_SAFE_NO_PAD.decode(s).unwrap()).unwrap();
         let header = json(it.next().unwrap());
         let claims = json(it.next().unwrap());
         (header, claims, it.next().unwrap().to_owned())
@@ -186,8 +198,14 @@ mod tests {
         let tokens = eddsa(60);
         let token = issue(&tokens);
         let verified = tokens.verify(&token).unwrap();
-        assert_eq!((verified.user_id, verified.session_id), (UserId(7), SessionId(9)));
-        assert_eq!((verified.username.as_str(), verified.role), ("alice", Role::User));
+        assert_eq!(
+            (verified.user_id, verified.session_id),
+            (UserId(7), SessionId(9))
+        );
+        assert_eq!(
+            (verified.username.as_str(), verified.role),
+            ("alice", Role::User)
+        );
         let (header, claims, _) = parts(&token);
         assert_eq!(header["typ"], "at+jwt");
         assert_eq!(header["alg"], "EdDSA");
@@ -205,7 +223,10 @@ mod tests {
         let token = issue(&tokens);
         let (header, mut claims, sig) = parts(&token);
         claims["role"] = "admin".into();
-        assert_eq!(tokens.verify(&forge(&header, &claims, &sig)), Err(TokenError::Invalid));
+        assert_eq!(
+            tokens.verify(&forge(&header, &claims, &sig)),
+            Err(TokenError::Invalid)
+        );
         let other = eddsa(60);
         let foreign = issue(&other);
         assert_eq!(tokens.verify(&foreign), Err(TokenError::Invalid));
@@ -217,11 +238,17 @@ mod tests {
         let (mut header, claims, sig) = parts(&issue(&tokens));
         for none in ["none", "None", "NONE", "nOnE"] {
             header["alg"] = none.into();
-            assert_eq!(tokens.verify(&forge(&header, &claims, "")), Err(TokenError::Invalid));
+            assert_eq!(
+                tokens.verify(&forge(&header, &claims, "")),
+                Err(TokenError::Invalid)
+            );
         }
         header["alg"] = "EdDSA".into();
         header["typ"] = "JWT".into();
-        assert_eq!(tokens.verify(&forge(&header, &claims, &sig)), Err(TokenError::Invalid));
+        assert_eq!(
+            tokens.verify(&forge(&header, &claims, &sig)),
+            Err(TokenError::Invalid)
+        );
     }
 
     #[test]

@@ -62,7 +62,10 @@ impl KeySet {
         let mut verifying = HashMap::new();
         let mut jwks = Vec::new();
         let mut signing = None;
-        for row in rows.iter().filter(|r| r.algorithm == EDDSA && r.public_key.len() == 32) {
+        for row in rows
+            .iter()
+            .filter(|r| r.algorithm == EDDSA && r.public_key.len() == 32)
+        {
             verifying.insert(row.kid.clone(), DecodingKey::from_ed_der(&row.public_key));
             jwks.push(serde_json::json!({
                 "kty": "OKP",
@@ -112,7 +115,10 @@ impl Keys {
     }
 
     pub fn current(&self) -> Arc<KeySet> {
-        self.current.read().map(|k| k.clone()).unwrap_or_else(|p| p.into_inner().clone())
+        self.current
+            .read()
+            .map(|k| k.clone())
+            .unwrap_or_else(|p| p.into_inner().clone())
     }
 
     pub fn replace(&self, set: KeySet) {

@@ -55,7 +55,12 @@ mod tests {
     #[test]
     fn malformed_tokens_are_refused_before_hashing() {
         let ok = RefreshToken::generate();
-        for bad in ["", "short", &format!("{}=", &ok.expose()[..42]), &format!("{}x", ok.expose())] {
+        for bad in [
+            "",
+            "short",
+            &format!("{}=", &ok.expose()[..42]),
+            &format!("{}x", ok.expose()),
+        ] {
             assert!(RefreshToken::parse(bad).is_none(), "{bad:?}");
         }
     }

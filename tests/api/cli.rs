@@ -1,0 +1,233 @@
+use latchkey::domain::Role;
+
+use crate::helpers::*;
+
+fn stdout(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn one_line_error(out: &std::process::Output) -> String {
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(err.trim_end().lines().count(), 1, "one line: {err:?}");
+    err
+}
+
+#[actix_web::test]
+async fn users_are_added_from_stdin_and_can_sign_in() {
+    let app = spawn_app().await;
+    let out = app.cli_with_stdin(
+        &[
+            "user",
+            "add",
+            "Carol",
+            "--role",
+            "admin",
+            "--password-stdin",
+        ],
+        "carol's password\n",
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let response = app.post_token(&client(), "carol", "carol's password").await;
+    assert_eq!(response.status(), 200, "the trailing newline was dropped");
+    let listed = stdout(&app.cli(&["user", "list"]));
+    assert!(
+        listed.contains("carol") && listed.contains("admin"),
+        "{listed}"
+    );
+}
+
+#[actix_web::test]
+async fn the_database_flag_may_follow_the_subcommand() {
+    let app = spawn_app().await;
+    app.add_user("alice", Role::User);
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["user", "list", "--database"])
+        .arg(&app.db_path)
+        .output()
+        .unwrap();
+    assert!(stdout(&out).contains("alice"));
+}
+
+#[actix_web::test]
+async fn cli_mistakes_are_one_line_errors() {
+    let app = spawn_app().await;
+    app.add_user("alice", Role::User);
+    let dup = app.cli_with_stdin(
+        &["user", "add", "alice", "--password-stdin"],
+        "long enough password\n",
+    );
+    assert!(one_line_error(&dup).contains("already exists"));
+    assert!(one_line_error(
+        &app.cli_with_stdin(&["user", "add", "bob", "--password-stdin"], "short\n")
+    )
+    .contains("8"));
+    assert!(one_line_error(&app.cli_with_stdin(
+        &["user", "add", "b b", "--password-stdin"],
+        "long enough password\n"
+    ))
+    .contains("username"));
+    assert!(one_line_error(&app.cli_with_stdin(
+        &["user", "add", "bob", "--role", "root", "--password-stdin"],
+        "long enough password\n"
+    ))
+    .contains("role"));
+    assert!(one_line_error(&app.cli(&["user", "disable", "nobody"])).contains("nobody"));
+    assert!(one_line_error(&app.cli(&["sessions", "revoke", "12345"])).contains("12345"));
+    assert!(one_line_error(&app.cli(&["sessions", "revoke", "abc"])).contains("abc"));
+    assert!(
+        one_line_error(&app.cli_with_stdin(&["user", "add", "bob", "--password-stdin"], ""))
+            .contains("standard input")
+    );
+}
+
+#[actix_web::test]
+async fn without_a_terminal_the_password_prompt_fails_clearly_instead_of_hanging() {
+    let app = spawn_app().await;
+    let err = one_line_error(&app.cli(&["user", "add", "bob"]));
+    assert!(err.contains("--password-stdin"), "{err}");
+}
+
+#[actix_web::test]
+async fn set_role_takes_effect_and_a_demotion_signs_the_admin_out() {
+    let app = spawn_app().await;
+    app.add_user("root", Role::Admin);
+    let admin = app.sign_in(&app.client, "root").await;
+    assert!(app
+        .cli(&["user", "set-role", "root", "user"])
+        .status
+        .success());
+    assert!(
+        time_until_refused(&app, &admin, std::time::Duration::from_secs(4))
+            .await
+            .is_some()
+    );
+    let user = app.sign_in(&client(), "root").await;
+    assert_eq!(app.me(&user).await["role"], "user");
+}
+
+#[actix_web::test]
+async fn sessions_list_shows_the_ids_the_api_uses() {
+    let app = spawn_app().await;
+    app.add_user("alice", Role::User);
+    let access = app.sign_in(&app.client, "alice").await;
+    let session = app.me(&access).await["session_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let listed = stdout(&app.cli(&["sessions", "list", "--user", "alice"]));
+    let first_column: Vec<&str> = listed
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next())
+        .collect();
+    assert_eq!(first_column, vec![session.as_str()]);
+}
+
+fn serve(db: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) -> std::process::Output {
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    command.arg("--database").arg(db).arg("serve").args(args);
+    for (k, v) in envs {
+        command.env(k, v);
+    }
+    command.stdin(std::process::Stdio::null());
+    command.output().unwrap()
+}
+
+#[actix_web::test]
+async fn demo_mode_refuses_a_public_bind() {
+    let dir = tempfile::tempdir().unwrap();
+    let err = one_line_error(&serve(
+        &dir.path().join("x.db"),
+        &["--demo", "--bind", "0.0.0.0:0"],
+        &[],
+    ));
+    assert!(err.contains("loopback"), "{err}");
+}
+
+#[actix_web::test]
+async fn bad_settings_stop_start_up_naming_the_variable() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("x.db");
+    for (var, value) in [
+        ("LATCHKEY_ACCESS_TTL", "15 minutes"),
+        ("LATCHKEY_REFRESH_TTL", "0s"),
+        ("LATCHKEY_SESSION_MAX", "forever"),
+        ("LATCHKEY_REFRESH_REUSE_GRACE", "-1s"),
+        ("LATCHKEY_JWT_ALG", "RS256"),
+        ("LATCHKEY_LOGIN_MAX_FAILURES", "many"),
+        ("LATCHKEY_LOGIN_LOCKOUT", "1y"),
+        ("LATCHKEY_TRUSTED_PROXIES", "10.0.0.1,not-an-ip"),
+        ("LATCHKEY_PUBLIC_URL", "ftp://x"),
+    ] {
+        let out = serve(&db, &["--bind", "127.0.0.1:0"], &[(var, value)]);
+        let err = one_line_error(&out);
+        assert!(err.contains(var), "{var}: {err}");
+    }
+    let err = one_line_error(&serve(
+        &db,
+        &["--bind", "127.0.0.1:0"],
+        &[("LATCHKEY_JWT_ALG", "HS256")],
+    ));
+    assert!(err.contains("LATCHKEY_JWT_SECRET"), "{err}");
+    let err = one_line_error(&serve(
+        &db,
+        &["--bind", "127.0.0.1:0"],
+        &[
+            ("LATCHKEY_JWT_ALG", "HS256"),
+            ("LATCHKEY_JWT_SECRET", "too short"),
+        ],
+    ));
+    assert!(err.contains("LATCHKEY_JWT_SECRET"), "{err}");
+}
+
+#[actix_web::test]
+async fn sigterm_stops_the_server_cleanly() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .arg("--database")
+        .arg(dir.path().join("x.db"))
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/healthz");
+    let mut up = false;
+    for _ in 0..100 {
+        if let Ok(r) = reqwest::get(&url).await {
+            up = r.status() == 200;
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert!(up, "server came up");
+    let pid = child.id().to_string();
+    assert!(std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .unwrap()
+        .success());
+    let mut exited = None;
+    for _ in 0..100 {
+        if let Some(status) = child.try_wait().unwrap() {
+            exited = Some(status);
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let status = exited.unwrap_or_else(|| {
+        let _ = child.kill();
+        panic!("no exit within 10 s of SIGTERM")
+    });
+    assert!(status.success(), "{status:?}");
+}

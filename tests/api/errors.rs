@@ -1,0 +1,123 @@
+use crate::helpers::*;
+
+#[actix_web::test]
+async fn unknown_api_and_auth_routes_are_json_404() {
+    let app = spawn_app().await;
+    for path in ["/api/nope", "/auth/nope", "/api/admin/nope", "/api"] {
+        let response = client().get(app.url(path)).send().await.unwrap();
+        assert_eq!(
+            error_code(response).await,
+            (404, "not_found".into()),
+            "{path}"
+        );
+    }
+}
+
+#[actix_web::test]
+async fn wrong_methods_are_json_405() {
+    let app = spawn_app().await;
+    let response = client().get(app.url("/auth/token")).send().await.unwrap();
+    assert_eq!(
+        error_code(response).await,
+        (405, "method_not_allowed".into())
+    );
+    let response = client().post(app.url("/api/me")).send().await.unwrap();
+    assert_eq!(
+        error_code(response).await,
+        (405, "method_not_allowed".into())
+    );
+}
+
+#[actix_web::test]
+async fn bodies_over_16_kib_are_413() {
+    let app = spawn_app().await;
+    let big = format!(
+        r#"{{"username":"alice","password":"{}"}}"#,
+        "x".repeat(17 * 1024)
+    );
+    let response = client()
+        .post(app.url("/auth/token"))
+        .header("content-type", "application/json")
+        .body(big.clone())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(response).await,
+        (413, "payload_too_large".into())
+    );
+    // The same without a Content-Length (chunked).
+    let stream = futures_stream(big);
+    let response = client()
+        .post(app.url("/auth/token"))
+        .header("content-type", "application/json")
+        .body(reqwest::Body::wrap_stream(stream))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(response).await,
+        (413, "payload_too_large".into())
+    );
+}
+
+fn futures_stream(
+    body: String,
+) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {
+    struct Chunks(Vec<Vec<u8>>);
+    impl futures_core::Stream for Chunks {
+        type Item = Result<Vec<u8>, std::io::Error>;
+        fn poll_next(
+            mut self: std::pin::Pin<&mut Self>,
+            _: &mut std::task::Context<'_>,
+        ) -> std::task::Poll<Option<Self::Item>> {
+            std::task::Poll::Ready(if self.0.is_empty() {
+                None
+            } else {
+                Some(Ok(self.0.remove(0)))
+            })
+        }
+    }
+    Chunks(body.into_bytes().chunks(4096).map(<[u8]>::to_vec).collect())
+}
+
+#[actix_web::test]
+async fn health_and_security_headers() {
+    let app = spawn_app().await;
+    let response = client().get(app.url("/healthz")).send().await.unwrap();
+    assert_eq!(response.status(), 200);
+    let headers = response.headers().clone();
+    assert_eq!(
+        response.json::<serde_json::Value>().await.unwrap()["status"],
+        "ok"
+    );
+    assert_eq!(
+        headers["content-security-policy"],
+        "default-src 'self'; frame-ancestors 'none'"
+    );
+    assert_eq!(headers["x-content-type-options"], "nosniff");
+    assert_eq!(headers["referrer-policy"], "same-origin");
+    assert!(
+        headers.get("strict-transport-security").is_none(),
+        "no HSTS on http"
+    );
+
+    let https = spawn_app_with(|s| {
+        s.public_url = "https://auth.example".into();
+        s.secure_cookies = true;
+    })
+    .await;
+    let response = client().get(https.url("/healthz")).send().await.unwrap();
+    assert!(response
+        .headers()
+        .get("strict-transport-security")
+        .is_some());
+}
+
+#[actix_web::test]
+async fn the_root_redirects_to_the_dashboard() {
+    let app = spawn_app().await;
+    let response = client().get(app.url("/")).send().await.unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(response.headers()["location"], "/dashboard");
+}

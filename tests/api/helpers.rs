@@ -1,0 +1,255 @@
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use latchkey::clock;
+use latchkey::config::{JwtAlg, Settings};
+use latchkey::db::{self, Db};
+use latchkey::domain::{Password, Role, Username};
+use latchkey::passwords;
+use latchkey::startup::Application;
+use latchkey::store::{users, Actor};
+use reqwest::header::{HeaderMap, HeaderValue};
+use serde_json::{json, Value};
+
+pub const PASSWORD: &str = "correct horse battery staple";
+
+pub struct TestApp {
+    pub address: String,
+    #[allow(dead_code)]
+    pub port: u16,
+    pub db_path: PathBuf,
+    pub db: Db,
+    /// Keeps cookies, never follows redirects.
+    pub client: reqwest::Client,
+    #[allow(dead_code)]
+    pub settings: Settings,
+    _dir: tempfile::TempDir,
+}
+
+pub fn default_settings() -> Settings {
+    Settings {
+        bind: "127.0.0.1:0".into(),
+        public_url: "http://127.0.0.1:8080".into(),
+        secure_cookies: false,
+        access_ttl: 900,
+        refresh_ttl: 7 * 86_400,
+        session_max: 30 * 86_400,
+        refresh_reuse_grace: 10,
+        jwt_alg: JwtAlg::EdDsa,
+        login_max_failures: 5,
+        login_lockout: 900,
+        trusted_proxies: Vec::new(),
+    }
+}
+
+pub async fn spawn_app() -> TestApp {
+    spawn_app_with(|_| {}).await
+}
+
+pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let db_path = dir.path().join("latchkey.db");
+    spawn_on(dir, db_path, adjust)
+}
+
+/// Starts another server on an existing database file (a restart, or a second instance).
+pub async fn spawn_on_same_db(app: &TestApp, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    spawn_on(dir, app.db_path.clone(), adjust)
+}
+
+fn spawn_on(
+    dir: tempfile::TempDir,
+    db_path: PathBuf,
+    adjust: impl FnOnce(&mut Settings),
+) -> TestApp {
+    let mut settings = default_settings();
+    adjust(&mut settings);
+    let db = db::open(db_path.to_str().unwrap(), 8).expect("database opens");
+    let app = Application::build(settings.clone(), db.clone()).expect("app builds");
+    let port = app.port();
+    actix_web::rt::spawn(app.run());
+    TestApp {
+        address: format!("http://127.0.0.1:{port}"),
+        port,
+        db_path,
+        db,
+        client: client(),
+        settings,
+        _dir: dir,
+    }
+}
+
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .cookie_store(true)
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+impl TestApp {
+    pub fn url(&self, path: &str) -> String {
+        format!("{}{}", self.address, path)
+    }
+
+    /// Creates a user directly in the database.
+    pub fn add_user(&self, name: &str, role: Role) -> i64 {
+        let hash = passwords::hash_blocking(&Password::parse(PASSWORD.into()).unwrap()).unwrap();
+        let mut conn = self.db.conn().unwrap();
+        users::create(
+            &mut conn,
+            clock::now(),
+            &Username::parse(name).unwrap(),
+            &hash,
+            role,
+            &Actor::cli(),
+        )
+        .unwrap()
+        .id
+    }
+
+    pub async fn post_token(
+        &self,
+        client: &reqwest::Client,
+        username: &str,
+        password: &str,
+    ) -> reqwest::Response {
+        client
+            .post(self.url("/auth/token"))
+            .json(&json!({ "username": username, "password": password }))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    /// Signs in with `client` (which keeps the refresh cookie) and returns the access token.
+    pub async fn sign_in(&self, client: &reqwest::Client, username: &str) -> String {
+        let response = self.post_token(client, username, PASSWORD).await;
+        assert_eq!(response.status(), 200, "sign-in of {username} failed");
+        let body: Value = response.json().await.unwrap();
+        body["access_token"].as_str().unwrap().to_owned()
+    }
+
+    pub async fn refresh(&self, client: &reqwest::Client) -> reqwest::Response {
+        client.post(self.url("/auth/refresh")).send().await.unwrap()
+    }
+
+    /// A refresh presenting `token` explicitly, with no cookie jar.
+    pub async fn refresh_with(&self, token: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .post(self.url("/auth/refresh"))
+            .header("cookie", format!("lk_refresh={token}"))
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn get_bearer(&self, path: &str, token: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .get(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn delete_bearer(&self, path: &str, token: &str) -> reqwest::Response {
+        reqwest::Client::new()
+            .delete(self.url(path))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap()
+    }
+
+    pub async fn me(&self, token: &str) -> Value {
+        let response = self.get_bearer("/api/me", token).await;
+        assert_eq!(response.status(), 200);
+        response.json().await.unwrap()
+    }
+
+    /// Runs the built `latchkey` binary against this app's database.
+    pub fn cli(&self, args: &[&str]) -> Output {
+        run_cli(&self.db_path, args, None)
+    }
+
+    pub fn cli_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
+        run_cli(&self.db_path, args, Some(stdin))
+    }
+}
+
+pub fn run_cli(db_path: &std::path::Path, args: &[&str], stdin: Option<&str>) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    command
+        .arg("--database")
+        .arg(db_path)
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .stdin(if stdin.is_some() {
+            Stdio::piped()
+        } else {
+            Stdio::null()
+        });
+    let mut child = command.spawn().expect("latchkey binary runs");
+    if let Some(input) = stdin {
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(input.as_bytes())
+            .unwrap();
+    }
+    child.wait_with_output().unwrap()
+}
+
+/// The value of a `Set-Cookie` for `name`, with its attributes.
+pub fn set_cookie<'a>(headers: &'a HeaderMap, name: &str) -> Option<&'a str> {
+    headers
+        .get_all("set-cookie")
+        .iter()
+        .filter_map(|v: &HeaderValue| v.to_str().ok())
+        .find(|v| v.starts_with(&format!("{name}=")))
+}
+
+/// Just the cookie's value.
+pub fn cookie_value(headers: &HeaderMap, name: &str) -> Option<String> {
+    set_cookie(headers, name).map(|c| {
+        c[name.len() + 1..]
+            .split(';')
+            .next()
+            .unwrap_or("")
+            .to_owned()
+    })
+}
+
+pub async fn error_code(response: reqwest::Response) -> (u16, String) {
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.expect("error bodies are JSON");
+    assert!(
+        body["message"].is_string(),
+        "error body has a message: {body}"
+    );
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+/// Polls `/api/me` until it stops answering 200; returns how long that took.
+pub async fn time_until_refused(app: &TestApp, access: &str, limit: Duration) -> Option<Duration> {
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        let response = app.get_bearer("/api/me", access).await;
+        if response.status() == 401 {
+            assert_eq!(error_code(response).await.1, "session_revoked");
+            return Some(start.elapsed());
+        }
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}

@@ -1,0 +1,13 @@
+//! Black-box tests: the real application on a random loopback port with a fresh
+//! temporary SQLite file, driven over HTTP (and the CLI binary) like a client would.
+
+mod helpers;
+
+mod admin;
+mod cli;
+mod errors;
+mod keys;
+mod me;
+mod refresh;
+mod revocation;
+mod sign_in;
