@@ -114,7 +114,21 @@ enum AuditCommand {
 }
 
 pub fn run() -> ExitCode {
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!(
+                "latchkey: {}",
+                one_line_usage_error(&e.render().to_string())
+            );
+            return ExitCode::from(2);
+        }
+    };
     match dispatch(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -124,6 +138,19 @@ pub fn run() -> ExitCode {
             ExitCode::FAILURE
         }
     }
+}
+
+/// clap explains a usage mistake over several lines; SPEC wants one. Keep the message and
+/// the hint, drop the usage block.
+fn one_line_usage_error(rendered: &str) -> String {
+    rendered
+        .lines()
+        .map(str::trim)
+        .take_while(|line| !line.starts_with("Usage:"))
+        .filter(|line| !line.is_empty())
+        .map(|line| line.trim_start_matches("error: "))
+        .collect::<Vec<_>>()
+        .join(" ")
 }
 
 fn dispatch(cli: Cli) -> anyhow::Result<()> {
@@ -469,5 +496,17 @@ fn print_table(header: &[&str], rows: impl Iterator<Item = Vec<String>>) {
     line(header.iter().map(|h| h.to_string()).collect());
     for row in rows {
         line(row);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn usage_errors_fold_into_one_line() {
+        let rendered = "error: the following required arguments were not provided:\n  <NAME>\n\nUsage: latchkey user add <NAME>\n\nFor more information, try '--help'.\n";
+        assert_eq!(
+            super::one_line_usage_error(rendered),
+            "the following required arguments were not provided: <NAME>"
+        );
     }
 }

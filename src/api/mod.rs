@@ -6,15 +6,21 @@ mod tokens;
 mod views;
 mod wellknown;
 
+use actix_web::body::MessageBody;
+use actix_web::dev::{ServiceRequest, ServiceResponse};
+use actix_web::http::header::CONTENT_LENGTH;
+use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, HttpResponse};
 
 use crate::error::ApiError;
+use crate::startup::BODY_LIMIT;
 
 /// Registers every JSON route. Unknown paths under `/api` and `/auth` answer a JSON
 /// 404, known paths with the wrong method a JSON 405.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/auth")
+            .wrap(from_fn(refuse_large_bodies))
             .service(resource("/token").route(web::post().to(tokens::token)))
             .service(resource("/refresh").route(web::post().to(tokens::refresh)))
             .service(resource("/logout").route(web::post().to(tokens::logout)))
@@ -23,6 +29,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(
         web::scope("/api")
+            .wrap(from_fn(refuse_large_bodies))
             .service(resource("/me").route(web::get().to(me::me)))
             .service(resource("/sessions").route(web::get().to(me::sessions)))
             .service(resource("/sessions/{id}").route(web::delete().to(me::revoke_session)))
@@ -35,6 +42,23 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     )
     .service(resource("/.well-known/jwks.json").route(web::get().to(wellknown::jwks)))
     .service(resource("/healthz").route(web::get().to(wellknown::healthz)));
+}
+
+/// A declared body over the limit is refused before any handler runs, also on routes
+/// that never read their body. (Bodies without a length are cut by the extractors.)
+async fn refuse_large_bodies(
+    req: ServiceRequest,
+    next: Next<impl MessageBody>,
+) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+    let declared = req
+        .headers()
+        .get(CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
+        return Err(ApiError::PayloadTooLarge.into());
+    }
+    next.call(req).await
 }
 
 fn resource(path: &str) -> actix_web::Resource {

@@ -61,6 +61,24 @@ async fn bodies_over_16_kib_are_413() {
     );
 }
 
+#[actix_web::test]
+async fn large_bodies_are_413_even_where_no_body_is_read() {
+    let app = spawn_app().await;
+    for path in ["/auth/refresh", "/auth/logout", "/api/nope"] {
+        let response = client()
+            .post(app.url(path))
+            .body(vec![b'x'; 20 * 1024])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            error_code(response).await,
+            (413, "payload_too_large".into()),
+            "{path}"
+        );
+    }
+}
+
 fn futures_stream(
     body: String,
 ) -> impl futures_core::Stream<Item = Result<Vec<u8>, std::io::Error>> + Send + 'static {
