@@ -126,7 +126,8 @@ fn verify_with(keys: &KeySet, issuer: &str, token: &str) -> Result<Verified, Tok
     let typ_ok = header.typ.as_deref().is_some_and(|t| {
         t.eq_ignore_ascii_case(TYP) || t.eq_ignore_ascii_case("application/at+jwt")
     });
-    if !typ_ok {
+    // RFC 7515 §4.1.11: we understand no extensions, so any `crit` is unmet.
+    if !typ_ok || header.crit.is_some() {
         return Err(TokenError::Invalid);
     }
     let key = header

@@ -6,6 +6,8 @@ mod helpers;
 mod admin;
 mod cli;
 mod errors;
+mod input_battery;
+mod jwt_attacks;
 mod keys;
 mod me;
 mod refresh;
