@@ -90,11 +90,7 @@ pub async fn revoke_session(
     client: Client,
 ) -> Result<HttpResponse, ApiError> {
     let id: SessionId = id.parse().map_err(|_| ApiError::NotFound)?;
-    let actor = Actor {
-        user_id: Some(auth.user_id.0),
-        ip: Some(client.ip),
-        user_agent: Some(client.user_agent),
-    };
+    let actor = Actor::of(Some(auth.user_id.0), &client);
     revoking(&state, move |conn, now| {
         sessions::revoke(conn, now, id.0, None, "revoked_by_admin", &actor)
     })

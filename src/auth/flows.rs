@@ -8,6 +8,7 @@ use crate::domain::{Password, SessionId, UserId, Username};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::sessions::{self, Client, Rotation};
+use crate::store::users::UserRow;
 use crate::store::{lockout, users, Actor, StoreError};
 use crate::tokens::access::Issued;
 use crate::tokens::refresh::RefreshToken;
@@ -19,14 +20,6 @@ pub struct SignedIn {
     pub refresh_expires_in: i64,
     pub session_id: SessionId,
     pub user_id: UserId,
-}
-
-fn actor_of(client: &Client, user_id: Option<i64>) -> Actor {
-    Actor {
-        user_id,
-        ip: Some(client.ip.clone()),
-        user_agent: Some(client.user_agent.clone()),
-    }
 }
 
 fn seconds_until(at: Millis, now: Millis) -> i64 {
@@ -77,7 +70,7 @@ pub async fn sign_in(
     let verified = state.hasher.verify(password, candidate).await && well_formed;
     let known_id = user.as_ref().map(|u| u.id);
     let Some(user) = user.filter(|_| verified) else {
-        let actor = actor_of(client, None);
+        let actor = Actor::of(None, client);
         let user_id = known_id;
         let policy = lockout::Policy {
             max_failures: state.settings.login_max_failures.min(i32::MAX as u32) as i32,
@@ -106,20 +99,32 @@ pub async fn sign_in(
         })
         .await?;
     tracing::info!(user = %user.username, session = session.id, ip = %client.ip, "signed in");
+    signed_in(state, &user, session.id, refresh, session.expires_at, now)
+}
+
+/// Mints the access token that goes with a new refresh token.
+fn signed_in(
+    state: &AppState,
+    user: &UserRow,
+    session_id: i64,
+    refresh: RefreshToken,
+    refresh_expires_at: Millis,
+    now: Millis,
+) -> Result<SignedIn, ApiError> {
     let access = state
         .tokens
         .issue(
             UserId(user.id),
             &user.username,
             user.role(),
-            SessionId(session.id),
+            SessionId(session_id),
         )
         .map_err(|_| ApiError::Internal)?;
     Ok(SignedIn {
         access,
         refresh,
-        refresh_expires_in: seconds_until(session.expires_at, now),
-        session_id: SessionId(session.id),
+        refresh_expires_in: seconds_until(refresh_expires_at, now),
+        session_id: SessionId(session_id),
         user_id: UserId(user.id),
     })
 }
@@ -148,24 +153,7 @@ pub async fn refresh(
             session,
             user,
             expires_at,
-        } => {
-            let access = state
-                .tokens
-                .issue(
-                    UserId(user.id),
-                    &user.username,
-                    user.role(),
-                    SessionId(session.id),
-                )
-                .map_err(|_| ApiError::Internal)?;
-            Ok(SignedIn {
-                access,
-                refresh: next,
-                refresh_expires_in: seconds_until(expires_at, now),
-                session_id: SessionId(session.id),
-                user_id: UserId(user.id),
-            })
-        }
+        } => signed_in(state, &user, session.id, next, expires_at, now),
         Rotation::Refused => Err(ApiError::InvalidRefreshToken),
         Rotation::ReuseDetected { session_id } => {
             state.revoked.insert(SessionId(session_id), now);
@@ -188,7 +176,7 @@ pub async fn sign_out(
     let client = client.clone();
     revoking(state, move |conn, now| {
         if let Some(session) = sessions::find_by_token(conn, &hash)? {
-            let actor = actor_of(&client, Some(session.user_id));
+            let actor = Actor::of(Some(session.user_id), &client);
             sessions::revoke(conn, now, session.id, None, "signed_out", &actor)?;
         }
         Ok(())

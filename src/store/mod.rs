@@ -57,6 +57,15 @@ pub struct Actor {
 }
 
 impl Actor {
+    /// A request's client, acting as `user_id` when known.
+    pub fn of(user_id: Option<i64>, client: &sessions::Client) -> Self {
+        Actor {
+            user_id,
+            ip: Some(client.ip.clone()),
+            user_agent: Some(client.user_agent.clone()),
+        }
+    }
+
     /// The command line on this machine.
     pub fn cli() -> Self {
         Actor {

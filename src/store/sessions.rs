@@ -81,11 +81,7 @@ pub fn start(
             .returning(SessionRow::as_returning())
             .get_result(conn)?;
         insert_token(conn, session.id, token_hash, now, expires)?;
-        let actor = Actor {
-            user_id: Some(user.id),
-            ip: Some(client.ip.clone()),
-            user_agent: Some(client.user_agent.clone()),
-        };
+        let actor = Actor::of(Some(user.id), client);
         audit::record(
             conn,
             now,
@@ -172,11 +168,7 @@ pub fn rotate(
             }
             Some(rotated) if now - rotated <= life.reuse_grace => {}
             Some(_) => {
-                let actor = Actor {
-                    user_id: None,
-                    ip: Some(client.ip.clone()),
-                    user_agent: Some(client.user_agent.clone()),
-                };
+                let actor = Actor::of(None, client);
                 audit::record(
                     conn,
                     now,
