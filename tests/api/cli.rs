@@ -231,3 +231,78 @@ async fn sigterm_stops_the_server_cleanly() {
     });
     assert!(status.success(), "{status:?}");
 }
+
+#[actix_web::test]
+async fn no_password_or_token_reaches_the_log_even_at_trace_level() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("x.db");
+    let out = run_cli(
+        &db,
+        &["user", "add", "alice", "--password-stdin"],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    assert!(out.status.success());
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let log_path = dir.path().join("server.log");
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .arg("--database")
+        .arg(&db)
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .env("RUST_LOG", "trace")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let jar = client();
+    let mut signed_in = None;
+    for _ in 0..100 {
+        if let Ok(r) = jar
+            .post(format!("{base}/auth/token"))
+            .json(&serde_json::json!({"username": "alice", "password": PASSWORD}))
+            .send()
+            .await
+        {
+            signed_in = Some(r);
+            break;
+        }
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let response = signed_in.expect("server came up");
+    let refresh = cookie_value(response.headers(), "lk_refresh").unwrap();
+    let body: serde_json::Value = response.json().await.unwrap();
+    let access = body["access_token"].as_str().unwrap().to_owned();
+    let rotated = jar
+        .post(format!("{base}/auth/refresh"))
+        .send()
+        .await
+        .unwrap();
+    let refresh2 = cookie_value(rotated.headers(), "lk_refresh").unwrap();
+    reqwest::Client::new()
+        .get(format!("{base}/api/me"))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    let _ = std::process::Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
+    let _ = child.wait();
+
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    assert!(log.contains("signed in"), "the log was written: {log}");
+    for secret in [
+        PASSWORD,
+        access.as_str(),
+        refresh.as_str(),
+        refresh2.as_str(),
+    ] {
+        assert!(!log.contains(secret), "a secret reached the log");
+    }
+    // Nor any recognisable piece of the token (its signature part).
+    assert!(!log.contains(access.rsplit('.').next().unwrap()));
+}
