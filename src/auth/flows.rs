@@ -62,7 +62,7 @@ pub async fn sign_in(
         return Err(ApiError::TooManyAttempts(seconds_until(until, now)));
     }
 
-    let well_formed = Password::parse(password.to_owned()).is_ok();
+    let well_formed = Password::has_valid_length(password);
     let candidate = user
         .as_ref()
         .filter(|u| !u.disabled)

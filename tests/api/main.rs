@@ -10,6 +10,7 @@ mod input_battery;
 mod jwt_attacks;
 mod keys;
 mod me;
+mod passwords;
 mod refresh;
 mod revocation;
 mod sign_in;
