@@ -85,7 +85,17 @@ pub struct Settings {
     pub trusted_proxies: Vec<IpAddr>,
 }
 
+/// The per-IP ceiling is this many times the per-(username, IP) limit.
+pub const IP_CEILING_FACTOR: u32 = 20;
+
 impl Settings {
+    /// Failed sign-ins from one client IP, whatever the usernames, within
+    /// `LATCHKEY_LOGIN_LOCKOUT` before that IP is locked out for as long: a ceiling against
+    /// credential stuffing, high enough for many people behind one NAT.
+    pub fn login_ip_max_failures(&self) -> u32 {
+        self.login_max_failures.saturating_mul(IP_CEILING_FACTOR)
+    }
+
     pub fn from_args(args: &ServeArgs) -> Result<Self, String> {
         let public_url = args.public_url.trim_end_matches('/').to_owned();
         let secure_cookies = if public_url.starts_with("https://") {

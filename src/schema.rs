@@ -27,6 +27,15 @@ diesel::table! {
 }
 
 diesel::table! {
+    login_failures_by_ip (ip) {
+        ip -> Text,
+        failures -> Integer,
+        window_started_at -> BigInt,
+        locked_until -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
     refresh_tokens (id) {
         id -> BigInt,
         session_id -> BigInt,
@@ -80,6 +89,7 @@ diesel::joinable!(sessions -> users (user_id));
 diesel::allow_tables_to_appear_in_same_query!(
     audit_events,
     login_failures,
+    login_failures_by_ip,
     refresh_tokens,
     sessions,
     signing_keys,

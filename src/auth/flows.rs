@@ -72,9 +72,11 @@ pub async fn sign_in(
     let Some(user) = user.filter(|_| verified) else {
         let actor = Actor::of(None, client);
         let user_id = known_id;
+        let settings = &state.settings;
         let policy = lockout::Policy {
-            max_failures: state.settings.login_max_failures.min(i32::MAX as u32) as i32,
-            window: state.settings.login_lockout * SECOND,
+            max_failures: i32::try_from(settings.login_max_failures).unwrap_or(i32::MAX),
+            ip_max_failures: i32::try_from(settings.login_ip_max_failures()).unwrap_or(i32::MAX),
+            window: settings.login_lockout * SECOND,
         };
         let locked = state
             .db

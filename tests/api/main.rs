@@ -9,6 +9,7 @@ mod errors;
 mod input_battery;
 mod jwt_attacks;
 mod keys;
+mod lockout;
 mod me;
 mod passwords;
 mod refresh;
