@@ -5,6 +5,8 @@ use actix_web::cookie::{Cookie, SameSite};
 
 pub const ACCESS: &str = "lk_access";
 pub const REFRESH: &str = "lk_refresh";
+/// The pages' cookie session (CSRF token, flash message), set by actix-session.
+pub const SESSION: &str = "lk_session";
 
 pub fn access(token: &str, max_age_secs: i64, secure: bool) -> Cookie<'static> {
     Cookie::build(ACCESS, token.to_owned())

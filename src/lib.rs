@@ -11,6 +11,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod next_path;
+pub mod origin;
 pub mod pages;
 pub mod passwords;
 pub mod revocation;

@@ -3,6 +3,10 @@
 use std::net::TcpListener;
 use std::time::Duration;
 
+use actix_session::config::{BrowserSession, CookieContentSecurity};
+use actix_session::storage::CookieSessionStore;
+use actix_session::SessionMiddleware;
+use actix_web::cookie::{Key, SameSite};
 use actix_web::dev::Server;
 use actix_web::middleware::DefaultHeaders;
 use actix_web::web::{self, Data};
@@ -17,7 +21,7 @@ use crate::state::AppState;
 use crate::store::{keys as key_store, Actor};
 use crate::tokens::access::{AccessTokens, LEEWAY_SECS};
 use crate::tokens::keys::{generate_ed25519, KeySet, Keys};
-use crate::{api, error, pages};
+use crate::{api, cookies, error, pages};
 
 /// The largest request body accepted anywhere.
 pub const BODY_LIMIT: usize = 16 * 1024;
@@ -40,6 +44,9 @@ impl Application {
         let state = Data::new(build_state(settings, db)?);
         spawn_refreshers(state.clone());
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+        // The cookie session (CSRF token, flash messages) is signed and encrypted with a
+        // key made at start: a restart only asks open forms to be reloaded.
+        let session_key = Key::generate();
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -48,10 +55,18 @@ impl Application {
                         .limit(BODY_LIMIT)
                         .error_handler(error::json_error),
                 )
-                .app_data(web::FormConfig::default().limit(BODY_LIMIT))
+                .app_data(
+                    web::FormConfig::default()
+                        .limit(BODY_LIMIT)
+                        .error_handler(pages::form_error),
+                )
                 .app_data(web::PayloadConfig::default().limit(BODY_LIMIT))
                 .app_data(web::QueryConfig::default().error_handler(error::query_error))
                 .app_data(web::PathConfig::default().error_handler(error::path_error))
+                .wrap(cookie_session(
+                    session_key.clone(),
+                    state.settings.secure_cookies,
+                ))
                 .wrap(security_headers(state.settings.secure_cookies))
                 .configure(api::configure)
                 .configure(pages::configure)
@@ -163,6 +178,20 @@ fn spawn_refreshers(state: Data<AppState>) {
             }
         });
     }
+}
+
+/// `lk_session`: the pages' cookie session, `HttpOnly; SameSite=Lax; Path=/`, ending
+/// with the browser session, content encrypted and authenticated.
+fn cookie_session(key: Key, https: bool) -> SessionMiddleware<CookieSessionStore> {
+    SessionMiddleware::builder(CookieSessionStore::default(), key)
+        .cookie_name(cookies::SESSION.to_owned())
+        .cookie_secure(https)
+        .cookie_http_only(true)
+        .cookie_same_site(SameSite::Lax)
+        .cookie_path("/".to_owned())
+        .cookie_content_security(CookieContentSecurity::Private)
+        .session_lifecycle(BrowserSession::default())
+        .build()
 }
 
 fn security_headers(https: bool) -> DefaultHeaders {

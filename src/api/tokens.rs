@@ -9,6 +9,7 @@ use crate::auth::flows::{self, SignedIn};
 use crate::cookies;
 use crate::error::ApiError;
 use crate::next_path;
+use crate::origin;
 use crate::state::AppState;
 use crate::store::sessions::Client;
 
@@ -58,29 +59,12 @@ pub async fn token(
     Ok(token_response(&state, &signed_in))
 }
 
-/// Cookie-authenticated POSTs refuse cross-site callers: a browser names the calling
-/// page in `Origin` (and `Sec-Fetch-Site`); scripts that send neither are not browsers.
+/// Cookie-authenticated POSTs refuse cross-site callers (see `origin`).
 fn same_origin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    if req
-        .headers()
-        .get("sec-fetch-site")
-        .is_some_and(|v| v.as_bytes() == b"cross-site")
-    {
-        return Err(ApiError::CrossSite("cross-site requests are refused"));
-    }
-    let Some(origin) = req.headers().get(header::ORIGIN) else {
-        return Ok(());
-    };
-    let origin = origin.to_str().unwrap_or_default();
-    let host = req.connection_info().host().to_owned();
-    let from_us = origin == state.settings.public_url
-        || origin.split_once("://").is_some_and(|(scheme, authority)| {
-            matches!(scheme, "http" | "https") && authority == host
-        });
-    if from_us {
+    if origin::is_same_origin(req, &state.settings.public_url) {
         Ok(())
     } else {
-        Err(ApiError::CrossSite("cross-origin requests are refused"))
+        Err(ApiError::CrossSite("cross-site requests are refused"))
     }
 }
 

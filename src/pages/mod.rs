@@ -1,21 +1,92 @@
-//! Server-rendered pages.
+//! Server-rendered pages: sign-in, the dashboard and the admin pages. Every form posts
+//! with a CSRF token; nothing needs JavaScript.
+
+mod admin;
+mod assets;
+mod csrf;
+mod dashboard;
+mod error;
+mod flash;
+mod guard;
+mod layout;
+mod login;
+mod user_agent;
+mod views;
+mod when;
 
 use actix_web::http::header;
-use actix_web::{web, HttpResponse};
+use actix_web::{web, HttpRequest, HttpResponse};
+use serde::de::DeserializeOwned;
+
+pub use error::{form_error, PageError};
+
+/// The key under which the cookie session remembers this browser's latchkey session id.
+const SID_KEY: &str = "sid";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(root))
+        .service(
+            resource("/login")
+                .route(web::get().to(login::form))
+                .route(web::post().to(login::submit)),
+        )
+        .service(resource("/logout").route(web::post().to(login::logout)))
+        .service(resource("/dashboard").route(web::get().to(dashboard::show)))
+        .service(
+            resource("/sessions/revoke-others").route(web::post().to(dashboard::revoke_others)),
+        )
+        .service(resource("/sessions/{id}/revoke").route(web::post().to(dashboard::revoke)))
+        .service(resource("/account/password").route(web::post().to(dashboard::change_password)))
+        .service(
+            web::scope("/admin")
+                .service(resource("/sessions").route(web::get().to(admin::sessions)))
+                .service(
+                    resource("/sessions/{id}/revoke").route(web::post().to(admin::revoke_session)),
+                )
+                .service(
+                    resource("/users")
+                        .route(web::get().to(admin::users))
+                        .route(web::post().to(admin::create_user)),
+                )
+                .service(resource("/users/{id}/role").route(web::post().to(admin::set_role)))
+                .service(resource("/users/{id}/disable").route(web::post().to(admin::disable)))
+                .service(resource("/users/{id}/enable").route(web::post().to(admin::enable)))
+                .service(
+                    resource("/users/{id}/revoke-sessions")
+                        .route(web::post().to(admin::revoke_user_sessions)),
+                )
+                .service(resource("/audit").route(web::get().to(admin::audit)))
+                .default_service(web::to(not_found)),
+        )
+        .service(resource("/static/{name}").route(web::get().to(assets::serve)))
         .default_service(web::to(not_found));
 }
 
+fn resource(path: &str) -> actix_web::Resource {
+    web::resource(path).default_service(web::to(method_not_allowed))
+}
+
 async fn root() -> HttpResponse {
+    see_other("/dashboard")
+}
+
+async fn not_found() -> Result<HttpResponse, PageError> {
+    Err(PageError::NotFound)
+}
+
+async fn method_not_allowed() -> Result<HttpResponse, PageError> {
+    Err(PageError::MethodNotAllowed)
+}
+
+fn see_other(location: &str) -> HttpResponse {
     HttpResponse::SeeOther()
-        .insert_header((header::LOCATION, "/dashboard"))
+        .insert_header((header::LOCATION, location))
         .finish()
 }
 
-async fn not_found() -> HttpResponse {
-    HttpResponse::NotFound()
-        .content_type("text/html; charset=utf-8")
-        .body("<!doctype html><title>Not found</title><h1>Not found</h1>")
+/// A page's query string, refused with an HTML 400 (not the API's JSON) when malformed.
+fn query<T: DeserializeOwned>(req: &HttpRequest) -> Result<T, PageError> {
+    web::Query::<T>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|_| PageError::BadRequest("the address has a malformed query string".into()))
 }

@@ -262,6 +262,16 @@ pub fn list_active(
         .collect())
 }
 
+/// How many active sessions each user has (users without any are absent).
+pub fn count_active_by_user(conn: &mut Conn, now: Millis) -> Result<Vec<(i64, i64)>, StoreError> {
+    Ok(sessions::table
+        .filter(sessions::revoked_at.is_null())
+        .filter(sessions::expires_at.gt(now))
+        .group_by(sessions::user_id)
+        .select((sessions::user_id, diesel::dsl::count_star()))
+        .load(conn)?)
+}
+
 /// Revokes session `id`; with `owner`, only if that user owns it (otherwise `NotFound`,
 /// so nobody learns that another user's session exists). Revoking twice is not an error.
 pub fn revoke(

@@ -190,3 +190,11 @@ pub fn set_password(
         Ok(row)
     })
 }
+
+/// The names of the given users (for showing who did what in the audit log).
+pub fn names_by_ids(conn: &mut Conn, ids: &[i64]) -> Result<Vec<(i64, String)>, StoreError> {
+    Ok(users::table
+        .filter(users::id.eq_any(ids))
+        .select((users::id, users::username))
+        .load(conn)?)
+}

@@ -11,6 +11,7 @@ mod jwt_attacks;
 mod keys;
 mod lockout;
 mod me;
+mod pages;
 mod passwords;
 mod refresh;
 mod revocation;

@@ -1,0 +1,72 @@
+//! The stylesheet and icon, compiled into the binary so it runs from any directory.
+//! Their URLs carry a content hash, so browsers may cache them for a year.
+
+use std::sync::LazyLock;
+
+use actix_web::http::header;
+use actix_web::{web, HttpRequest, HttpResponse};
+use sha2::{Digest, Sha256};
+
+use super::error::PageError;
+
+struct Asset {
+    name: &'static str,
+    content_type: &'static str,
+    body: &'static [u8],
+}
+
+const ASSETS: &[Asset] = &[
+    Asset {
+        name: "app.css",
+        content_type: "text/css; charset=utf-8",
+        body: include_bytes!("../../static/app.css"),
+    },
+    Asset {
+        name: "icon.svg",
+        content_type: "image/svg+xml",
+        body: include_bytes!("../../static/icon.svg"),
+    },
+];
+
+/// A short content hash over every asset: a new build with changed assets gets new URLs.
+static VERSION: LazyLock<String> = LazyLock::new(|| {
+    let mut hash = Sha256::new();
+    for asset in ASSETS {
+        hash.update(asset.body);
+    }
+    hash.finalize()[..6]
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+});
+static CSS_URL: LazyLock<String> =
+    LazyLock::new(|| format!("/static/app.css?v={}", VERSION.as_str()));
+static ICON_URL: LazyLock<String> =
+    LazyLock::new(|| format!("/static/icon.svg?v={}", VERSION.as_str()));
+
+pub fn css_url() -> &'static str {
+    CSS_URL.as_str()
+}
+
+pub fn icon_url() -> &'static str {
+    ICON_URL.as_str()
+}
+
+/// `GET /static/{name}`: immutable for a year under the current version, otherwise
+/// revalidated, so an old URL never pins stale content.
+pub async fn serve(req: HttpRequest, name: web::Path<String>) -> Result<HttpResponse, PageError> {
+    let asset = ASSETS
+        .iter()
+        .find(|a| a.name == name.as_str())
+        .ok_or(PageError::NotFound)?;
+    let current = req.query_string().strip_prefix("v=") == Some(VERSION.as_str());
+    let cache = if current {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    Ok(HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, cache))
+        .content_type(asset.content_type)
+        .body(asset.body))
+}

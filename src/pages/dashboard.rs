@@ -1,0 +1,213 @@
+//! `GET /dashboard`: who you are and your sessions; signing out sessions; changing your
+//! password.
+
+use actix_web::http::StatusCode;
+use actix_web::web::{self, Data};
+use actix_web::{HttpResponse, Responder};
+use askama::Template;
+use askama_web::WebTemplate;
+use serde::Deserialize;
+
+use super::error::PageError;
+use super::flash;
+use super::guard::Page;
+use super::layout::Layout;
+use super::login::{signed_out, CsrfForm};
+use super::see_other;
+use super::views::SessionItem;
+use crate::auth::flows::revoking;
+use crate::clock;
+use crate::domain::{Password, SessionId};
+use crate::state::AppState;
+use crate::store::sessions::{self, Client};
+use crate::store::{users, Actor};
+
+/// The most sessions the dashboard lists (the rest stay revocable with "everywhere else").
+const OWN_SESSIONS_LIMIT: i64 = 200;
+
+#[derive(Template, WebTemplate)]
+#[template(path = "dashboard.html")]
+pub struct DashboardPage {
+    layout: Layout,
+    username: String,
+    role: String,
+    member_since: String,
+    sessions: Vec<SessionItem>,
+    others: usize,
+    password_error: Option<String>,
+}
+
+async fn render(
+    page: &Page,
+    state: &AppState,
+    password_error: Option<String>,
+) -> Result<DashboardPage, PageError> {
+    let user_id = page.identity.user_id.0;
+    let (user, rows) = state
+        .db
+        .run(move |conn| {
+            let user = users::find_by_id(conn, user_id)?;
+            let rows =
+                sessions::list_active(conn, clock::now(), Some(user_id), None, OWN_SESSIONS_LIMIT)?;
+            Ok((user, rows))
+        })
+        .await?;
+    let now = clock::now();
+    let current = page.identity.session_id;
+    let sessions: Vec<SessionItem> = rows
+        .into_iter()
+        .map(|r| SessionItem::new(r, current, now))
+        .collect();
+    let others = sessions.iter().filter(|s| !s.current).count();
+    let flash = if password_error.is_some() {
+        None
+    } else {
+        flash::take(&page.session)
+    };
+    Ok(DashboardPage {
+        layout: page.layout_with("dashboard", flash),
+        username: page.identity.username.clone(),
+        role: page.identity.role.to_string(),
+        member_since: clock::rfc3339(user.created_at)[..10].to_owned(),
+        sessions,
+        others,
+        password_error,
+    })
+}
+
+pub async fn show(page: Page, state: Data<AppState>) -> Result<DashboardPage, PageError> {
+    render(&page, &state, None).await
+}
+
+fn actor(page: &Page, client: Client) -> Actor {
+    Actor {
+        user_id: Some(page.identity.user_id.0),
+        ip: Some(client.ip),
+        user_agent: Some(client.user_agent),
+    }
+}
+
+/// `POST /sessions/{id}/revoke`: signs out one of your own sessions (this one included).
+pub async fn revoke(
+    page: Page,
+    state: Data<AppState>,
+    id: web::Path<String>,
+    form: web::Form<CsrfForm>,
+    client: Client,
+) -> Result<HttpResponse, PageError> {
+    page.check_csrf(&form.csrf_token)?;
+    let id: SessionId = id.parse().map_err(|_| PageError::NotFound)?;
+    let owner = page.identity.user_id.0;
+    let actor = actor(&page, client);
+    revoking(&state, move |conn, now| {
+        sessions::revoke(conn, now, id.0, Some(owner), "signed_out_by_user", &actor)
+    })
+    .await?;
+    if id == page.identity.session_id {
+        return Ok(signed_out(&state, &page.session, "You have signed out."));
+    }
+    flash::ok(&page.session, "Session signed out.");
+    Ok(see_other("/dashboard"))
+}
+
+/// `POST /sessions/revoke-others`: signs out every session of yours but this one.
+pub async fn revoke_others(
+    page: Page,
+    state: Data<AppState>,
+    form: web::Form<CsrfForm>,
+    client: Client,
+) -> Result<HttpResponse, PageError> {
+    page.check_csrf(&form.csrf_token)?;
+    let (user_id, keep) = (page.identity.user_id.0, page.identity.session_id.0);
+    let actor = actor(&page, client);
+    let n = revoking(&state, move |conn, now| {
+        sessions::revoke_all_of_user(conn, now, user_id, Some(keep), "signed_out_by_user", &actor)
+    })
+    .await?;
+    flash::ok(
+        &page.session,
+        match n {
+            0 => "There were no other sessions to sign out.".to_owned(),
+            1 => "Signed out 1 other session.".to_owned(),
+            n => format!("Signed out {n} other sessions."),
+        },
+    );
+    Ok(see_other("/dashboard"))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct PasswordForm {
+    csrf_token: String,
+    current_password: String,
+    new_password: String,
+    confirm_password: String,
+}
+
+/// `POST /account/password`: needs the current password; signs out your other sessions.
+pub async fn change_password(
+    page: Page,
+    state: Data<AppState>,
+    form: web::Form<PasswordForm>,
+    client: Client,
+) -> Result<HttpResponse, PageError> {
+    page.check_csrf(&form.csrf_token)?;
+    let form = form.into_inner();
+    if form.new_password != form.confirm_password {
+        return refused(
+            &page,
+            &state,
+            "The new password and its confirmation differ.",
+        )
+        .await;
+    }
+    let new_password = match Password::parse(form.new_password) {
+        Ok(p) => p,
+        Err(e) => {
+            return refused(
+                &page,
+                &state,
+                &format!("The new password is not allowed: {e}."),
+            )
+            .await
+        }
+    };
+    let user_id = page.identity.user_id.0;
+    let user = state
+        .db
+        .run(move |conn| users::find_by_id(conn, user_id))
+        .await?;
+    if !state
+        .hasher
+        .verify(&form.current_password, Some(&user.password_hash))
+        .await
+    {
+        return refused(&page, &state, "Your current password is not correct.").await;
+    }
+    let hash = state.hasher.hash(new_password).await.map_err(|e| {
+        tracing::error!(error = %e, "cannot hash a new password");
+        PageError::Internal
+    })?;
+    let keep = page.identity.session_id.0;
+    let actor = actor(&page, client);
+    revoking(&state, move |conn, now| {
+        users::set_password(conn, now, user_id, &hash, Some(keep), &actor)
+    })
+    .await?;
+    tracing::info!(user = %page.identity.username, "password changed");
+    flash::ok(
+        &page.session,
+        "Password changed. Your other sessions were signed out.",
+    );
+    Ok(see_other("/dashboard"))
+}
+
+/// The dashboard again, with the password form's error, as a 400.
+async fn refused(page: &Page, state: &AppState, message: &str) -> Result<HttpResponse, PageError> {
+    let dashboard = render(page, state, Some(message.to_owned())).await?;
+    Ok(dashboard
+        .customize()
+        .with_status(StatusCode::BAD_REQUEST)
+        .respond_to(page.request())
+        .map_into_boxed_body())
+}

@@ -1,0 +1,151 @@
+//! Every page failure as one enum, answered with an HTML page in the site's layout (or
+//! the renew redirect). The cause of an unexpected failure goes to the log only.
+
+use actix_web::http::{header, StatusCode};
+use actix_web::{HttpResponse, ResponseError};
+use askama::Template;
+
+use super::layout::Layout;
+use crate::error::ApiError;
+use crate::store::StoreError;
+
+#[derive(Debug, thiserror::Error)]
+pub enum PageError {
+    /// No valid access cookie: renew it, then come back to this local path.
+    #[error("sign-in needs renewing")]
+    Renew(String),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("you do not have the role this page needs")]
+    Forbidden,
+    #[error("this form has expired or did not come from latchkey; go back, reload the page and try again")]
+    Csrf,
+    #[error("there is no page here")]
+    NotFound,
+    #[error("this address does not accept that method")]
+    MethodNotAllowed,
+    #[error("the form is larger than 16 KiB")]
+    PayloadTooLarge,
+    #[error("the form must be sent as application/x-www-form-urlencoded")]
+    UnsupportedMediaType,
+    #[error("the service is busy; try again in a moment")]
+    Unavailable,
+    #[error("something went wrong on our side; it has been logged")]
+    Internal,
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage {
+    layout: Layout,
+    status: u16,
+    heading: &'static str,
+    message: String,
+}
+
+impl PageError {
+    fn heading(&self) -> &'static str {
+        match self {
+            PageError::Forbidden => "Not allowed",
+            PageError::Csrf => "This form has expired",
+            PageError::NotFound => "Page not found",
+            PageError::Unavailable => "Busy",
+            PageError::Internal => "Something went wrong",
+            _ => "That did not work",
+        }
+    }
+}
+
+impl ResponseError for PageError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            PageError::Renew(_) => StatusCode::SEE_OTHER,
+            PageError::BadRequest(_) => StatusCode::BAD_REQUEST,
+            PageError::Conflict(_) => StatusCode::CONFLICT,
+            PageError::Forbidden | PageError::Csrf => StatusCode::FORBIDDEN,
+            PageError::NotFound => StatusCode::NOT_FOUND,
+            PageError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            PageError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            PageError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            PageError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
+            PageError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        if let PageError::Renew(next) = self {
+            return HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, crate::next_path::renew_url(next)))
+                .finish();
+        }
+        let page = ErrorPage {
+            layout: Layout::bare(),
+            status: self.status_code().as_u16(),
+            heading: self.heading(),
+            message: self.to_string(),
+        };
+        let mut response = HttpResponse::build(self.status_code());
+        match page.render() {
+            Ok(body) => response.content_type("text/html; charset=utf-8").body(body),
+            Err(e) => {
+                tracing::error!(error = %e, "cannot render the error page");
+                response
+                    .content_type("text/plain; charset=utf-8")
+                    .body(self.to_string())
+            }
+        }
+    }
+}
+
+impl From<StoreError> for PageError {
+    fn from(e: StoreError) -> Self {
+        ApiError::from(e).into()
+    }
+}
+
+impl From<askama::Error> for PageError {
+    fn from(e: askama::Error) -> Self {
+        tracing::error!(error = %e, "cannot render a page");
+        PageError::Internal
+    }
+}
+
+/// The shared flows speak `ApiError`; pages show the same failures as pages.
+impl From<ApiError> for PageError {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::BadRequest(message) => PageError::BadRequest(message),
+            ApiError::Conflict(message) => PageError::Conflict(message),
+            ApiError::Forbidden | ApiError::CrossSite(_) => PageError::Forbidden,
+            ApiError::NotFound => PageError::NotFound,
+            ApiError::MethodNotAllowed => PageError::MethodNotAllowed,
+            ApiError::PayloadTooLarge => PageError::PayloadTooLarge,
+            ApiError::UnsupportedMediaType => PageError::UnsupportedMediaType,
+            ApiError::Unavailable => PageError::Unavailable,
+            ApiError::MissingToken
+            | ApiError::InvalidToken
+            | ApiError::TokenExpired
+            | ApiError::SessionRevoked => PageError::Renew(crate::next_path::DEFAULT.into()),
+            ApiError::InvalidCredentials
+            | ApiError::TooManyAttempts(_)
+            | ApiError::InvalidRefreshToken
+            | ApiError::Internal => PageError::Internal,
+        }
+    }
+}
+
+/// Form extractor failures (too large, wrong content type, undecodable) as pages.
+pub fn form_error(
+    err: actix_web::error::UrlencodedError,
+    _: &actix_web::HttpRequest,
+) -> actix_web::Error {
+    use actix_web::error::UrlencodedError as E;
+    match err {
+        E::Overflow { .. } => PageError::PayloadTooLarge,
+        E::ContentType => PageError::UnsupportedMediaType,
+        _ => PageError::BadRequest("the form could not be read".into()),
+    }
+    .into()
+}

@@ -1,0 +1,196 @@
+//! `GET/POST /login` and `POST /logout`.
+
+use actix_session::Session;
+use actix_web::http::header;
+use actix_web::web::{self, Data};
+use actix_web::{CustomizeResponder, HttpRequest, HttpResponse, Responder};
+use askama::Template;
+use askama_web::WebTemplate;
+use serde::Deserialize;
+
+use super::error::PageError;
+use super::layout::Layout;
+use super::{csrf, flash, query, see_other, SID_KEY};
+use crate::auth::flows::{self, revoking};
+use crate::auth::guard::authenticate;
+use crate::error::ApiError;
+use crate::state::AppState;
+use crate::store::sessions::{self, Client};
+use crate::store::{Actor, StoreError};
+use crate::{cookies, next_path};
+
+/// The longest username echoed back into a refused form.
+const ECHO_MAX: usize = 64;
+
+#[derive(Template, WebTemplate)]
+#[template(path = "login.html")]
+pub struct LoginPage {
+    layout: Layout,
+    username: String,
+    next: String,
+    error: Option<String>,
+}
+
+#[derive(Deserialize)]
+pub struct NextQuery {
+    next: Option<String>,
+}
+
+/// `GET /login[?next=PATH]`. Someone already signed in goes straight on.
+pub async fn form(req: HttpRequest, session: Session) -> Result<HttpResponse, PageError> {
+    let q: NextQuery = query(&req)?;
+    let next = next_path::local_or_default(q.next.as_deref());
+    if authenticate(&req).is_ok() {
+        return Ok(see_other(&next));
+    }
+    let page = LoginPage {
+        layout: Layout::new(None, csrf::token(&session), flash::take(&session)),
+        username: String::new(),
+        next,
+        error: None,
+    };
+    Ok(page.respond_to(&req).map_into_boxed_body())
+}
+
+#[derive(Deserialize)]
+#[serde(default)]
+#[derive(Default)]
+pub struct LoginForm {
+    username: String,
+    password: String,
+    csrf_token: String,
+    next: String,
+}
+
+/// "15 minutes", "40 seconds": how long a lockout still runs.
+fn wait_text(secs: i64) -> String {
+    let secs = secs.max(1);
+    if secs < 60 {
+        format!("{secs} second{}", if secs == 1 { "" } else { "s" })
+    } else {
+        let minutes = (secs + 59) / 60;
+        format!("{minutes} minute{}", if minutes == 1 { "" } else { "s" })
+    }
+}
+
+/// `POST /login`: signs in, sets both cookies, goes to `next` (local paths only).
+pub async fn submit(
+    req: HttpRequest,
+    session: Session,
+    state: Data<AppState>,
+    form: web::Form<LoginForm>,
+    client: Client,
+) -> Result<HttpResponse, PageError> {
+    csrf::verify(&req, &session, &form.csrf_token)?;
+    let next = next_path::local_or_default(Some(&form.next));
+    let refused = |error: String| -> CustomizeResponder<LoginPage> {
+        LoginPage {
+            layout: Layout::new(None, csrf::token(&session), None),
+            username: form.username.chars().take(ECHO_MAX).collect(),
+            next: next.clone(),
+            error: Some(error),
+        }
+        .customize()
+    };
+    match flows::sign_in(&state, &form.username, &form.password, &client).await {
+        Ok(signed_in) => {
+            // A new sign-in gets a new cookie session: nothing from before carries over.
+            session.clear();
+            session.renew();
+            csrf::fresh(&session);
+            let _ = session.insert(SID_KEY, signed_in.session_id.0);
+            let secure = state.settings.secure_cookies;
+            Ok(HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, next))
+                .cookie(cookies::access(
+                    &signed_in.access.token,
+                    signed_in.access.expires_in,
+                    secure,
+                ))
+                .cookie(cookies::refresh(
+                    signed_in.refresh.expose(),
+                    signed_in.refresh_expires_in,
+                    secure,
+                ))
+                .finish())
+        }
+        Err(ApiError::InvalidCredentials) => Ok(refused("Wrong username or password.".into())
+            .with_status(actix_web::http::StatusCode::UNAUTHORIZED)
+            .respond_to(&req)
+            .map_into_boxed_body()),
+        Err(ApiError::TooManyAttempts(secs)) => Ok(refused(format!(
+            "Too many failed sign-ins. Try again in {}.",
+            wait_text(secs)
+        ))
+        .with_status(actix_web::http::StatusCode::TOO_MANY_REQUESTS)
+        .insert_header((header::RETRY_AFTER, secs.max(1).to_string()))
+        .respond_to(&req)
+        .map_into_boxed_body()),
+        Err(other) => Err(other.into()),
+    }
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct CsrfForm {
+    pub csrf_token: String,
+}
+
+/// `POST /logout`: revokes this browser's session (known from the access cookie, or from
+/// the cookie session once the access cookie has expired), clears the cookies.
+pub async fn logout(
+    req: HttpRequest,
+    session: Session,
+    state: Data<AppState>,
+    form: web::Form<CsrfForm>,
+    client: Client,
+) -> Result<HttpResponse, PageError> {
+    csrf::verify(&req, &session, &form.csrf_token)?;
+    let identity = authenticate(&req).ok();
+    let sid = identity
+        .as_ref()
+        .map(|i| i.session_id.0)
+        .or_else(|| session.get::<i64>(SID_KEY).ok().flatten());
+    if let Some(sid) = sid {
+        let actor = Actor {
+            user_id: identity.map(|i| i.user_id.0),
+            ip: Some(client.ip),
+            user_agent: Some(client.user_agent),
+        };
+        revoking(&state, move |conn, now| {
+            match sessions::revoke(conn, now, sid, None, "signed_out", &actor) {
+                Ok(_) | Err(StoreError::NotFound) => Ok(()),
+                Err(e) => Err(e),
+            }
+        })
+        .await?;
+    }
+    Ok(signed_out(&state, &session, "You have signed out."))
+}
+
+/// The answer once this browser's session is gone: cookies cleared, a fresh cookie
+/// session with a message, and the sign-in form.
+pub(super) fn signed_out(state: &AppState, session: &Session, message: &str) -> HttpResponse {
+    session.clear();
+    session.renew();
+    csrf::fresh(session);
+    flash::ok(session, message);
+    let secure = state.settings.secure_cookies;
+    HttpResponse::SeeOther()
+        .insert_header((header::LOCATION, "/login"))
+        .cookie(cookies::clear_access(secure))
+        .cookie(cookies::clear_refresh(secure))
+        .finish()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn lockout_waits_read_as_people_say_them() {
+        assert_eq!(super::wait_text(1), "1 second");
+        assert_eq!(super::wait_text(40), "40 seconds");
+        assert_eq!(super::wait_text(60), "1 minute");
+        assert_eq!(super::wait_text(900), "15 minutes");
+        assert_eq!(super::wait_text(61), "2 minutes");
+    }
+}

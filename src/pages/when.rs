@@ -1,0 +1,69 @@
+//! Times as people read them in a list: "3 minutes ago", "in 6 days".
+
+use crate::clock::{Millis, SECOND};
+
+/// `at` relative to `now`, in the largest whole unit.
+pub fn relative(at: Millis, now: Millis) -> String {
+    let past = at <= now;
+    let secs = ((at - now) / SECOND).unsigned_abs();
+    if secs < 45 {
+        return if past { "just now" } else { "in a moment" }.to_owned();
+    }
+    const DAY: u64 = 86_400;
+    let minutes = (secs + 30) / 60;
+    let hours = (secs + 1_800) / 3_600;
+    let days = (secs + DAY / 2) / DAY;
+    let months = (secs + 15 * DAY) / (30 * DAY);
+    let (n, unit) = if minutes < 60 {
+        (minutes, "minute")
+    } else if hours < 24 {
+        (hours, "hour")
+    } else if days < 45 {
+        (days, "day")
+    } else if months < 12 {
+        (months, "month")
+    } else {
+        ((secs + 182 * DAY) / (365 * DAY), "year")
+    };
+    let plural = if n == 1 { "" } else { "s" };
+    if past {
+        format!("{n} {unit}{plural} ago")
+    } else {
+        format!("in {n} {unit}{plural}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::relative;
+    use crate::clock::SECOND;
+
+    const NOW: i64 = 1_800_000_000_000;
+
+    fn ago(secs: i64) -> String {
+        relative(NOW - secs * SECOND, NOW)
+    }
+
+    #[test]
+    fn past_times_in_the_largest_unit() {
+        assert_eq!(ago(0), "just now");
+        assert_eq!(relative(NOW - 400, NOW), "just now");
+        assert_eq!(ago(44), "just now");
+        assert_eq!(ago(60), "1 minute ago");
+        assert_eq!(ago(180), "3 minutes ago");
+        assert_eq!(ago(3_599), "1 hour ago");
+        assert_eq!(ago(3_600), "1 hour ago");
+        assert_eq!(ago(5 * 3_600), "5 hours ago");
+        assert_eq!(ago(86_400), "1 day ago");
+        assert_eq!(ago(6 * 86_400), "6 days ago");
+        assert_eq!(ago(90 * 86_400), "3 months ago");
+        assert_eq!(ago(800 * 86_400), "2 years ago");
+    }
+
+    #[test]
+    fn future_times_read_forwards() {
+        assert_eq!(relative(NOW + 7 * 86_400 * SECOND, NOW), "in 7 days");
+        assert_eq!(relative(NOW + 10 * SECOND, NOW), "in a moment");
+        assert_eq!(relative(NOW + 15 * 60 * SECOND, NOW), "in 15 minutes");
+    }
+}
