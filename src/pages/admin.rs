@@ -31,11 +31,7 @@ use crate::store::{users, Actor, StoreError};
 const PAGE_SIZE: i64 = 50;
 
 fn actor(page: &Page<Admin>, client: Client) -> Actor {
-    Actor {
-        user_id: Some(page.identity.user_id.0),
-        ip: Some(client.ip),
-        user_agent: Some(client.user_agent),
-    }
+    Actor::of(Some(page.identity.user_id.0), &client)
 }
 
 /// A `?user=` filter: empty means none; anything else must be a well-formed name.

@@ -80,11 +80,7 @@ pub async fn show(page: Page, state: Data<AppState>) -> Result<DashboardPage, Pa
 }
 
 fn actor(page: &Page, client: Client) -> Actor {
-    Actor {
-        user_id: Some(page.identity.user_id.0),
-        ip: Some(client.ip),
-        user_agent: Some(client.user_agent),
-    }
+    Actor::of(Some(page.identity.user_id.0), &client)
 }
 
 /// `POST /sessions/{id}/revoke`: signs out one of your own sessions (this one included).

@@ -152,11 +152,7 @@ pub async fn logout(
         .map(|i| i.session_id.0)
         .or_else(|| session.get::<i64>(SID_KEY).ok().flatten());
     if let Some(sid) = sid {
-        let actor = Actor {
-            user_id: identity.map(|i| i.user_id.0),
-            ip: Some(client.ip),
-            user_agent: Some(client.user_agent),
-        };
+        let actor = Actor::of(identity.map(|i| i.user_id.0), &client);
         revoking(&state, move |conn, now| {
             match sessions::revoke(conn, now, sid, None, "signed_out", &actor) {
                 Ok(_) | Err(StoreError::NotFound) => Ok(()),

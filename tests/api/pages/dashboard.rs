@@ -229,6 +229,7 @@ async fn changing_the_password_needs_the_current_one_and_signs_out_other_session
         ),
         (PASSWORD, new, "something else", "differ"),
         (PASSWORD, "short", "short", "8 to 1024 characters"),
+        (PASSWORD, "12345678", "12345678", "most common passwords"),
     ] {
         let response = app
             .post_form(
