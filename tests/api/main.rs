@@ -5,6 +5,7 @@ mod helpers;
 
 mod admin;
 mod cli;
+mod enumeration;
 mod errors;
 mod input_battery;
 mod jwt_attacks;
