@@ -563,6 +563,6 @@ fn audit_item(r: AuditRow, names: &HashMap<i64, String>, now: i64) -> AuditItem 
         actor,
         session: r.session_id.map(|s| s.to_string()).unwrap_or_default(),
         ip: r.ip.unwrap_or_default(),
-        detail: r.detail.unwrap_or_default(),
+        detail: r.detail.unwrap_or_default().replace('_', " "),
     }
 }

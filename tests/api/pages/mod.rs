@@ -1,5 +1,7 @@
 //! The HTML pages, black-box: forms, CSRF, cookies, redirects, error pages.
 
+mod admin;
+mod browser;
 mod dashboard;
 mod login;
 

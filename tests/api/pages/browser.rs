@@ -1,0 +1,442 @@
+//! The pages in a real browser: headless Chromium driven through chromedriver's
+//! WebDriver HTTP protocol (plain JSON over reqwest, no extra crate). Skips with a message
+//! when the browser is not installed, unless `LATCHKEY_REQUIRE_BROWSER=1` (CI), where a
+//! missing browser fails the test. Screenshots go to the target directory, and to `docs/`
+//! with `LATCHKEY_SCREENSHOTS=docs`.
+
+use std::net::TcpListener;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use latchkey::domain::Role;
+use serde_json::{json, Value};
+
+use crate::helpers::*;
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+fn find_program(candidates: &[&str]) -> Option<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    candidates.iter().find_map(|name| {
+        std::env::split_paths(&path)
+            .map(|dir| dir.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// Chromium and chromedriver, or `None` (after saying why) when the test may skip.
+fn browser_programs() -> Option<(PathBuf, PathBuf)> {
+    let chromium = find_program(&["chromium", "chromium-browser", "google-chrome"]);
+    let driver = find_program(&["chromedriver"]);
+    match (chromium, driver) {
+        (Some(c), Some(d)) => Some((c, d)),
+        _ if std::env::var("LATCHKEY_REQUIRE_BROWSER").as_deref() == Ok("1") => {
+            panic!("LATCHKEY_REQUIRE_BROWSER=1 but chromium or chromedriver is missing (scripts/test installs them)")
+        }
+        _ => {
+            eprintln!("SKIPPED browser test: chromium and chromedriver are not installed (run scripts/test to install them)");
+            None
+        }
+    }
+}
+
+/// A chromedriver process on a free loopback port, killed (by its PID) on drop.
+struct Driver {
+    child: Child,
+    port: u16,
+    base: String,
+    /// Open browser sessions: closed on drop too, so a failing test leaves no browser.
+    sessions: std::sync::Mutex<Vec<String>>,
+    chromium: PathBuf,
+    http: reqwest::Client,
+}
+
+impl Driver {
+    async fn start(chromium: PathBuf, chromedriver: &Path) -> Driver {
+        let port = TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new(chromedriver)
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("chromedriver starts");
+        let driver = Driver {
+            child,
+            port,
+            sessions: Default::default(),
+            base: format!("http://127.0.0.1:{port}"),
+            chromium,
+            http: reqwest::Client::new(),
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            if let Ok(r) = driver
+                .http
+                .get(format!("{}/status", driver.base))
+                .send()
+                .await
+            {
+                if r.json::<Value>()
+                    .await
+                    .is_ok_and(|v| v["value"]["ready"] == true)
+                {
+                    break;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "chromedriver did not become ready"
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(100)).await;
+        }
+        driver
+    }
+
+    async fn browser(&self) -> Browser<'_> {
+        let profile = tempfile::tempdir().unwrap();
+        let args = [
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-dev-shm-usage",
+            "--disable-background-networking",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            "--window-size=1280,900",
+            &format!("--user-data-dir={}", profile.path().display()),
+        ];
+        let body = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {"binary": self.chromium, "args": args},
+        }}});
+        let response: Value = self
+            .http
+            .post(format!("{}/session", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let id = response["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no browser session: {response}"))
+            .to_owned();
+        self.sessions.lock().unwrap().push(id.clone());
+        Browser {
+            driver: self,
+            id,
+            _profile: profile,
+        }
+    }
+}
+
+/// `DELETE /session/{id}` without async (drop may run while a test unwinds): the driver
+/// then closes that Chromium. Errors are ignored: the driver is killed next anyway.
+fn close_session(port: u16, id: &str) {
+    use std::io::{Read, Write};
+    let Ok(mut stream) = std::net::TcpStream::connect(("127.0.0.1", port)) else {
+        return;
+    };
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(10)));
+    let request = format!(
+        "DELETE /session/{id} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    );
+    if stream.write_all(request.as_bytes()).is_ok() {
+        let _ = stream.read_to_end(&mut Vec::new());
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        for id in self.sessions.lock().unwrap().drain(..) {
+            close_session(self.port, &id);
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// One browser window with its own profile (cookies).
+struct Browser<'a> {
+    driver: &'a Driver,
+    id: String,
+    _profile: tempfile::TempDir,
+}
+
+impl Browser<'_> {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/session/{}{}", self.driver.base, self.id, path);
+        let mut request = self.driver.http.request(method, url);
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let value: Value = request.send().await.unwrap().json().await.unwrap();
+        if value["value"]["error"].is_string() {
+            panic!("WebDriver {path}: {}", value["value"]);
+        }
+        value["value"].clone()
+    }
+
+    async fn goto(&self, url: &str) {
+        self.call(reqwest::Method::POST, "/url", Some(json!({ "url": url })))
+            .await;
+    }
+
+    async fn url(&self) -> String {
+        let value = self.call(reqwest::Method::GET, "/url", None).await;
+        value.as_str().unwrap().to_owned()
+    }
+
+    async fn source(&self) -> String {
+        let value = self.call(reqwest::Method::GET, "/source", None).await;
+        value.as_str().unwrap().to_owned()
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let value = self
+            .call(
+                reqwest::Method::POST,
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await;
+        value[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {value}"))
+            .to_owned()
+    }
+
+    async fn attribute(&self, css: &str, name: &str) -> String {
+        let element = self.find(css).await;
+        let path = format!("/element/{element}/attribute/{name}");
+        let value = self.call(reqwest::Method::GET, &path, None).await;
+        value.as_str().unwrap_or_default().to_owned()
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let element = self.find(css).await;
+        let path = format!("/element/{element}/value");
+        self.call(reqwest::Method::POST, &path, Some(json!({ "text": text })))
+            .await;
+    }
+
+    async fn click(&self, css: &str) {
+        let element = self.find(css).await;
+        let path = format!("/element/{element}/click");
+        self.call(reqwest::Method::POST, &path, Some(json!({})))
+            .await;
+    }
+
+    async fn resize(&self, width: u32, height: u32) {
+        let body = json!({"width": width, "height": height});
+        self.call(reqwest::Method::POST, "/window/rect", Some(body))
+            .await;
+    }
+
+    /// Saves a PNG of the window under the target directory (and `docs/` when asked).
+    async fn screenshot(&self, name: &str) {
+        let value = self.call(reqwest::Method::GET, "/screenshot", None).await;
+        let png = base64::engine::general_purpose::STANDARD
+            .decode(value.as_str().unwrap())
+            .unwrap();
+        assert!(png.starts_with(b"\x89PNG"), "a PNG");
+        let mut dirs = vec![PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("screenshots")];
+        if std::env::var("LATCHKEY_SCREENSHOTS").as_deref() == Ok("docs") {
+            dirs.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("docs"));
+        }
+        for dir in dirs {
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join(format!("{name}.png")), &png).unwrap();
+        }
+    }
+
+    async fn sign_in(&self, app: &TestApp, username: &str) {
+        self.goto(&app.url("/login")).await;
+        self.type_into("#username", username).await;
+        self.type_into("#password", PASSWORD).await;
+        self.click("form.stack button[type=submit]").await;
+    }
+
+    async fn quit(self) {
+        let url = format!("{}/session/{}", self.driver.base, self.id);
+        let _ = self.driver.http.delete(url).send().await;
+        self.driver
+            .sessions
+            .lock()
+            .unwrap()
+            .retain(|id| *id != self.id);
+    }
+}
+
+/// A few more sessions from other devices and places, signed in a while ago, so the
+/// lists look like real use (the app trusts 127.0.0.1 as a proxy for `X-Forwarded-For`).
+async fn other_devices(app: &TestApp, username: &str, devices: &[(&str, &str, i64, i64)]) {
+    use diesel::RunQueryDsl;
+    for (agent, ip, signed_in_minutes_ago, used_minutes_ago) in devices {
+        let client = reqwest::Client::builder()
+            .user_agent(*agent)
+            .default_headers(
+                [("x-forwarded-for".parse().unwrap(), ip.parse().unwrap())]
+                    .into_iter()
+                    .collect(),
+            )
+            .build()
+            .unwrap();
+        let access = app.sign_in(&client, username).await;
+        let id: i64 = app.me(&access).await["session_id"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        let mut conn = app.db.conn().unwrap();
+        diesel::sql_query(format!(
+            "UPDATE sessions SET created_at = created_at - {}, last_used_at = last_used_at - {} WHERE id = {id}",
+            signed_in_minutes_ago * 60_000,
+            used_minutes_ago * 60_000
+        ))
+        .execute(&mut *conn)
+        .unwrap();
+    }
+}
+
+const IPHONE: &str = "Mozilla/5.0 (iPhone; CPU iPhone OS 18_1 like Mac OS X) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Mobile/15E148 Safari/604.1";
+const WINDOWS: &str = "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 (KHTML, like Gecko) Chrome/131.0.0.0 Safari/537.36 Edg/131.0.2903.86";
+const MAC: &str = "Mozilla/5.0 (Macintosh; Intel Mac OS X 10_15_7) AppleWebKit/605.1.15 (KHTML, like Gecko) Version/18.1 Safari/605.1.15";
+const LINUX: &str =
+    "Mozilla/5.0 (X11; Ubuntu; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
+
+#[actix_web::test]
+async fn an_admin_revokes_a_users_session_in_the_browser_and_the_user_lands_on_the_sign_in_page() {
+    let Some((chromium, chromedriver)) = browser_programs() else {
+        return;
+    };
+    let app = spawn_app_with(|s| s.trusted_proxies = vec!["127.0.0.1".parse().unwrap()]).await;
+    app.add_user("admin", Role::Admin);
+    app.add_user("alice", Role::User);
+    app.add_user("bob", Role::User);
+    app.add_user("carol.ops", Role::Admin);
+    other_devices(
+        &app,
+        "alice",
+        &[
+            (IPHONE, "198.51.100.23", 3 * 1440, 3),
+            (WINDOWS, "203.0.113.77", 9 * 1440, 2 * 1440),
+        ],
+    )
+    .await;
+    other_devices(
+        &app,
+        "bob",
+        &[
+            (MAC, "192.0.2.140", 5 * 60, 12),
+            (LINUX, "2001:db8::7", 2 * 1440, 26 * 60),
+        ],
+    )
+    .await;
+    other_devices(&app, "carol.ops", &[(LINUX, "10.20.0.15", 45, 1)]).await;
+    let driver = Driver::start(chromium, &chromedriver).await;
+
+    // Alice signs in and sees her dashboard, this browser marked.
+    let alice = driver.browser().await;
+    alice.goto(&app.url("/dashboard")).await;
+    assert!(alice.url().await.contains("/login?next=/dashboard"));
+    alice.screenshot("login").await;
+    alice.sign_in(&app, "alice").await;
+    assert_eq!(alice.url().await, app.url("/dashboard"));
+    let page = alice.source().await;
+    assert!(page.contains("Hello, alice"));
+    assert!(page.contains("This device"));
+    assert!(page.contains("Safari 18 on iOS") && page.contains("Edge 131 on Windows"));
+    alice.screenshot("dashboard").await;
+    let own_form = alice.attribute("li.session-current form", "action").await;
+    let session_id = own_form
+        .trim_start_matches(&app.url("/sessions/"))
+        .trim_start_matches("/sessions/")
+        .trim_end_matches("/revoke")
+        .to_owned();
+    assert!(session_id.parse::<i64>().is_ok(), "{own_form}");
+
+    // The admin, in a second browser, revokes exactly that session by clicking its button.
+    let admin = driver.browser().await;
+    admin.sign_in(&app, "admin").await;
+    admin.goto(&app.url("/admin/sessions")).await;
+    admin.screenshot("admin-sessions").await;
+    admin
+        .click(&format!(
+            r#"form[action="/admin/sessions/{session_id}/revoke"] button"#
+        ))
+        .await;
+    assert_eq!(admin.url().await, app.url("/admin/sessions"));
+    assert!(admin
+        .source()
+        .await
+        .contains(&format!("Session {session_id} of alice signed out.")));
+    admin.goto(&app.url("/admin/users")).await;
+    admin.screenshot("admin-users").await;
+    admin.goto(&app.url("/admin/audit")).await;
+    admin.screenshot("admin-audit").await;
+
+    // Alice's next navigation ends at the sign-in form.
+    alice.goto(&app.url("/dashboard")).await;
+    let landed = alice.url().await;
+    assert_eq!(landed, app.url("/login?next=/dashboard"));
+    assert!(alice.source().await.contains("Sign in"));
+
+    // The same dashboard on a phone-sized screen.
+    admin.resize(390, 844).await;
+    admin.goto(&app.url("/dashboard")).await;
+    admin.screenshot("dashboard-phone").await;
+
+    alice.quit().await;
+    admin.quit().await;
+}
+
+#[actix_web::test]
+async fn an_expired_access_token_is_renewed_silently_on_navigation() {
+    let Some((chromium, chromedriver)) = browser_programs() else {
+        return;
+    };
+    // The access cookie lives one second; the refresh cookie a week.
+    let app = spawn_app_with(|s| s.access_ttl = 1).await;
+    app.add_user("alice", Role::User);
+    let driver = Driver::start(chromium, &chromedriver).await;
+    let alice = driver.browser().await;
+    alice.sign_in(&app, "alice").await;
+    assert!(alice.url().await.starts_with(&app.url("/")));
+    let before = refresh_tokens(&app);
+
+    actix_web::rt::time::sleep(Duration::from_millis(2_500)).await;
+    alice.goto(&app.url("/dashboard?after=expiry")).await;
+    assert_eq!(alice.url().await, app.url("/dashboard?after=expiry"));
+    assert!(alice.source().await.contains("Hello, alice"));
+    assert!(
+        refresh_tokens(&app) > before,
+        "the refresh token was rotated on the way"
+    );
+    alice.quit().await;
+}
+
+fn refresh_tokens(app: &TestApp) -> i64 {
+    use diesel::RunQueryDsl;
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let mut conn = app.db.conn().unwrap();
+    diesel::sql_query("SELECT COUNT(*) AS n FROM refresh_tokens")
+        .get_result::<Count>(&mut *conn)
+        .unwrap()
+        .n
+}
