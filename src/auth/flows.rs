@@ -72,12 +72,7 @@ pub async fn sign_in(
     let Some(user) = user.filter(|_| verified) else {
         let actor = Actor::of(None, client);
         let user_id = known_id;
-        let settings = &state.settings;
-        let policy = lockout::Policy {
-            max_failures: i32::try_from(settings.login_max_failures).unwrap_or(i32::MAX),
-            ip_max_failures: i32::try_from(settings.login_ip_max_failures()).unwrap_or(i32::MAX),
-            window: settings.login_lockout * SECOND,
-        };
+        let policy = lockout_policy(state);
         let locked = state
             .db
             .run(move |conn| lockout::record_failure(conn, now, &key, user_id, &actor, policy))
@@ -102,6 +97,53 @@ pub async fn sign_in(
         .await?;
     tracing::info!(user = %user.username, session = session.id, ip = %client.ip, "signed in");
     signed_in(state, &user, session.id, refresh, session.expires_at, now)
+}
+
+fn lockout_policy(state: &AppState) -> lockout::Policy {
+    let settings = &state.settings;
+    lockout::Policy {
+        max_failures: i32::try_from(settings.login_max_failures).unwrap_or(i32::MAX),
+        ip_max_failures: i32::try_from(settings.login_ip_max_failures()).unwrap_or(i32::MAX),
+        window: settings.login_lockout * SECOND,
+    }
+}
+
+/// Asks a signed-in user for their password again (before a password change). A wrong
+/// answer counts toward the same lockout as a failed sign-in, so a stolen session cannot
+/// be used to guess the password.
+pub async fn confirm_password(
+    state: &Data<AppState>,
+    user: &UserRow,
+    password: &str,
+    client: &Client,
+) -> Result<(), ApiError> {
+    let now = clock::now();
+    let (key, ip) = (user.username.clone(), client.ip.clone());
+    let locked = state
+        .db
+        .run(move |conn| lockout::locked_until(conn, now, &key, &ip))
+        .await?;
+    if let Some(until) = locked {
+        return Err(ApiError::TooManyAttempts(seconds_until(until, now)));
+    }
+    if state
+        .hasher
+        .verify(password, Some(&user.password_hash))
+        .await
+    {
+        return Ok(());
+    }
+    let (key, user_id, actor) = (
+        user.username.clone(),
+        user.id,
+        Actor::of(Some(user.id), client),
+    );
+    let policy = lockout_policy(state);
+    state
+        .db
+        .run(move |conn| lockout::record_failure(conn, now, &key, Some(user_id), &actor, policy))
+        .await?;
+    Err(ApiError::InvalidCredentials)
 }
 
 /// Mints the access token that goes with a new refresh token.

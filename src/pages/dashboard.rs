@@ -15,9 +15,10 @@ use super::layout::Layout;
 use super::login::{signed_out, CsrfForm};
 use super::see_other;
 use super::views::SessionItem;
-use crate::auth::flows::revoking;
+use crate::auth::flows::{self, revoking};
 use crate::clock;
 use crate::domain::{Password, SessionId};
+use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::sessions::{self, Client};
 use crate::store::{users, Actor};
@@ -173,12 +174,21 @@ pub async fn change_password(
         .db
         .run(move |conn| users::find_by_id(conn, user_id))
         .await?;
-    if !state
-        .hasher
-        .verify(&form.current_password, Some(&user.password_hash))
-        .await
-    {
-        return refused(&page, &state, "Your current password is not correct.").await;
+    match flows::confirm_password(&state, &user, &form.current_password, &client).await {
+        Ok(()) => {}
+        Err(ApiError::InvalidCredentials) => {
+            return refused(&page, &state, "Your current password is not correct.").await;
+        }
+        Err(ApiError::TooManyAttempts(secs)) => {
+            let message = format!(
+                "Too many wrong passwords. Try again in {}.",
+                super::login::wait_text(secs)
+            );
+            let mut response = refused(&page, &state, &message).await?;
+            *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;
+            return Ok(response);
+        }
+        Err(e) => return Err(e.into()),
     }
     let hash = state.hasher.hash(new_password).await.map_err(|e| {
         tracing::error!(error = %e, "cannot hash a new password");

@@ -63,7 +63,7 @@ pub struct LoginForm {
 }
 
 /// "15 minutes", "40 seconds": how long a lockout still runs.
-fn wait_text(secs: i64) -> String {
+pub(super) fn wait_text(secs: i64) -> String {
     let secs = secs.max(1);
     if secs < 60 {
         format!("{secs} second{}", if secs == 1 { "" } else { "s" })

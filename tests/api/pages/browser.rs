@@ -397,6 +397,8 @@ async fn an_admin_revokes_a_users_session_in_the_browser_and_the_user_lands_on_t
     admin.resize(390, 844).await;
     admin.goto(&app.url("/dashboard")).await;
     admin.screenshot("dashboard-phone").await;
+    admin.goto(&app.url("/admin/sessions")).await;
+    admin.screenshot("admin-sessions-phone").await;
 
     alice.quit().await;
     admin.quit().await;

@@ -273,3 +273,40 @@ async fn changing_the_password_needs_the_current_one_and_signs_out_other_session
     );
     assert_eq!(app.post_token(&client(), "alice", new).await.status(), 200);
 }
+
+#[actix_web::test]
+async fn guessing_the_current_password_on_the_change_form_hits_the_lockout() {
+    let app = spawn_app_with(|s| s.login_max_failures = 2).await;
+    app.add_user("alice", Role::User);
+    let me = app.page_client("alice").await;
+    let csrf = app.page_csrf(&me, "/dashboard").await;
+    let attempt = |current: &'static str| {
+        let (app, me, csrf) = (&app, &me, csrf.clone());
+        async move {
+            let new = "a much better passphrase";
+            app.post_form(
+                me,
+                "/account/password",
+                &[
+                    ("csrf_token", csrf.as_str()),
+                    ("current_password", current),
+                    ("new_password", new),
+                    ("confirm_password", new),
+                ],
+            )
+            .await
+        }
+    };
+    for _ in 0..2 {
+        html_page(attempt("wrong guess 123").await, 400).await;
+    }
+    let body = html_page(attempt(PASSWORD).await, 429).await;
+    assert!(
+        body.contains("Too many wrong passwords. Try again in 15 minutes."),
+        "{body}"
+    );
+    assert_eq!(
+        app.post_token(&client(), "alice", PASSWORD).await.status(),
+        429
+    );
+}
