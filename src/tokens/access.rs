@@ -6,6 +6,8 @@ use jsonwebtoken::{decode, decode_header, encode, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use super::keys::{KeySet, Keys};
+use super::verified;
+use crate::clock::{self, SECOND};
 use crate::domain::{Role, SessionId, UserId};
 
 pub const AUDIENCE: &str = "latchkey";
@@ -87,7 +89,7 @@ impl AccessTokens {
         let mut header = Header::new(keys.algorithm);
         header.typ = Some(TYP.into());
         header.kid = Some(kid.clone());
-        let iat = crate::clock::now() / crate::clock::SECOND;
+        let iat = clock::now() / SECOND;
         let claims = Claims {
             iss: self.issuer.clone(),
             sub: user_id.to_string(),
@@ -109,15 +111,40 @@ impl AccessTokens {
         })
     }
 
+    /// Checks a token: its signature once (then it is remembered by the key set's
+    /// cache of verified tokens), its expiry on every call.
     pub fn verify(&self, token: &str) -> Result<Verified, TokenError> {
-        verify_with(&self.keys.current(), &self.issuer, token)
+        self.verify_at(token, clock::now() / SECOND)
+    }
+
+    /// `now` in Unix seconds.
+    fn verify_at(&self, token: &str, now: i64) -> Result<Verified, TokenError> {
+        if token.len() > MAX_TOKEN_LEN {
+            return Err(TokenError::Invalid);
+        }
+        let keys = self.keys.current();
+        let digest = verified::digest(token);
+        let verified = match keys.verified.get(&digest) {
+            Some(hit) => hit,
+            None => {
+                let (verified, kid) = verify_signed(&keys, &self.issuer, token)?;
+                keys.verified.insert(digest, &kid, verified.clone());
+                verified
+            }
+        };
+        if verified.exp.saturating_add(LEEWAY_SECS as i64) < now {
+            return Err(TokenError::Expired);
+        }
+        Ok(verified)
     }
 }
 
-fn verify_with(keys: &KeySet, issuer: &str, token: &str) -> Result<Verified, TokenError> {
-    if token.len() > MAX_TOKEN_LEN {
-        return Err(TokenError::Invalid);
-    }
+/// The full check: header, signature and claims. Returns the claims and the key's `kid`.
+fn verify_signed(
+    keys: &KeySet,
+    issuer: &str,
+    token: &str,
+) -> Result<(Verified, String), TokenError> {
     let header = decode_header(token).map_err(|_| TokenError::Invalid)?;
     // The algorithm is ours, never the header's; `decode` checks it again.
     if header.alg != keys.algorithm {
@@ -130,11 +157,8 @@ fn verify_with(keys: &KeySet, issuer: &str, token: &str) -> Result<Verified, Tok
     if !typ_ok || header.crit.is_some() {
         return Err(TokenError::Invalid);
     }
-    let key = header
-        .kid
-        .as_deref()
-        .and_then(|kid| keys.verifying_key(kid))
-        .ok_or(TokenError::Invalid)?;
+    let kid = header.kid.ok_or(TokenError::Invalid)?;
+    let key = keys.verifying_key(&kid).ok_or(TokenError::Invalid)?;
     let mut validation = Validation::new(keys.algorithm);
     validation.leeway = LEEWAY_SECS;
     validation.set_issuer(&[issuer]);
@@ -145,13 +169,14 @@ fn verify_with(keys: &KeySet, issuer: &str, token: &str) -> Result<Verified, Tok
         _ => TokenError::Invalid,
     })?;
     let claims = data.claims;
-    Ok(Verified {
+    let verified = Verified {
         user_id: claims.sub.parse().map_err(|_| TokenError::Invalid)?,
         session_id: claims.sid.parse().map_err(|_| TokenError::Invalid)?,
         username: claims.name,
         role: claims.role.parse().map_err(|_| TokenError::Invalid)?,
         exp: claims.exp,
-    })
+    };
+    Ok((verified, kid))
 }
 
 #[cfg(test)]
@@ -256,6 +281,71 @@ mod tests {
     fn an_expired_token_is_expired_after_the_leeway() {
         let tokens = eddsa(-(LEEWAY_SECS as i64) - 2);
         assert_eq!(tokens.verify(&issue(&tokens)), Err(TokenError::Expired));
+    }
+
+    #[test]
+    fn a_repeated_token_is_answered_from_the_cache() {
+        let tokens = eddsa(60);
+        let token = issue(&tokens);
+        let first = tokens.verify(&token).unwrap();
+        let cache = &tokens.keys.current().verified;
+        assert_eq!(cache.len(), 1);
+        assert_eq!(cache.get(&verified::digest(&token)), Some(first.clone()));
+        assert_eq!(tokens.verify(&token), Ok(first));
+        assert_eq!(cache.len(), 1, "a hit adds nothing");
+    }
+
+    #[test]
+    fn a_cached_token_still_expires() {
+        let tokens = eddsa(60);
+        let token = issue(&tokens);
+        let verified = tokens.verify(&token).unwrap();
+        let last_valid = verified.exp + LEEWAY_SECS as i64;
+        assert!(tokens.verify_at(&token, last_valid).is_ok());
+        assert_eq!(
+            tokens.verify_at(&token, last_valid + 1),
+            Err(TokenError::Expired)
+        );
+    }
+
+    #[test]
+    fn a_tampered_copy_of_a_cached_token_is_still_invalid() {
+        let tokens = eddsa(60);
+        let token = issue(&tokens);
+        tokens.verify(&token).unwrap();
+        let (header, mut claims, sig) = parts(&token);
+        claims["role"] = "admin".into();
+        assert_eq!(
+            tokens.verify(&forge(&header, &claims, &sig)),
+            Err(TokenError::Invalid)
+        );
+    }
+
+    #[test]
+    fn removing_a_key_flushes_its_cached_tokens_and_a_rotation_keeps_them() {
+        let old_key = generate_ed25519(0).unwrap();
+        let tokens = AccessTokens::new(
+            Keys::new(KeySet::eddsa(std::slice::from_ref(&old_key))),
+            "http://issuer".into(),
+            60,
+        );
+        let token = issue(&tokens);
+        tokens.verify(&token).unwrap();
+
+        // Rotation: a new active key, the old one retired but still published.
+        let mut retired = old_key.clone();
+        retired.retired_at = Some(1);
+        let new_key = generate_ed25519(1).unwrap();
+        tokens
+            .keys
+            .replace(KeySet::eddsa(&[new_key.clone(), retired]));
+        assert_eq!(tokens.keys.current().verified.len(), 1);
+        assert!(tokens.verify(&token).is_ok());
+
+        // Removal: the old key is gone, and so is every token it verified.
+        tokens.keys.replace(KeySet::eddsa(&[new_key]));
+        assert!(tokens.keys.current().verified.is_empty());
+        assert_eq!(tokens.verify(&token), Err(TokenError::Invalid));
     }
 
     #[test]

@@ -11,6 +11,7 @@ use ed25519_dalek::pkcs8::EncodePrivateKey;
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use sha2::{Digest, Sha256};
 
+use super::verified::VerifiedCache;
 use crate::clock::Millis;
 use crate::store::keys::KeyRow;
 
@@ -42,6 +43,8 @@ pub struct KeySet {
     verifying: HashMap<String, DecodingKey>,
     /// `/.well-known/jwks.json`, serialized once per snapshot.
     pub jwks: Arc<[u8]>,
+    /// Tokens already verified with these keys.
+    pub verified: VerifiedCache,
 }
 
 impl KeySet {
@@ -54,6 +57,7 @@ impl KeySet {
             signing: Some((kid, EncodingKey::from_secret(secret))),
             verifying,
             jwks: Arc::from(&br#"{"keys":[]}"#[..]),
+            verified: VerifiedCache::default(),
         }
     }
 
@@ -85,6 +89,7 @@ impl KeySet {
             signing,
             verifying,
             jwks: jwks.into(),
+            verified: VerifiedCache::default(),
         }
     }
 
@@ -121,7 +126,13 @@ impl Keys {
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
+    /// Swaps in a new key set. Verified tokens carry over only if their key is still in
+    /// it: a removed key's tokens are checked afresh (and refused). Tokens verified with
+    /// the old set while this runs are simply verified again later.
     pub fn replace(&self, set: KeySet) {
+        let old = self.current();
+        set.verified
+            .adopt(&old.verified, |kid| set.verifying_key(kid).is_some());
         match self.current.write() {
             Ok(mut k) => *k = Arc::new(set),
             Err(p) => *p.into_inner() = Arc::new(set),
