@@ -144,7 +144,11 @@ mod tests {
             cache.insert(digest(&format!("token-{n}")), "k1", verified(n));
         }
         assert!(cache.len() <= 64, "{} entries", cache.len());
-        assert!(cache.len() >= 48, "eviction keeps shards full: {}", cache.len());
+        assert!(
+            cache.len() >= 48,
+            "eviction keeps shards full: {}",
+            cache.len()
+        );
         let newest = digest("token-4999");
         assert_eq!(cache.get(&newest), Some(verified(4999)));
     }

@@ -1,0 +1,360 @@
+//! The baselines latchkey is measured against, each run on the server's core by
+//! `bench/run`:
+//! - `serve`: plain actix-web handlers: a fixed JSON body, and the same body after
+//!   verifying an EdDSA or HS256 JWT with jsonwebtoken on every request;
+//! - `sqlite`: the refresh rotation transaction in raw SQLite (prepared statements,
+//!   WAL, synchronous=NORMAL) on latchkey's own schema;
+//! - `argon2`: argon2id verifications back to back on one thread.
+
+use std::time::{Duration, Instant};
+
+use actix_web::http::header;
+use actix_web::web::{self, Data};
+use actix_web::{App, HttpRequest, HttpResponse, HttpServer};
+use anyhow::Context;
+use argon2::password_hash::phc::PasswordHash;
+use argon2::password_hash::PasswordHasher as _;
+use argon2::{Algorithm, Argon2, Block, Params, Version};
+use clap::{Parser, Subcommand};
+use ed25519_dalek::pkcs8::EncodePrivateKey;
+use jsonwebtoken::{DecodingKey, EncodingKey, Header, Validation};
+use latchkey_bench::stats::Recorder;
+use rusqlite::{params, Connection, OptionalExtension};
+use serde::{Deserialize, Serialize};
+use sha2::{Digest, Sha256};
+
+#[derive(Parser)]
+#[command(about = "Baselines for latchkey benchmarks")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Serve the baseline handlers on 127.0.0.1 (port printed as `PORT n`).
+    Serve,
+    /// Raw SQLite refresh rotations for SECONDS on a fresh database at DB.
+    Sqlite {
+        #[arg(long)]
+        db: String,
+        /// latchkey's migration (`migrations/*/up.sql`), so the schema is the same.
+        #[arg(long)]
+        schema: String,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 32)]
+        chains: usize,
+    },
+    /// argon2id (m=19456 KiB, t=2, p=1) verifications for SECONDS.
+    Argon2 {
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+    },
+}
+
+fn main() -> anyhow::Result<()> {
+    match Cli::parse().command {
+        Command::Serve => serve(),
+        Command::Sqlite {
+            db,
+            schema,
+            seconds,
+            chains,
+        } => sqlite(&db, &schema, Duration::from_secs_f64(seconds), chains),
+        Command::Argon2 { seconds } => argon2(Duration::from_secs_f64(seconds)),
+    }
+}
+
+// ---- HTTP baselines ----
+
+const ISSUER: &str = "http://127.0.0.1:8080";
+const AUDIENCE: &str = "latchkey";
+/// About what `GET /api/me` answers.
+const FIXED: &str = r#"{"id":"1","username":"bench","role":"user","session_id":"1"}"#;
+
+#[derive(Serialize, Deserialize)]
+struct Claims {
+    iss: String,
+    sub: String,
+    aud: String,
+    exp: i64,
+    iat: i64,
+    jti: String,
+    sid: String,
+    name: String,
+    role: String,
+}
+
+struct Scheme {
+    token: String,
+    key: DecodingKey,
+    validation: Validation,
+}
+
+struct Baselines {
+    eddsa: Scheme,
+    hs256: Scheme,
+}
+
+fn scheme(alg: jsonwebtoken::Algorithm, encoding: &EncodingKey, key: DecodingKey) -> Scheme {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs() as i64);
+    let mut head = Header::new(alg);
+    head.typ = Some("at+jwt".into());
+    head.kid = Some("baseline-key-1".into());
+    let claims = Claims {
+        iss: ISSUER.into(),
+        sub: "1".into(),
+        aud: AUDIENCE.into(),
+        exp: now + 3600,
+        iat: now,
+        jti: "b1xqg9TXxPoM0kuR8UYw3A".into(),
+        sid: "1".into(),
+        name: "bench".into(),
+        role: "user".into(),
+    };
+    let token = jsonwebtoken::encode(&head, &claims, encoding).expect("baseline token signs");
+    let mut validation = Validation::new(alg);
+    validation.leeway = 5;
+    validation.set_issuer(&[ISSUER]);
+    validation.set_audience(&[AUDIENCE]);
+    validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);
+    Scheme {
+        token,
+        key,
+        validation,
+    }
+}
+
+fn baselines() -> anyhow::Result<Baselines> {
+    let mut seed = [0u8; 32];
+    rand::fill(&mut seed);
+    let signing = ed25519_dalek::SigningKey::from_bytes(&seed);
+    let der = signing
+        .to_pkcs8_der()
+        .map_err(|e| anyhow::anyhow!("pkcs8: {e}"))?;
+    let public = signing.verifying_key().to_bytes();
+    let secret = [42u8; 32];
+    Ok(Baselines {
+        eddsa: scheme(
+            jsonwebtoken::Algorithm::EdDSA,
+            &EncodingKey::from_ed_der(der.as_bytes()),
+            DecodingKey::from_ed_der(&public),
+        ),
+        hs256: scheme(
+            jsonwebtoken::Algorithm::HS256,
+            &EncodingKey::from_secret(&secret),
+            DecodingKey::from_secret(&secret),
+        ),
+    })
+}
+
+async fn fixed() -> HttpResponse {
+    HttpResponse::Ok()
+        .content_type("application/json")
+        .body(FIXED)
+}
+
+fn verified(req: &HttpRequest, scheme: &Scheme) -> HttpResponse {
+    let token = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "));
+    match token.map(|t| jsonwebtoken::decode::<Claims>(t, &scheme.key, &scheme.validation)) {
+        Some(Ok(_)) => HttpResponse::Ok()
+            .content_type("application/json")
+            .body(FIXED),
+        _ => HttpResponse::Unauthorized().finish(),
+    }
+}
+
+async fn verify_eddsa(req: HttpRequest, b: Data<Baselines>) -> HttpResponse {
+    verified(&req, &b.eddsa)
+}
+
+async fn verify_hs256(req: HttpRequest, b: Data<Baselines>) -> HttpResponse {
+    verified(&req, &b.hs256)
+}
+
+async fn token_eddsa(b: Data<Baselines>) -> HttpResponse {
+    HttpResponse::Ok().body(b.eddsa.token.clone())
+}
+
+async fn token_hs256(b: Data<Baselines>) -> HttpResponse {
+    HttpResponse::Ok().body(b.hs256.token.clone())
+}
+
+fn serve() -> anyhow::Result<()> {
+    let state = Data::new(baselines()?);
+    let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
+    println!("PORT {}", listener.local_addr()?.port());
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    actix_web::rt::System::new().block_on(async move {
+        HttpServer::new(move || {
+            App::new()
+                .app_data(state.clone())
+                .route("/fixed", web::get().to(fixed))
+                .route("/verify/eddsa", web::get().to(verify_eddsa))
+                .route("/verify/hs256", web::get().to(verify_hs256))
+                .route("/token/eddsa", web::get().to(token_eddsa))
+                .route("/token/hs256", web::get().to(token_hs256))
+        })
+        .workers(workers)
+        .listen(listener)?
+        .run()
+        .await
+    })?;
+    Ok(())
+}
+
+// ---- SQLite baseline ----
+
+fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
+fn random_hash() -> Vec<u8> {
+    let mut token = [0u8; 32];
+    rand::fill(&mut token);
+    Sha256::digest(token).to_vec()
+}
+
+/// What latchkey's `sessions::rotate` does, as plain prepared statements in one
+/// `BEGIN IMMEDIATE` transaction: find the token by hash, read its session and user,
+/// mark it rotated, insert the successor, touch the session.
+fn rotate(conn: &mut Connection, presented: &[u8], next: &[u8]) -> rusqlite::Result<bool> {
+    const DAY: i64 = 86_400_000;
+    let now = now_ms();
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    let token = tx
+        .prepare_cached(
+            "SELECT id, session_id, expires_at, rotated_at FROM refresh_tokens WHERE token_hash = ?1",
+        )?
+        .query_row([presented], |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, i64>(2)?,
+                r.get::<_, Option<i64>>(3)?,
+            ))
+        })
+        .optional()?;
+    let Some((token_id, session_id, expires_at, rotated_at)) = token else {
+        return Ok(false);
+    };
+    let (revoked, absolute, disabled) = tx
+        .prepare_cached(
+            "SELECT s.revoked_at, s.absolute_expires_at, u.disabled FROM sessions s
+             JOIN users u ON u.id = s.user_id WHERE s.id = ?1",
+        )?
+        .query_row([session_id], |r| {
+            Ok((
+                r.get::<_, Option<i64>>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, bool>(2)?,
+            ))
+        })?;
+    if revoked.is_some() || absolute <= now || disabled || rotated_at.is_some() || expires_at <= now
+    {
+        return Ok(false);
+    }
+    tx.prepare_cached("UPDATE refresh_tokens SET rotated_at = ?1 WHERE id = ?2")?
+        .execute(params![now, token_id])?;
+    let expires = (now + 7 * DAY).min(absolute);
+    tx.prepare_cached(
+        "INSERT INTO refresh_tokens (session_id, token_hash, created_at, expires_at)
+         VALUES (?1, ?2, ?3, ?4)",
+    )?
+    .execute(params![session_id, next, now, expires])?;
+    tx.prepare_cached(
+        "UPDATE sessions SET last_used_at = ?1, expires_at = ?2, ip = ?3, user_agent = ?4
+         WHERE id = ?5",
+    )?
+    .execute(params![now, expires, "127.0.0.1", "lk-load", session_id])?;
+    tx.commit()?;
+    Ok(true)
+}
+
+fn sqlite(path: &str, schema: &str, window: Duration, chains: usize) -> anyhow::Result<()> {
+    const DAY: i64 = 86_400_000;
+    let mut conn = Connection::open(path)?;
+    conn.execute_batch(
+        "PRAGMA busy_timeout = 5000; PRAGMA journal_mode = WAL;
+         PRAGMA foreign_keys = ON; PRAGMA synchronous = NORMAL;",
+    )?;
+    let schema = std::fs::read_to_string(schema).with_context(|| format!("reading {schema}"))?;
+    conn.execute_batch(&schema)?;
+    let now = now_ms();
+    conn.execute(
+        "INSERT INTO users (username, password_hash, role, created_at) VALUES ('bench', '!', 'user', ?1)",
+        [now],
+    )?;
+    let mut current = Vec::with_capacity(chains);
+    for _ in 0..chains {
+        conn.execute(
+            "INSERT INTO sessions (user_id, created_at, last_used_at, expires_at, absolute_expires_at, ip, user_agent)
+             VALUES (1, ?1, ?1, ?2, ?3, '127.0.0.1', 'lk-load')",
+            params![now, now + 7 * DAY, now + 30 * DAY],
+        )?;
+        let hash = random_hash();
+        conn.execute(
+            "INSERT INTO refresh_tokens (session_id, token_hash, created_at, expires_at) VALUES (?1, ?2, ?3, ?4)",
+            params![conn.last_insert_rowid(), hash, now, now + 7 * DAY],
+        )?;
+        current.push(hash);
+    }
+    let mut recorder = Recorder::default();
+    let start = Instant::now();
+    let mut i = 0;
+    while start.elapsed() < window {
+        let chain = i % chains;
+        i += 1;
+        let next = random_hash();
+        let began = Instant::now();
+        match rotate(&mut conn, &current[chain], &next) {
+            Ok(true) => {
+                recorder.success(began.elapsed());
+                current[chain] = next;
+            }
+            _ => recorder.error(),
+        }
+    }
+    println!("{}", recorder.summary("sqlite", start.elapsed()));
+    Ok(())
+}
+
+// ---- argon2 baseline ----
+
+fn argon2(window: Duration) -> anyhow::Result<()> {
+    let params = Params::new(19_456, 2, 1, None).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let hasher = Argon2::new(Algorithm::Argon2id, Version::V0x13, params.clone());
+    let password = b"correct horse battery staple";
+    let phc = hasher
+        .hash_password_with_salt(password, b"baseline-salt-16")
+        .map_err(|e| anyhow::anyhow!("{e}"))?
+        .to_string();
+    let parsed = PasswordHash::new(&phc).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (salt, expected) = (parsed.salt.context("salt")?, parsed.hash.context("hash")?);
+    let mut blocks = vec![Block::new(); params.block_count()];
+    let mut out = vec![0u8; expected.len()];
+    let mut recorder = Recorder::default();
+    let start = Instant::now();
+    while start.elapsed() < window {
+        let began = Instant::now();
+        hasher
+            .hash_password_into_with_memory(password, &salt, &mut out, &mut blocks)
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
+        if out == expected.as_bytes() {
+            recorder.success(began.elapsed());
+        } else {
+            recorder.error();
+        }
+    }
+    println!("{}", recorder.summary("argon2", start.elapsed()));
+    Ok(())
+}
