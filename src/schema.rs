@@ -2,6 +2,14 @@
 // 64-bit, so ids are declared `BigInt` to map one-to-one onto PostgreSQL BIGINT.
 
 diesel::table! {
+    app_secrets (name) {
+        name -> Text,
+        value -> Binary,
+        created_at -> BigInt,
+    }
+}
+
+diesel::table! {
     audit_events (id) {
         id -> BigInt,
         at -> BigInt,
@@ -87,6 +95,7 @@ diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(sessions -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
+    app_secrets,
     audit_events,
     login_failures,
     login_failures_by_ip,

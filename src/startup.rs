@@ -18,7 +18,7 @@ use crate::db::Db;
 use crate::passwords::Hasher;
 use crate::revocation::RevokedSessions;
 use crate::state::AppState;
-use crate::store::{keys as key_store, Actor};
+use crate::store::{keys as key_store, secrets, Actor};
 use crate::tokens::access::{AccessTokens, LEEWAY_SECS};
 use crate::tokens::keys::{generate_ed25519, KeySet, Keys};
 use crate::{api, cookies, error, pages};
@@ -44,9 +44,7 @@ impl Application {
         let state = Data::new(build_state(settings, db)?);
         spawn_refreshers(state.clone());
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        // The cookie session (CSRF token, flash messages) is signed and encrypted with a
-        // key made at start: a restart only asks open forms to be reloaded.
-        let session_key = Key::generate();
+        let session_key = session_key(&state.db)?;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -178,6 +176,16 @@ fn spawn_refreshers(state: Data<AppState>) {
             }
         });
     }
+}
+
+/// The key that signs and encrypts the pages' cookie session (CSRF token, flash), kept
+/// in the database so every instance on it, and every restart, accepts the same cookies.
+fn session_key(db: &Db) -> anyhow::Result<Key> {
+    let mut fresh = [0u8; 64];
+    rand::fill(&mut fresh);
+    let stored = secrets::get_or_create(&mut *db.conn()?, clock::now(), "session_key", &fresh)?;
+    Key::try_from(stored.as_slice())
+        .map_err(|_| anyhow::anyhow!("the stored session key is malformed (app_secrets)"))
 }
 
 /// `lk_session`: the pages' cookie session, `HttpOnly; SameSite=Lax; Path=/`, ending

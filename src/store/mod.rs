@@ -5,6 +5,7 @@
 pub mod audit;
 pub mod keys;
 pub mod lockout;
+pub mod secrets;
 pub mod sessions;
 pub mod users;
 

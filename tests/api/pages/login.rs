@@ -522,3 +522,40 @@ async fn the_stylesheet_is_served_by_the_binary_and_cached_by_version() {
     assert_eq!(response.headers()["cache-control"], "no-cache");
     html_page(app.get_page(&client(), "/static/nope.js").await, 404).await;
 }
+
+#[actix_web::test]
+async fn a_form_from_one_instance_posts_to_another_on_the_same_database() {
+    let first = spawn_app().await;
+    first.add_user("alice", Role::User);
+    let second = spawn_on_same_db(&first, |_| {}).await;
+    let response = client().get(first.url("/login")).send().await.unwrap();
+    let session = cookie_value(response.headers(), "lk_session").unwrap();
+    let csrf = csrf_of(&response.text().await.unwrap());
+    // The same cookie session is accepted by the second instance (and after a restart).
+    let response = client()
+        .post(second.url("/login"))
+        .header("cookie", format!("lk_session={session}"))
+        .form(&[
+            ("username", "alice"),
+            ("password", PASSWORD),
+            ("csrf_token", &csrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(location(&response), "/dashboard");
+    // A cookie session forged without the key is not.
+    let response = client()
+        .post(second.url("/login"))
+        .header("cookie", "lk_session=forged")
+        .form(&[
+            ("username", "alice"),
+            ("password", PASSWORD),
+            ("csrf_token", &csrf),
+        ])
+        .send()
+        .await
+        .unwrap();
+    html_page(response, 403).await;
+}
