@@ -10,6 +10,7 @@ pub mod cookies;
 pub mod db;
 pub mod domain;
 pub mod error;
+pub mod housekeeping;
 pub mod next_path;
 pub mod origin;
 pub mod pages;

@@ -21,7 +21,7 @@ use crate::state::AppState;
 use crate::store::{keys as key_store, secrets, Actor};
 use crate::tokens::access::{AccessTokens, LEEWAY_SECS};
 use crate::tokens::keys::{generate_ed25519, KeySet, Keys};
-use crate::{api, cookies, error, pages};
+use crate::{api, cookies, error, housekeeping, pages};
 
 /// The largest request body accepted anywhere.
 pub const BODY_LIMIT: usize = 16 * 1024;
@@ -43,6 +43,7 @@ impl Application {
         let port = listener.local_addr()?.port();
         let state = Data::new(build_state(settings, db)?);
         spawn_refreshers(state.clone());
+        housekeeping::spawn(state.clone());
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let session_key = session_key(&state.db)?;
         let server = HttpServer::new(move || {
@@ -123,7 +124,7 @@ fn build_state(settings: Settings, db: Db) -> anyhow::Result<AppState> {
 
 /// The longest an access token can outlive the moment its key retired or its session
 /// was revoked: its lifetime plus the verification leeway, plus a margin.
-fn token_horizon(settings: &Settings) -> i64 {
+pub fn token_horizon(settings: &Settings) -> i64 {
     (settings.access_ttl + LEEWAY_SECS as i64 + 5) * SECOND
 }
 

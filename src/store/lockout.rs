@@ -142,6 +142,48 @@ pub fn clear(conn: &mut Conn, username: &str, ip: &str) -> Result<(), StoreError
     Ok(())
 }
 
+/// Housekeeping: deletes up to `limit` rows of each counter whose window started before
+/// `stale` and that hold no running lockout at `now`; such a row counts nothing any more.
+/// Without this, a spray of random usernames would grow the table without bound.
+pub fn purge_stale(
+    conn: &mut Conn,
+    now: Millis,
+    stale: Millis,
+    limit: i64,
+) -> Result<usize, StoreError> {
+    write_tx(conn, |conn| {
+        let pairs: Vec<(String, String)> = login_failures::table
+            .filter(login_failures::window_started_at.lt(stale))
+            .filter(
+                login_failures::locked_until
+                    .is_null()
+                    .or(login_failures::locked_until.le(now)),
+            )
+            .select((login_failures::username, login_failures::ip))
+            .limit(limit)
+            .load(conn)?;
+        let mut purged = 0;
+        for (username, ip) in &pairs {
+            purged += diesel::delete(login_failures::table.find((username, ip))).execute(conn)?;
+        }
+        let ips: Vec<String> = login_failures_by_ip::table
+            .filter(login_failures_by_ip::window_started_at.lt(stale))
+            .filter(
+                login_failures_by_ip::locked_until
+                    .is_null()
+                    .or(login_failures_by_ip::locked_until.le(now)),
+            )
+            .select(login_failures_by_ip::ip)
+            .limit(limit)
+            .load(conn)?;
+        purged += diesel::delete(
+            login_failures_by_ip::table.filter(login_failures_by_ip::ip.eq_any(&ips)),
+        )
+        .execute(conn)?;
+        Ok(purged)
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::count;

@@ -383,3 +383,48 @@ pub fn is_revoked(conn: &mut Conn, id: i64) -> Result<bool, StoreError> {
         .optional()?;
     Ok(!matches!(revoked, Some(None)))
 }
+
+/// Housekeeping: deletes up to `limit` refresh tokens that expired before `before`.
+/// Rotated ones go too: a stolen token that has expired is refused as unknown instead
+/// of tripping reuse detection, which no longer protects anything once it is expired.
+pub fn purge_expired_tokens(
+    conn: &mut Conn,
+    before: Millis,
+    limit: i64,
+) -> Result<usize, StoreError> {
+    write_tx(conn, |conn| {
+        let ids: Vec<i64> = refresh_tokens::table
+            .filter(refresh_tokens::expires_at.lt(before))
+            .select(refresh_tokens::id)
+            .order(refresh_tokens::id.asc())
+            .limit(limit)
+            .load(conn)?;
+        Ok(
+            diesel::delete(refresh_tokens::table.filter(refresh_tokens::id.eq_any(&ids)))
+                .execute(conn)?,
+        )
+    })
+}
+
+/// Housekeeping: deletes up to `limit` sessions (and, by cascade, their tokens) that
+/// reached their absolute lifetime before `before` and, if revoked, were revoked before
+/// `before` too — so a recent revocation stays visible to the revocation set and the
+/// audit view however old the session is.
+pub fn purge_ended(conn: &mut Conn, before: Millis, limit: i64) -> Result<usize, StoreError> {
+    write_tx(conn, |conn| {
+        let ids: Vec<i64> = sessions::table
+            .filter(sessions::absolute_expires_at.lt(before))
+            .filter(
+                sessions::revoked_at
+                    .is_null()
+                    .or(sessions::revoked_at.lt(before)),
+            )
+            .select(sessions::id)
+            .order(sessions::id.asc())
+            .limit(limit)
+            .load(conn)?;
+        diesel::delete(refresh_tokens::table.filter(refresh_tokens::session_id.eq_any(&ids)))
+            .execute(conn)?;
+        Ok(diesel::delete(sessions::table.filter(sessions::id.eq_any(&ids))).execute(conn)?)
+    })
+}
