@@ -198,6 +198,18 @@ impl Browser<'_> {
         value.as_str().unwrap().to_owned()
     }
 
+    /// The URL once it satisfies `done` (a click's navigation may still be under way).
+    async fn url_when(&self, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let url = self.url().await;
+            if done(&url) || Instant::now() > deadline {
+                return url;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     async fn source(&self) -> String {
         let value = self.call(reqwest::Method::GET, "/source", None).await;
         value.as_str().unwrap().to_owned()
@@ -266,6 +278,7 @@ impl Browser<'_> {
         self.type_into("#username", username).await;
         self.type_into("#password", PASSWORD).await;
         self.click("form.stack button[type=submit]").await;
+        self.url_when(|url| !url.contains("/login")).await;
     }
 
     async fn quit(self) {
@@ -377,11 +390,13 @@ async fn an_admin_revokes_a_users_session_in_the_browser_and_the_user_lands_on_t
             r#"form[action="/admin/sessions/{session_id}/revoke"] button"#
         ))
         .await;
+    let flash = format!("Session {session_id} of alice signed out.");
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !admin.source().await.contains(&flash) {
+        assert!(Instant::now() < deadline, "no confirmation after the click");
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
     assert_eq!(admin.url().await, app.url("/admin/sessions"));
-    assert!(admin
-        .source()
-        .await
-        .contains(&format!("Session {session_id} of alice signed out.")));
     admin.goto(&app.url("/admin/users")).await;
     admin.screenshot("admin-users").await;
     admin.goto(&app.url("/admin/audit")).await;
