@@ -149,3 +149,35 @@ pub fn form_error(
     }
     .into()
 }
+
+#[cfg(test)]
+mod tests {
+    use actix_web::body::to_bytes;
+    use actix_web::ResponseError;
+
+    use super::PageError;
+
+    #[actix_web::test]
+    async fn an_internal_error_is_a_page_in_the_layout_without_its_cause() {
+        let response = PageError::Internal.error_response();
+        assert_eq!(response.status(), 500);
+        assert_eq!(
+            response.headers().get("content-type").unwrap(),
+            "text/html; charset=utf-8"
+        );
+        let body = to_bytes(response.into_body()).await.unwrap();
+        let body = std::str::from_utf8(&body).unwrap();
+        assert!(body.contains(r#"class="topbar""#));
+        assert!(body.contains("Something went wrong"));
+    }
+
+    #[test]
+    fn a_renew_is_a_303_to_the_renew_endpoint() {
+        let response = PageError::Renew("/admin/users?x=1".into()).error_response();
+        assert_eq!(response.status(), 303);
+        assert_eq!(
+            response.headers().get("location").unwrap(),
+            "/auth/renew?next=/admin/users%3Fx%3D1"
+        );
+    }
+}
