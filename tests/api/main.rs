@@ -8,6 +8,7 @@ mod audit;
 mod cli;
 mod enumeration;
 mod errors;
+mod faults;
 mod housekeeping;
 mod input_battery;
 mod jwt_attacks;

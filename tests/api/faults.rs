@@ -1,0 +1,418 @@
+//! Faults: the real binary killed with SIGKILL mid-load and restarted on the same file,
+//! SIGTERM draining in-flight requests, and concurrent writers from several processes
+//! never turning SQLite's busy errors into 500s.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+use diesel::prelude::*;
+use diesel::sql_types::Text;
+use latchkey::clock;
+use latchkey::db;
+use latchkey::domain::{Password, Role, Username};
+use latchkey::passwords;
+use latchkey::store::sessions::{self, Client, Lifetimes};
+use latchkey::store::{users, Actor};
+use latchkey::tokens::refresh::RefreshToken;
+
+use crate::helpers::*;
+
+/// `latchkey serve` as its own process, on a free loopback port.
+struct Server {
+    child: Child,
+    address: String,
+}
+
+impl Server {
+    fn start(db_path: &Path) -> Self {
+        let port = {
+            let probe = TcpListener::bind("127.0.0.1:0").unwrap();
+            probe.local_addr().unwrap().port()
+        };
+        let child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .arg("--database")
+            .arg(db_path)
+            .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+            .env("LATCHKEY_REFRESH_REUSE_GRACE", "2m")
+            .env("LATCHKEY_LOGIN_MAX_FAILURES", "1000")
+            .env("RUST_LOG", "error")
+            .env_remove("DATABASE_URL")
+            .env_remove("LATCHKEY_JWT_ALG")
+            .env_remove("LATCHKEY_TRUSTED_PROXIES")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("latchkey serve starts");
+        Server {
+            child,
+            address: format!("http://127.0.0.1:{port}"),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.address)
+    }
+
+    async fn ready(self) -> Self {
+        let start = Instant::now();
+        loop {
+            if let Ok(r) = client().get(self.url("/healthz")).send().await {
+                if r.status() == 200 {
+                    return self;
+                }
+            }
+            assert!(
+                start.elapsed() < Duration::from_secs(20),
+                "server never ready"
+            );
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        // Our own child, by its pid.
+        let rc = unsafe { libc::kill(self.child.id() as libc::pid_t, signal) };
+        assert_eq!(rc, 0, "kill({signal}) failed");
+    }
+
+    fn wait_for_exit(&mut self, limit: Duration) -> ExitStatus {
+        let start = Instant::now();
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(start.elapsed() < limit, "the server did not exit");
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// A database file with `alice`, outside any server.
+fn database_with_alice() -> (tempfile::TempDir, PathBuf) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("latchkey.db");
+    let db = db::open(path.to_str().unwrap(), 1).unwrap();
+    let hash = passwords::hash_blocking(&Password::parse(PASSWORD.into()).unwrap()).unwrap();
+    users::create(
+        &mut db.conn().unwrap(),
+        clock::now(),
+        &Username::parse("alice").unwrap(),
+        &hash,
+        Role::User,
+        &Actor::cli(),
+    )
+    .unwrap();
+    (dir, path)
+}
+
+/// `n` sessions of alice, started directly in the database; their refresh tokens.
+fn sessions_of_alice(path: &Path, n: usize) -> Vec<String> {
+    let db = db::open(path.to_str().unwrap(), 1).unwrap();
+    let mut conn = db.conn().unwrap();
+    let user = users::find_by_name(&mut conn, &Username::parse("alice").unwrap())
+        .unwrap()
+        .unwrap();
+    let life = Lifetimes {
+        refresh_ttl: 7 * 86_400_000,
+        session_max: 30 * 86_400_000,
+        reuse_grace: 120_000,
+    };
+    let client = Client {
+        ip: "127.0.0.1".into(),
+        user_agent: "faults".into(),
+    };
+    (0..n)
+        .map(|_| {
+            let token = RefreshToken::generate();
+            sessions::start(&mut conn, clock::now(), &user, &client, &token.hash(), life).unwrap();
+            token.expose().to_owned()
+        })
+        .collect()
+}
+
+#[derive(QueryableByName)]
+struct Integrity {
+    #[diesel(sql_type = Text)]
+    integrity_check: String,
+}
+
+fn integrity_check(path: &Path) -> String {
+    let mut conn = diesel::SqliteConnection::establish(path.to_str().unwrap()).unwrap();
+    let rows: Vec<Integrity> = diesel::sql_query("PRAGMA integrity_check")
+        .load(&mut conn)
+        .unwrap();
+    rows.into_iter()
+        .map(|r| r.integrity_check)
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+async fn refresh_at(
+    http: &reqwest::Client,
+    server: &str,
+    token: &str,
+) -> Result<(u16, Option<String>), reqwest::Error> {
+    let response = http
+        .post(format!("{server}/auth/refresh"))
+        .header("cookie", format!("lk_refresh={token}"))
+        .send()
+        .await?;
+    let status = response.status().as_u16();
+    let next = cookie_value(response.headers(), "lk_refresh").filter(|v| !v.is_empty());
+    // Read the body too: a 200 counts only once the whole answer has arrived.
+    response.bytes().await?;
+    Ok((status, next))
+}
+
+#[actix_web::test]
+async fn sigkill_during_200_concurrent_refreshes_loses_no_answered_refresh() {
+    const CHAINS: usize = 200;
+    let (_dir, path) = database_with_alice();
+    let first_tokens = sessions_of_alice(&path, CHAINS);
+    let mut server = Server::start(&path).ready().await;
+    let address = server.address.clone();
+    let http = reqwest::Client::new();
+
+    // Each chain refreshes its own session over and over; `last_good` is the newest token
+    // a 200 handed out. The server is killed while they run.
+    let chains: Vec<_> = first_tokens
+        .into_iter()
+        .map(|first| {
+            let (http, address) = (http.clone(), address.clone());
+            actix_web::rt::spawn(async move {
+                let mut last_good = first;
+                let mut answered = 0u32;
+                let mut cut_off = false;
+                for _ in 0..100 {
+                    match refresh_at(&http, &address, &last_good).await {
+                        Ok((200, Some(next))) => {
+                            last_good = next;
+                            answered += 1;
+                        }
+                        Ok((status, _)) => panic!("refresh answered {status} before the crash"),
+                        Err(_) => {
+                            cut_off = true;
+                            break;
+                        }
+                    }
+                }
+                (last_good, answered, cut_off)
+            })
+        })
+        .collect();
+    actix_web::rt::time::sleep(Duration::from_millis(1500)).await;
+    server.signal(libc::SIGKILL);
+    let status = server.wait_for_exit(Duration::from_secs(5));
+    assert_eq!(status.code(), None, "killed by a signal");
+    let mut results = Vec::new();
+    for chain in chains {
+        results.push(chain.await.unwrap());
+    }
+    let answered: u32 = results.iter().map(|(_, n, _)| n).sum();
+    let cut_off = results.iter().filter(|(_, _, cut)| *cut).count();
+    eprintln!(
+        "{answered} refreshes answered 200 before SIGKILL; {cut_off} chains cut off mid-request"
+    );
+    assert!(answered >= CHAINS as u32, "the load ran: {answered}");
+
+    assert_eq!(integrity_check(&path), "ok");
+    let restarted = Server::start(&path).ready().await;
+    let mut failed = Vec::new();
+    for (i, (last_good, _, _)) in results.iter().enumerate() {
+        // The newest answered token still refreshes — or, if a request that presented it
+        // was cut off after committing, it is a repeat within the grace, which also works.
+        match refresh_at(&http, &restarted.address, last_good)
+            .await
+            .unwrap()
+        {
+            (200, Some(next)) => {
+                let (status, _) = refresh_at(&http, &restarted.address, &next).await.unwrap();
+                if status != 200 {
+                    failed.push((i, "its successor", status));
+                }
+            }
+            (status, _) => failed.push((i, "the last answered token", status)),
+        }
+    }
+    assert!(failed.is_empty(), "broken chains: {failed:?}");
+}
+
+/// Sends a sign-in whose body arrives in two halves, `pause` apart; returns the raw answer.
+fn slow_sign_in(address: &str, pause: Duration, after_first_half: impl FnOnce()) -> String {
+    let host = address.trim_start_matches("http://");
+    let body = format!(r#"{{"username":"alice","password":"{PASSWORD}"}}"#);
+    let (first, second) = body.split_at(body.len() / 2);
+    let mut stream = TcpStream::connect(host).unwrap();
+    stream
+        .set_read_timeout(Some(Duration::from_secs(15)))
+        .unwrap();
+    write!(
+        stream,
+        "POST /auth/token HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n\
+         Content-Length: {}\r\nConnection: close\r\n\r\n{first}",
+        body.len()
+    )
+    .unwrap();
+    stream.flush().unwrap();
+    after_first_half();
+    std::thread::sleep(pause);
+    stream.write_all(second.as_bytes()).unwrap();
+    let mut answer = String::new();
+    let _ = stream.read_to_string(&mut answer);
+    answer
+}
+
+#[actix_web::test]
+async fn sigterm_drains_in_flight_requests_then_exits_cleanly() {
+    let (_dir, path) = database_with_alice();
+    let mut server = Server::start(&path).ready().await;
+    let address = server.address.clone();
+    let pid = server.child.id() as libc::pid_t;
+
+    // A burst of sign-ins queued on the argon2 permits, in flight at the signal.
+    let burst: Vec<_> = (0..12)
+        .map(|_| {
+            let url = server.url("/auth/token");
+            actix_web::rt::spawn(async move {
+                client()
+                    .post(url)
+                    .json(&serde_json::json!({"username": "alice", "password": PASSWORD}))
+                    .send()
+                    .await
+                    .map(|r| r.status().as_u16())
+            })
+        })
+        .collect();
+    // And a slow one: half its body, SIGTERM, a pause, the other half.
+    let slow = actix_web::rt::task::spawn_blocking(move || {
+        slow_sign_in(&address, Duration::from_millis(700), || {
+            std::thread::sleep(Duration::from_millis(50));
+            // SAFETY: signals our own child process by its pid.
+            assert_eq!(unsafe { libc::kill(pid, libc::SIGTERM) }, 0);
+        })
+    });
+
+    let answer = slow.await.unwrap();
+    assert!(
+        answer.starts_with("HTTP/1.1 200"),
+        "the slow request completed: {answer:?}"
+    );
+    assert!(answer.contains("access_token"));
+    for request in burst {
+        assert_eq!(
+            request.await.unwrap().ok(),
+            Some(200),
+            "a queued sign-in completed"
+        );
+    }
+    let status = server.wait_for_exit(Duration::from_secs(15));
+    assert_eq!(status.code(), Some(0), "a clean exit after draining");
+    assert_eq!(integrity_check(&path), "ok");
+}
+
+#[actix_web::test]
+async fn concurrent_writers_in_several_processes_never_get_a_500() {
+    let a = spawn_app_with(|s| s.login_max_failures = 1000).await;
+    let b = spawn_on_same_db(&a, |s| s.login_max_failures = 1000).await;
+    a.add_user("alice", Role::User);
+    a.add_user("bob", Role::User);
+    let bases = [a.address.clone(), b.address.clone()];
+
+    // The CLI writes from a third process meanwhile.
+    let db_path = a.db_path.clone();
+    let cli = actix_web::rt::task::spawn_blocking(move || {
+        let mut failures = Vec::new();
+        for i in 0..8 {
+            let args: &[&str] = match i % 4 {
+                0 => &["sessions", "revoke", "--user", "bob"],
+                1 => &["keys", "rotate"],
+                2 => &["user", "set-role", "bob", "admin"],
+                _ => &["user", "set-role", "bob", "user"],
+            };
+            let out = run_cli(&db_path, args, None);
+            if !out.status.success() {
+                failures.push(String::from_utf8_lossy(&out.stderr).into_owned());
+            }
+        }
+        failures
+    });
+
+    let workers: Vec<_> = (0..24)
+        .map(|i| {
+            let base = bases[i % 2].clone();
+            let user = if i % 3 == 0 { "bob" } else { "alice" };
+            actix_web::rt::spawn(async move {
+                let mut statuses = Vec::new();
+                let http = client();
+                for round in 0..4 {
+                    let password = if round % 2 == 0 {
+                        PASSWORD
+                    } else {
+                        "wrong password!"
+                    };
+                    let response = http
+                        .post(format!("{base}/auth/token"))
+                        .json(&serde_json::json!({"username": user, "password": password}))
+                        .send()
+                        .await
+                        .unwrap();
+                    statuses.push(response.status().as_u16());
+                    for _ in 0..3 {
+                        let r = http
+                            .post(format!("{base}/auth/refresh"))
+                            .send()
+                            .await
+                            .unwrap();
+                        statuses.push(r.status().as_u16());
+                    }
+                    let r = http
+                        .post(format!("{base}/auth/logout"))
+                        .send()
+                        .await
+                        .unwrap();
+                    statuses.push(r.status().as_u16());
+                }
+                statuses
+            })
+        })
+        .collect();
+    let mut statuses = Vec::new();
+    for worker in workers {
+        statuses.extend(worker.await.unwrap());
+    }
+    let cli_failures = cli.await.unwrap();
+
+    let count = |code: u16| statuses.iter().filter(|s| **s == code).count();
+    eprintln!(
+        "{} requests: {} ok, {} no content, {} unauthorized, {} unavailable",
+        statuses.len(),
+        count(200),
+        count(204),
+        count(401),
+        count(503)
+    );
+    assert!(
+        statuses.iter().all(|s| [200, 204, 401].contains(s)),
+        "every answer is a success or a refusal, no 5xx: {statuses:?}"
+    );
+    assert!(count(200) > 0);
+    assert!(cli_failures.is_empty(), "{cli_failures:?}");
+    let mut conn = diesel::SqliteConnection::establish(a.db_path.to_str().unwrap()).unwrap();
+    let rows: Vec<Integrity> = diesel::sql_query("PRAGMA integrity_check")
+        .load(&mut conn)
+        .unwrap();
+    assert_eq!(rows[0].integrity_check, "ok");
+}
