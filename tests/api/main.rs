@@ -9,6 +9,7 @@ mod cli;
 mod enumeration;
 mod errors;
 mod faults;
+mod fuzz;
 mod housekeeping;
 mod input_battery;
 mod jwt_attacks;
