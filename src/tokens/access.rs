@@ -161,6 +161,8 @@ fn verify_signed(
     let key = keys.verifying_key(&kid).ok_or(TokenError::Invalid)?;
     let mut validation = Validation::new(keys.algorithm);
     validation.leeway = LEEWAY_SECS;
+    // We never issue `nbf`, but a token that carries one is held to it (ASVS 9.2.1).
+    validation.validate_nbf = true;
     validation.set_issuer(&[issuer]);
     validation.set_audience(&[AUDIENCE]);
     validation.set_required_spec_claims(&["exp", "iss", "aud", "sub"]);

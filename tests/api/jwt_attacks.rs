@@ -522,6 +522,20 @@ async fn expired_tokens_are_refused_as_expired() {
 }
 
 #[actix_web::test]
+async fn a_token_not_yet_valid_is_refused() {
+    for target in both().await {
+        let claims = target.claims_with("nbf", (now_secs() + 3600).into());
+        target
+            .refuses(&target.forge(&target.header, &claims), "nbf in an hour")
+            .await;
+        // A past nbf is fine: the control for the case above.
+        let claims = target.claims_with("nbf", (now_secs() - 60).into());
+        let me = target.app.me(&target.forge(&target.header, &claims)).await;
+        assert_eq!(me["username"], "mallory");
+    }
+}
+
+#[actix_web::test]
 async fn wrong_issuer_audience_type_and_missing_expiry_are_refused() {
     for target in both().await {
         let mut claims_cases = vec![
