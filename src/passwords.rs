@@ -1,16 +1,16 @@
 //! argon2id password hashing off the async workers, with bounded concurrency and memory.
 //!
-//! A permit is taken *before* work reaches the blocking pool, so a sign-in storm queues
-//! cheaply instead of allocating 19 MiB per request. Each permit owns one reusable block
-//! buffer: peak memory is `permits × 19 MiB` however many threads the pool has.
+//! Hashing runs on a few dedicated threads (one per CPU), each owning one reusable
+//! block buffer, at a lower priority than the request workers: a sign-in storm queues
+//! cheaply, memory stays at `threads × 19 MiB`, and token checks keep their latency.
 
-use std::sync::{Arc, Mutex};
+use std::sync::{mpsc, Arc, Mutex};
 
 use argon2::password_hash::phc::{PasswordHash, Salt};
 use argon2::password_hash::PasswordHasher as _;
 use argon2::{Algorithm, Argon2, Block, Params, Version};
 use subtle::ConstantTimeEq;
-use tokio::sync::Semaphore;
+use tokio::sync::oneshot;
 
 use crate::domain::Password;
 
@@ -63,24 +63,39 @@ fn verify_with(password: &[u8], phc: &str, blocks: &mut Vec<Block>) -> bool {
     out.ct_eq(expected.as_bytes()).into()
 }
 
-/// The shared hasher: a semaphore and one block buffer per permit.
+/// A piece of password work for a hashing thread, given that thread's argon2 memory.
+type Job = Box<dyn FnOnce(&mut Vec<Block>) + Send>;
+
+/// How much less CPU share a hashing thread gets than a request worker when both want
+/// the core (Linux nice values are per thread): a sign-in storm then cannot starve
+/// token checks, while idle CPU still goes to hashing.
+const HASHING_NICENESS: i32 = 10;
+
+/// The shared hasher: `concurrency` dedicated threads, each reusing one argon2 block
+/// buffer, fed by a queue. Peak memory is `concurrency × 19 MiB` however many sign-ins
+/// wait; a waiting sign-in costs only its queue entry.
 #[derive(Clone)]
 pub struct Hasher {
-    permits: Arc<Semaphore>,
-    buffers: Arc<Mutex<Vec<Vec<Block>>>>,
+    jobs: mpsc::Sender<Job>,
     dummy_hash: Arc<str>,
 }
 
 impl Hasher {
     /// `concurrency` hashes may run at once (normally the number of CPUs).
     pub fn new(concurrency: usize) -> anyhow::Result<Self> {
-        let concurrency = concurrency.max(1);
+        let (jobs, queue) = mpsc::channel::<Job>();
+        let queue = Arc::new(Mutex::new(queue));
+        for n in 0..concurrency.max(1) {
+            let queue = queue.clone();
+            std::thread::Builder::new()
+                .name(format!("argon2-{n}"))
+                .spawn(move || hashing_thread(&queue))?;
+        }
         let mut random = [0u8; 24];
         rand::fill(&mut random);
         let dummy = Password::parse(base64_of(&random)).map_err(anyhow::Error::msg)?;
         Ok(Hasher {
-            permits: Arc::new(Semaphore::new(concurrency)),
-            buffers: Arc::new(Mutex::new(vec![Vec::new(); concurrency])),
+            jobs,
             dummy_hash: hash_blocking(&dummy)?.into(),
         })
     }
@@ -109,23 +124,47 @@ impl Hasher {
         &self,
         work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> anyhow::Result<T> {
-        let _permit = self.permits.acquire().await?;
-        let buffers = self.buffers.clone();
-        let result = actix_web::web::block(move || {
-            let mut blocks = buffers
-                .lock()
-                .map(|mut b| b.pop().unwrap_or_default())
-                .unwrap_or_default();
-            let result = work(&mut blocks);
-            if let Ok(mut pool) = buffers.lock() {
-                pool.push(blocks);
-            }
-            result
-        })
-        .await?;
-        Ok(result)
+        let (done, result) = oneshot::channel();
+        self.jobs
+            .send(Box::new(move |blocks| {
+                let _ = done.send(work(blocks));
+            }))
+            .map_err(|_| anyhow::anyhow!("the hashing threads have stopped"))?;
+        result
+            .await
+            .map_err(|_| anyhow::anyhow!("a hashing thread failed"))
     }
 }
+
+/// Runs jobs until every `Hasher` is dropped.
+fn hashing_thread(queue: &Mutex<mpsc::Receiver<Job>>) {
+    lower_priority();
+    let mut blocks = Vec::new();
+    loop {
+        let job = match queue.lock() {
+            Ok(queue) => queue.recv(),
+            Err(_) => return,
+        };
+        let Ok(job) = job else { return };
+        // A panic in one job fails that sign-in only; the thread keeps serving.
+        let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| job(&mut blocks)));
+    }
+}
+
+#[cfg(target_os = "linux")]
+fn lower_priority() {
+    // SAFETY: plain system calls on the calling thread; no memory is shared.
+    let result = unsafe {
+        let tid = libc::gettid();
+        libc::setpriority(libc::PRIO_PROCESS, tid as libc::id_t, HASHING_NICENESS)
+    };
+    if result != 0 {
+        tracing::debug!("cannot lower the priority of a hashing thread");
+    }
+}
+
+#[cfg(not(target_os = "linux"))]
+fn lower_priority() {}
 
 fn base64_of(bytes: &[u8]) -> String {
     use base64::Engine as _;
