@@ -1,0 +1,87 @@
+//! Micro-benchmarks of the per-request token work: `cargo bench --bench tokens`.
+//! (Under `cargo test --all-targets` each runs once, as a smoke test.)
+
+use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
+use latchkey::clock;
+use latchkey::domain::{Role, SessionId, UserId};
+use latchkey::revocation::RevokedSessions;
+use latchkey::tokens::access::AccessTokens;
+use latchkey::tokens::keys::{generate_ed25519, KeySet, Keys};
+use latchkey::tokens::refresh::RefreshToken;
+use latchkey::tokens::verified;
+
+const ISSUER: &str = "http://127.0.0.1:8080";
+
+fn eddsa() -> (AccessTokens, Vec<latchkey::store::keys::KeyRow>) {
+    let rows = vec![generate_ed25519(0).expect("key")];
+    let tokens = AccessTokens::new(Keys::new(KeySet::eddsa(&rows)), ISSUER.into(), 900);
+    (tokens, rows)
+}
+
+fn hs256() -> AccessTokens {
+    AccessTokens::new(Keys::new(KeySet::hs256(&[7u8; 32])), ISSUER.into(), 900)
+}
+
+fn issue(tokens: &AccessTokens) -> String {
+    tokens
+        .issue(UserId(7), "alice", Role::User, SessionId(42))
+        .expect("issue")
+        .token
+}
+
+fn access_tokens(c: &mut Criterion) {
+    let (ed, rows) = eddsa();
+    let hs = hs256();
+    c.bench_function("issue EdDSA", |b| b.iter(|| issue(&ed)));
+    c.bench_function("issue HS256", |b| b.iter(|| issue(&hs)));
+
+    let ed_token = issue(&ed);
+    let hs_token = issue(&hs);
+    // A cold verification: swapping the key set out and back leaves an empty cache.
+    c.bench_function("verify EdDSA (signature)", |b| {
+        b.iter_batched(
+            || {
+                ed.keys.replace(KeySet::eddsa(&[]));
+                ed.keys.replace(KeySet::eddsa(&rows));
+            },
+            |()| ed.verify(&ed_token).expect("valid"),
+            BatchSize::PerIteration,
+        )
+    });
+    c.bench_function("verify HS256 (signature)", |b| {
+        b.iter_batched(
+            || hs.keys.replace(KeySet::hs256(&[7u8; 32])),
+            |()| hs.verify(&hs_token).expect("valid"),
+            BatchSize::PerIteration,
+        )
+    });
+    ed.verify(&ed_token).expect("valid");
+    c.bench_function("verify EdDSA (cache hit)", |b| {
+        b.iter(|| ed.verify(&ed_token).expect("valid"))
+    });
+    c.bench_function("token digest (SHA-256 cache key)", |b| {
+        b.iter(|| verified::digest(&ed_token))
+    });
+}
+
+fn refresh_tokens(c: &mut Criterion) {
+    c.bench_function("refresh token: generate", |b| {
+        b.iter(RefreshToken::generate)
+    });
+    let token = RefreshToken::generate();
+    c.bench_function("refresh token: SHA-256", |b| b.iter(|| token.hash()));
+}
+
+fn revocation(c: &mut Criterion) {
+    let now = clock::now();
+    let revoked = RevokedSessions::new(now, 15 * 60 * 1000);
+    for id in 0..10_000 {
+        revoked.insert(SessionId(id * 2), now);
+    }
+    c.bench_function("guard: revoked-session check (10k revoked)", |b| {
+        b.iter(|| revoked.contains(SessionId(12_345)))
+    });
+}
+
+criterion_group!(benches, access_tokens, refresh_tokens, revocation);
+criterion_main!(benches);
