@@ -57,20 +57,26 @@ impl Server {
         format!("{}{path}", self.address)
     }
 
-    async fn ready(self) -> Self {
-        let start = Instant::now();
-        loop {
-            if let Ok(r) = client().get(self.url("/healthz")).send().await {
-                if r.status() == 200 {
-                    return self;
+    /// Starts a server and waits until it answers. The free port is picked before the
+    /// server binds it, so another test may take it first: then the child exits, and a
+    /// new port is tried.
+    async fn start_ready(db_path: &Path) -> Self {
+        for _ in 0..3 {
+            let mut server = Self::start(db_path);
+            let start = Instant::now();
+            while start.elapsed() < Duration::from_secs(20) {
+                if server.child.try_wait().unwrap().is_some() {
+                    break;
                 }
+                if let Ok(r) = client().get(server.url("/healthz")).send().await {
+                    if r.status() == 200 {
+                        return server;
+                    }
+                }
+                actix_web::rt::time::sleep(Duration::from_millis(50)).await;
             }
-            assert!(
-                start.elapsed() < Duration::from_secs(20),
-                "server never ready"
-            );
-            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
         }
+        panic!("latchkey serve never became ready");
     }
 
     fn signal(&self, signal: libc::c_int) {
@@ -182,7 +188,7 @@ async fn sigkill_during_200_concurrent_refreshes_loses_no_answered_refresh() {
     const CHAINS: usize = 200;
     let (_dir, path) = database_with_alice();
     let first_tokens = sessions_of_alice(&path, CHAINS);
-    let mut server = Server::start(&path).ready().await;
+    let mut server = Server::start_ready(&path).await;
     let address = server.address.clone();
     let http = reqwest::Client::new();
 
@@ -229,7 +235,7 @@ async fn sigkill_during_200_concurrent_refreshes_loses_no_answered_refresh() {
     assert!(answered >= CHAINS as u32, "the load ran: {answered}");
 
     assert_eq!(integrity_check(&path), "ok");
-    let restarted = Server::start(&path).ready().await;
+    let restarted = Server::start_ready(&path).await;
     let mut failed = Vec::new();
     for (i, (last_good, _, _)) in results.iter().enumerate() {
         // The newest answered token still refreshes — or, if a request that presented it
@@ -278,7 +284,7 @@ fn slow_sign_in(address: &str, pause: Duration, after_first_half: impl FnOnce())
 #[actix_web::test]
 async fn sigterm_drains_in_flight_requests_then_exits_cleanly() {
     let (_dir, path) = database_with_alice();
-    let mut server = Server::start(&path).ready().await;
+    let mut server = Server::start_ready(&path).await;
     let address = server.address.clone();
     let pid = server.child.id() as libc::pid_t;
 
