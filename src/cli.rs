@@ -108,7 +108,7 @@ enum AuditCommand {
     List {
         #[arg(long)]
         user: Option<String>,
-        #[arg(long, default_value_t = 100)]
+        #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..=10_000))]
         limit: i64,
     },
 }
@@ -120,6 +120,10 @@ pub fn run() -> ExitCode {
             // --help and --version
             let _ = e.print();
             return ExitCode::SUCCESS;
+        }
+        Err(e) if e.kind() == clap::error::ErrorKind::DisplayHelpOnMissingArgumentOrSubcommand => {
+            eprintln!("latchkey: a subcommand is missing (see --help)");
+            return ExitCode::from(2);
         }
         Err(e) => {
             eprintln!(
@@ -450,12 +454,7 @@ fn audit_cmd(db: &Db, cmd: AuditCommand) -> anyhow::Result<()> {
     let user = user
         .map(|u| Username::parse(&u).map_err(|e| anyhow!("'{u}': {e}")))
         .transpose()?;
-    let rows = audit::list(
-        &mut conn,
-        user.as_ref().map(Username::as_str),
-        None,
-        limit.clamp(1, 10_000),
-    )?;
+    let rows = audit::list(&mut conn, user.as_ref().map(Username::as_str), None, limit)?;
     print_table(
         &["ID", "AT", "EVENT", "USER", "SESSION", "IP", "DETAIL"],
         rows.iter().map(|e| {

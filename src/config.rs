@@ -97,7 +97,7 @@ impl Settings {
     }
 
     pub fn from_args(args: &ServeArgs) -> Result<Self, String> {
-        let public_url = args.public_url.trim_end_matches('/').to_owned();
+        let public_url = lower_scheme(args.public_url.trim_end_matches('/'));
         let secure_cookies = if public_url.starts_with("https://") {
             true
         } else if public_url.starts_with("http://") {
@@ -180,6 +180,14 @@ impl Settings {
     }
 }
 
+/// `HTTPS://Host` → `https://Host`: schemes are case-insensitive, the issuer is compared exactly.
+fn lower_scheme(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => format!("{}://{rest}", scheme.to_ascii_lowercase()),
+        None => url.to_owned(),
+    }
+}
+
 fn duration(var: &str, raw: &str) -> Result<i64, String> {
     parse_duration(raw).ok_or_else(|| {
         format!(
@@ -210,6 +218,15 @@ pub fn parse_duration(raw: &str) -> Option<i64> {
 #[cfg(test)]
 mod tests {
     use super::parse_duration;
+
+    #[test]
+    fn the_public_url_scheme_is_case_insensitive() {
+        assert_eq!(
+            super::lower_scheme("HTTPS://Auth.Example"),
+            "https://Auth.Example"
+        );
+        assert_eq!(super::lower_scheme("no-scheme"), "no-scheme");
+    }
 
     #[test]
     fn durations_in_each_unit() {

@@ -8,6 +8,7 @@ use std::time::Duration;
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
 use diesel::sqlite::SqliteConnection;
+use diesel::Connection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::store::StoreError;
@@ -47,6 +48,12 @@ pub fn open(url: &str, max_size: u32) -> anyhow::Result<Db> {
     if path.is_empty() {
         anyhow::bail!("the database path is empty");
     }
+    if url.contains("://") && !url.starts_with("sqlite://") {
+        anyhow::bail!("DATABASE_URL: '{url}' is not a SQLite file path (only SQLite is supported)");
+    }
+    // One direct connection first: a path that cannot be opened fails at once with
+    // SQLite's reason, instead of after the pool's connection timeout.
+    Conn::establish(path).map_err(|e| anyhow::anyhow!("cannot open database {path}: {e}"))?;
     let manager = ConnectionManager::<Conn>::new(path);
     let pool = Pool::builder()
         .max_size(max_size)

@@ -20,7 +20,7 @@ use crate::revocation::RevokedSessions;
 use crate::state::AppState;
 use crate::store::{keys as key_store, secrets, Actor};
 use crate::tokens::access::{AccessTokens, LEEWAY_SECS};
-use crate::tokens::keys::{generate_ed25519, KeySet, Keys};
+use crate::tokens::keys::{generate_ed25519, KeySet, Keys, ACTIVATION_DELAY_MS};
 use crate::{api, cookies, error, housekeeping, pages};
 
 /// The largest request body accepted anywhere.
@@ -38,8 +38,9 @@ pub struct Application {
 impl Application {
     /// Binds `settings.bind` (port 0 picks a free port) and prepares the server.
     pub fn build(settings: Settings, db: Db) -> anyhow::Result<Self> {
-        let listener = TcpListener::bind(&settings.bind)
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e}", settings.bind))?;
+        let listener = TcpListener::bind(&settings.bind).map_err(|e| {
+            anyhow::anyhow!("LATCHKEY_BIND: cannot listen on {}: {e}", settings.bind)
+        })?;
         let port = listener.local_addr()?.port();
         let state = Data::new(build_state(settings, db)?);
         spawn_refreshers(state.clone());
@@ -128,9 +129,10 @@ pub fn token_horizon(settings: &Settings) -> i64 {
     (settings.access_ttl + LEEWAY_SECS as i64 + 5) * SECOND
 }
 
-/// Keys retired before this moment can no longer have live tokens.
+/// Keys retired before this moment can no longer have live tokens. A retired key may
+/// still sign until its successor matures and every instance has reloaded.
 fn key_horizon(settings: &Settings, now: i64) -> i64 {
-    now - token_horizon(settings)
+    now - token_horizon(settings) - ACTIVATION_DELAY_MS - KEY_POLL.as_millis() as i64
 }
 
 /// Background tasks: the revocation set and (for EdDSA) the key set follow the database.

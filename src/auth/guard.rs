@@ -59,21 +59,17 @@ impl<R: RoleRequirement> std::ops::Deref for Auth<R> {
 }
 
 /// The access token of a request: `Authorization: Bearer …`, else the `lk_access` cookie.
+/// Another scheme (Basic, …) carries no bearer token (RFC 6750 §3.1: answered like none);
+/// `Bearer` with an empty or unreadable credential is a malformed token.
 fn presented_token(req: &HttpRequest) -> Option<String> {
-    if let Some(value) = req.headers().get(header::AUTHORIZATION) {
-        let value = value.to_str().unwrap_or_default();
+    let bearer = req.headers().get(header::AUTHORIZATION).and_then(|value| {
+        let value = value.to_str().unwrap_or("Bearer ");
         let (scheme, token) = value.split_once(' ').unwrap_or((value, ""));
-        // A non-Bearer scheme or an empty credential counts as a malformed token.
-        return Some(
-            if scheme.eq_ignore_ascii_case("bearer") {
-                token.trim()
-            } else {
-                ""
-            }
-            .to_owned(),
-        );
-    }
-    req.cookie(cookies::ACCESS).map(|c| c.value().to_owned())
+        scheme
+            .eq_ignore_ascii_case("bearer")
+            .then(|| token.trim().to_owned())
+    });
+    bearer.or_else(|| req.cookie(cookies::ACCESS).map(|c| c.value().to_owned()))
 }
 
 /// Verifies the request's access token and the liveness of its session.

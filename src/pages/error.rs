@@ -144,7 +144,8 @@ pub fn form_error(
     use actix_web::error::UrlencodedError as E;
     match err {
         E::Overflow { .. } => PageError::PayloadTooLarge,
-        E::ContentType => PageError::UnsupportedMediaType,
+        // A state-changing post that is not a form cannot carry `csrf_token`.
+        E::ContentType => PageError::Csrf,
         _ => PageError::BadRequest("the form could not be read".into()),
     }
     .into()

@@ -17,6 +17,13 @@ use crate::store::keys::KeyRow;
 
 pub const EDDSA: &str = "EdDSA";
 
+/// A new key is published in the JWKS at once but signs only once it is this old, so
+/// verifiers that cache the JWKS (for at most `JWKS_MAX_AGE_SECS`) know it before any
+/// token needs it. With the servers' key poll this keeps "in use within 10 s".
+pub const ACTIVATION_DELAY_MS: i64 = 6_000;
+/// How long verifiers may cache `/.well-known/jwks.json`: less than the activation delay.
+pub const JWKS_MAX_AGE_SECS: u32 = 5;
+
 /// A new Ed25519 key as a row to store.
 pub fn generate_ed25519(now: Millis) -> anyhow::Result<KeyRow> {
     let mut seed = [0u8; 32];
@@ -62,14 +69,17 @@ impl KeySet {
     }
 
     /// From stored rows, newest active key first (as `store::keys::usable` returns them).
+    /// Every row verifies and is published; the signing key is chosen by `signing_row`.
     pub fn eddsa(rows: &[KeyRow]) -> Self {
-        let mut verifying = HashMap::new();
-        let mut jwks = Vec::new();
-        let mut signing = None;
-        for row in rows
+        let rows: Vec<&KeyRow> = rows
             .iter()
             .filter(|r| r.algorithm == EDDSA && r.public_key.len() == 32)
-        {
+            .collect();
+        let signing = signing_row(&rows, crate::clock::now())
+            .map(|row| (row.kid.clone(), EncodingKey::from_ed_der(&row.private_key)));
+        let mut verifying = HashMap::new();
+        let mut jwks = Vec::new();
+        for row in rows {
             verifying.insert(row.kid.clone(), DecodingKey::from_ed_der(&row.public_key));
             jwks.push(serde_json::json!({
                 "kty": "OKP",
@@ -79,9 +89,6 @@ impl KeySet {
                 "use": "sig",
                 "alg": EDDSA,
             }));
-            if signing.is_none() && row.retired_at.is_none() {
-                signing = Some((row.kid.clone(), EncodingKey::from_ed_der(&row.private_key)));
-            }
         }
         let jwks = serde_json::to_vec(&serde_json::json!({ "keys": jwks })).unwrap_or_default();
         KeySet {
@@ -101,6 +108,18 @@ impl KeySet {
     pub fn kids(&self) -> impl Iterator<Item = &str> {
         self.verifying.keys().map(String::as_str)
     }
+}
+
+/// The key to sign with: the newest key old enough to be known to JWKS caches, preferring
+/// active keys — so after a rotation the just-retired key signs until its successor
+/// matures. With no mature key yet, the oldest signs: on the very first start that is the
+/// only key, and a rotation right after a start still waits for its key to mature.
+fn signing_row<'a>(rows: &[&'a KeyRow], now: crate::clock::Millis) -> Option<&'a KeyRow> {
+    rows.iter()
+        .copied()
+        .filter(|r| r.created_at <= now - ACTIVATION_DELAY_MS)
+        .max_by_key(|r| (r.retired_at.is_none(), r.created_at))
+        .or_else(|| rows.iter().copied().min_by_key(|r| r.created_at))
 }
 
 fn hex8(bytes: &[u8]) -> String {
@@ -137,5 +156,64 @@ impl Keys {
             Ok(mut k) => *k = Arc::new(set),
             Err(p) => *p.into_inner() = Arc::new(set),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(created_at: i64, retired_at: Option<i64>) -> KeyRow {
+        KeyRow {
+            retired_at,
+            ..generate_ed25519(created_at).unwrap()
+        }
+    }
+
+    #[test]
+    fn a_rotated_key_signs_only_once_it_is_mature() {
+        let now = 100_000;
+        let old = key(0, Some(now - 1_000));
+        let new = key(now - 1_000, None);
+        let rows = [&new, &old];
+        assert_eq!(
+            signing_row(&rows, now).unwrap().kid,
+            old.kid,
+            "the new key is not yet mature"
+        );
+        let later = now - 1_000 + ACTIVATION_DELAY_MS;
+        assert_eq!(signing_row(&rows, later).unwrap().kid, new.kid);
+    }
+
+    #[test]
+    fn a_rotation_right_after_the_first_start_still_waits_for_maturity() {
+        let first = key(50_000, Some(51_000));
+        let new = key(51_000, None);
+        let rows = [&new, &first];
+        assert_eq!(signing_row(&rows, 52_000).unwrap().kid, first.kid);
+        assert_eq!(
+            signing_row(&rows, 56_500).unwrap().kid,
+            first.kid,
+            "first is mature"
+        );
+        assert_eq!(signing_row(&rows, 57_000).unwrap().kid, new.kid);
+    }
+
+    #[test]
+    fn the_first_key_signs_at_once() {
+        let first = key(50_000, None);
+        assert_eq!(signing_row(&[&first], 50_001).unwrap().kid, first.kid);
+        assert!(signing_row(&[], 0).is_none());
+    }
+
+    #[test]
+    fn a_new_key_is_published_before_it_signs() {
+        let now = crate::clock::now();
+        let old = key(0, Some(now));
+        let new = key(now, None);
+        let set = KeySet::eddsa(&[new.clone(), old.clone()]);
+        let jwks = String::from_utf8(set.jwks.to_vec()).unwrap();
+        assert!(jwks.contains(&new.kid) && jwks.contains(&old.kid));
+        assert_eq!(set.signing.unwrap().0, old.kid);
     }
 }

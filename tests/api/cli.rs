@@ -83,6 +83,11 @@ async fn cli_mistakes_are_one_line_errors() {
         one_line_error(&app.cli_with_stdin(&["user", "add", "bob", "--password-stdin"], ""))
             .contains("standard input")
     );
+    // Usage mistakes caught by the argument parser are one line too.
+    assert!(one_line_error(&app.cli(&["user", "add"])).contains("NAME"));
+    assert!(one_line_error(&app.cli(&["sessions", "frobnicate"])).contains("frobnicate"));
+    assert!(one_line_error(&app.cli(&["user"])).contains("subcommand is missing"));
+    assert!(one_line_error(&app.cli(&["audit", "list", "--limit", "0"])).contains("0"));
 }
 
 #[actix_web::test]
@@ -139,6 +144,27 @@ fn serve(db: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) -> std::pro
 }
 
 #[actix_web::test]
+async fn an_unopenable_database_fails_at_once_with_the_reason() {
+    let started = std::time::Instant::now();
+    let out = run_cli(
+        std::path::Path::new("/nonexistent/dir/x.db"),
+        &["user", "list"],
+        None,
+    );
+    assert!(one_line_error(&out).contains("unable to open database file"));
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(4),
+        "no pool timeout"
+    );
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["user", "list"])
+        .env("DATABASE_URL", "postgres://u@127.0.0.1/db")
+        .output()
+        .unwrap();
+    assert!(one_line_error(&out).contains("DATABASE_URL"));
+}
+
+#[actix_web::test]
 async fn demo_mode_refuses_a_public_bind() {
     let dir = tempfile::tempdir().unwrap();
     let err = one_line_error(&serve(
@@ -168,6 +194,8 @@ async fn bad_settings_stop_start_up_naming_the_variable() {
         let err = one_line_error(&out);
         assert!(err.contains(var), "{var}: {err}");
     }
+    let err = one_line_error(&serve(&db, &[], &[("LATCHKEY_BIND", "garbage")]));
+    assert!(err.contains("LATCHKEY_BIND"), "{err}");
     let err = one_line_error(&serve(
         &db,
         &["--bind", "127.0.0.1:0"],

@@ -104,15 +104,29 @@ async fn a_rotated_key_is_used_within_10_seconds_and_old_tokens_keep_verifying()
     let out = app.cli(&["keys", "rotate"]);
     assert!(out.status.success());
 
+    // Each round reads the JWKS, then signs in. The new key must be published at least one
+    // round before any token carries it, so verifiers caching the JWKS know it in time.
     let start = Instant::now();
+    let mut published_in_round = None;
+    let mut round = 0;
     let new_kid = loop {
         assert!(
             start.elapsed() < Duration::from_secs(12),
             "rotation not picked up"
         );
+        round += 1;
+        let kids = jwks(&app).await["keys"].as_array().unwrap().len();
+        if kids > 1 && published_in_round.is_none() {
+            published_in_round = Some(round);
+        }
         let access = app.sign_in(&client(), "alice").await;
         let kid = header_of(&access)["kid"].clone();
         if kid != old_kid {
+            let published = published_in_round.expect("signed with a key not yet in the JWKS");
+            assert!(
+                published < round,
+                "published in round {published}, used in {round}"
+            );
             break kid;
         }
         actix_web::rt::time::sleep(Duration::from_millis(500)).await;

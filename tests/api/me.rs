@@ -39,13 +39,33 @@ async fn a_garbage_token_is_invalid_token_with_the_error_attribute() {
         );
         assert_eq!(error_code(response).await, (401, "invalid_token".into()));
     }
+}
+
+#[actix_web::test]
+async fn another_authorization_scheme_is_answered_like_no_token() {
+    let app = spawn_app().await;
     let basic = client()
         .get(app.url("/api/me"))
         .basic_auth("alice", Some("x"))
         .send()
         .await
         .unwrap();
+    assert_eq!(
+        basic.headers()["www-authenticate"],
+        r#"Bearer realm="latchkey""#
+    );
     assert_eq!(error_code(basic).await, (401, "invalid_token".into()));
+    // ... and the access cookie still counts beside it.
+    app.add_user("alice", Role::User);
+    let access = app.sign_in(&app.client, "alice").await;
+    let response = client()
+        .get(app.url("/api/me"))
+        .basic_auth("alice", Some("x"))
+        .header("cookie", format!("lk_access={access}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
 }
 
 #[actix_web::test]

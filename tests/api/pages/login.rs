@@ -438,14 +438,17 @@ async fn malformed_forms_get_html_4xx_pages_never_500() {
     app.add_user("alice", Role::User);
     let client = client();
     let csrf = app.login_csrf(&client).await;
-    // JSON instead of a form.
+    // JSON instead of a form: no readable csrf_token field, so the CSRF refusal.
     let response = client
         .post(app.url("/login"))
         .json(&serde_json::json!({"username": "alice", "password": PASSWORD, "csrf_token": csrf}))
         .send()
         .await
         .unwrap();
-    html_page(response, 415).await;
+    html_page(response, 403).await;
+    // No body at all.
+    let response = client.post(app.url("/logout")).send().await.unwrap();
+    html_page(response, 403).await;
     // Over 16 KiB.
     let big = "x".repeat(20 * 1024);
     let response = app
