@@ -12,7 +12,7 @@ use crate::domain::{SessionId, Username};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::sessions::{self, Client};
-use crate::store::{users, Actor};
+use crate::store::{split_page, users, Actor};
 
 pub const DEFAULT_PAGE: i64 = 50;
 pub const MAX_PAGE: i64 = 500;
@@ -68,9 +68,8 @@ pub async fn sessions(
 }
 
 /// Cuts one extra row off a keyset page; its presence means there is a next page.
-fn paged(mut rows: Vec<sessions::SessionWithUser>, limit: i64, current: SessionId) -> SessionList {
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
+fn paged(rows: Vec<sessions::SessionWithUser>, limit: i64, current: SessionId) -> SessionList {
+    let (rows, more) = split_page(rows, limit);
     let next_cursor = more
         .then(|| rows.last().map(|r| r.session.id.to_string()))
         .flatten();

@@ -25,7 +25,7 @@ use crate::next_path;
 use crate::state::AppState;
 use crate::store::audit::{self, AuditRow};
 use crate::store::sessions::{self, Client};
-use crate::store::{users, Actor, StoreError};
+use crate::store::{split_page, users, Actor, StoreError};
 
 /// Rows per page of the session list and the audit log.
 const PAGE_SIZE: i64 = 50;
@@ -51,13 +51,6 @@ fn cursor(raw: Option<&str>) -> Result<Option<i64>, PageError> {
             PageError::BadRequest("the page cursor is not one latchkey gave out".into())
         }),
     }
-}
-
-/// Keeps `limit` rows of `limit + 1`; the extra one means there is a next page.
-fn split_page<T>(mut rows: Vec<T>, limit: i64) -> (Vec<T>, bool) {
-    let more = rows.len() as i64 > limit;
-    rows.truncate(limit as usize);
-    (rows, more)
 }
 
 // ---------------------------------------------------------------- sessions

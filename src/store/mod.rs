@@ -58,6 +58,14 @@ where
     conn.immediate_transaction(f)
 }
 
+/// Keyset lists are read with `limit + 1` rows: keeps `limit` of them, and says whether
+/// the extra one was there (there is a next page).
+pub fn split_page<T>(mut rows: Vec<T>, limit: i64) -> (Vec<T>, bool) {
+    let more = rows.len() as i64 > limit;
+    rows.truncate(usize::try_from(limit).unwrap_or(0));
+    (rows, more)
+}
+
 /// Who did something, from where: stored with every audit event.
 #[derive(Debug, Clone, Default)]
 pub struct Actor {
