@@ -93,10 +93,7 @@ async fn an_admin_revokes_any_session() {
     let admin = app.sign_in(&client(), "root").await;
     let alice_client = client();
     let alice = app.sign_in(&alice_client, "alice").await;
-    let session = app.me(&alice).await["session_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let session = app.session_id(&alice).await;
 
     let response = app
         .delete_bearer(&format!("/api/admin/sessions/{session}"), &admin)

@@ -71,13 +71,6 @@ async fn with_refresh(app: &TestApp, path: &str, token: &str) -> reqwest::Respon
         .unwrap()
 }
 
-async fn session_id(app: &TestApp, access: &str) -> String {
-    app.me(access).await["session_id"]
-        .as_str()
-        .unwrap()
-        .to_owned()
-}
-
 #[actix_web::test]
 async fn http_events_carry_actor_ip_and_user_agent() {
     let app = spawn_app_with(|s| {
@@ -110,7 +103,7 @@ async fn http_events_carry_actor_ip_and_user_agent() {
         204
     );
     let (own, _) = sign_in(&app, &c, "alice").await;
-    let own_id = session_id(&app, &own).await;
+    let own_id = app.session_id(&own).await;
     let response = c
         .delete(app.url(&format!("/api/sessions/{own_id}")))
         .bearer_auth(&own)
@@ -119,7 +112,7 @@ async fn http_events_carry_actor_ip_and_user_agent() {
         .unwrap();
     assert_eq!(response.status(), 204);
     let (victim, _) = sign_in(&app, &c, "alice").await;
-    let victim_id = session_id(&app, &victim).await;
+    let victim_id = app.session_id(&victim).await;
     let (admin, _) = sign_in(&app, &c, "root").await;
     let response = c
         .delete(app.url(&format!("/api/admin/sessions/{victim_id}")))

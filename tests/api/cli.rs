@@ -120,10 +120,7 @@ async fn sessions_list_shows_the_ids_the_api_uses() {
     let app = spawn_app().await;
     app.add_user("alice", Role::User);
     let access = app.sign_in(&app.client, "alice").await;
-    let session = app.me(&access).await["session_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let session = app.session_id(&access).await;
     let listed = stdout(&app.cli(&["sessions", "list", "--user", "alice"]));
     let first_column: Vec<&str> = listed
         .lines()

@@ -165,6 +165,14 @@ impl TestApp {
             .unwrap()
     }
 
+    /// The session id an access token belongs to, as `/api/me` reports it.
+    pub async fn session_id(&self, access: &str) -> String {
+        self.me(access).await["session_id"]
+            .as_str()
+            .expect("session_id is a string")
+            .to_owned()
+    }
+
     pub async fn me(&self, token: &str) -> Value {
         let response = self.get_bearer("/api/me", token).await;
         assert_eq!(response.status(), 200);

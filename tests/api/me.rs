@@ -102,10 +102,7 @@ async fn users_list_and_sign_out_their_own_sessions_only() {
     let alice_phone = app.sign_in(&client(), "alice").await;
     let alice_laptop = app.sign_in(&client(), "alice").await;
     let bob = app.sign_in(&client(), "bob").await;
-    let bob_session = app.me(&bob).await["session_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let bob_session = app.session_id(&bob).await;
 
     let list: Value = app
         .get_bearer("/api/sessions", &alice_phone)
@@ -144,10 +141,7 @@ async fn users_list_and_sign_out_their_own_sessions_only() {
     assert_eq!(error_code(response).await, (404, "not_found".into()));
     assert_eq!(app.get_bearer("/api/me", &bob).await.status(), 200);
 
-    let laptop_session = app.me(&alice_laptop).await["session_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let laptop_session = app.session_id(&alice_laptop).await;
     let response = app
         .delete_bearer(&format!("/api/sessions/{laptop_session}"), &alice_phone)
         .await;

@@ -9,10 +9,7 @@ async fn a_session_revoked_by_the_cli_stops_its_access_token() {
     let app = spawn_app().await;
     app.add_user("alice", Role::User);
     let access = app.sign_in(&app.client, "alice").await;
-    let session = app.me(&access).await["session_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let session = app.session_id(&access).await;
 
     let out = app.cli(&["sessions", "revoke", &session]);
 
@@ -41,10 +38,7 @@ async fn a_session_revoked_on_another_instance_stops_here_too() {
     let admin_id = app.add_user("root", Role::Admin);
     assert!(admin_id > 0);
     let admin = other.sign_in(&client(), "root").await;
-    let session = app.me(&access).await["session_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let session = app.session_id(&access).await;
 
     let response = other
         .delete_bearer(&format!("/api/admin/sessions/{session}"), &admin)
@@ -131,10 +125,7 @@ async fn revocations_survive_a_restart() {
     let app = spawn_app().await;
     app.add_user("alice", Role::User);
     let access = app.sign_in(&app.client, "alice").await;
-    let session = app.me(&access).await["session_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let session = app.session_id(&access).await;
     assert!(app.cli(&["sessions", "revoke", &session]).status.success());
     let restarted = spawn_on_same_db(&app, |_| {}).await;
     assert_eq!(

@@ -136,10 +136,7 @@ async fn an_admin_revokes_a_session_from_the_list() {
     app.add_user("root", Role::Admin);
     app.add_user("alice", Role::User);
     let alice_access = app.sign_in(&client(), "alice").await;
-    let alice_session = app.me(&alice_access).await["session_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let alice_session = app.session_id(&alice_access).await;
     let admin = app.page_client("root").await;
     let body = html_page(
         app.get_page(&admin, "/admin/sessions?user=alice").await,

@@ -307,11 +307,7 @@ async fn other_devices(app: &TestApp, username: &str, devices: &[(&str, &str, i6
             .build()
             .unwrap();
         let access = app.sign_in(&client, username).await;
-        let id: i64 = app.me(&access).await["session_id"]
-            .as_str()
-            .unwrap()
-            .parse()
-            .unwrap();
+        let id: i64 = app.session_id(&access).await.parse().unwrap();
         let mut conn = app.db.conn().unwrap();
         diesel::sql_query(format!(
             "UPDATE sessions SET created_at = created_at - {}, last_used_at = last_used_at - {} WHERE id = {id}",

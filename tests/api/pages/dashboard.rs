@@ -142,10 +142,7 @@ async fn nobody_signs_out_another_users_session_or_posts_without_a_token() {
     app.add_user("alice", Role::User);
     app.add_user("bob", Role::User);
     let bob_access = app.sign_in(&client(), "bob").await;
-    let bob_session = app.me(&bob_access).await["session_id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let bob_session = app.session_id(&bob_access).await;
     let alice = app.page_client("alice").await;
     let csrf = app.page_csrf(&alice, "/dashboard").await;
     let response = app
