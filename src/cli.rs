@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 
 use crate::clock::{self, rfc3339};
 use crate::config::{ServeArgs, Settings};
-use crate::db::{self, Db};
+use crate::db::{self, Conn};
 use crate::domain::{Password, Role, SessionId, Username};
 use crate::passwords;
 use crate::startup::Application;
@@ -160,15 +160,11 @@ fn one_line_usage_error(rendered: &str) -> String {
 fn dispatch(cli: Cli) -> anyhow::Result<()> {
     match cli.command {
         Command::Serve(args) => serve(&cli.database, *args),
-        Command::User(cmd) => user(&open(&cli.database)?, cmd),
-        Command::Sessions(cmd) => sessions_cmd(&open(&cli.database)?, cmd),
-        Command::Keys(cmd) => keys_cmd(&open(&cli.database)?, cmd),
-        Command::Audit(cmd) => audit_cmd(&open(&cli.database)?, cmd),
+        Command::User(cmd) => user(&mut db::connect(&cli.database)?, cmd),
+        Command::Sessions(cmd) => sessions_cmd(&mut db::connect(&cli.database)?, cmd),
+        Command::Keys(cmd) => keys_cmd(&mut db::connect(&cli.database)?, cmd),
+        Command::Audit(cmd) => audit_cmd(&mut db::connect(&cli.database)?, cmd),
     }
-}
-
-fn open(database: &str) -> anyhow::Result<Db> {
-    db::open(database, 2)
 }
 
 fn serve(database: &str, args: ServeArgs) -> anyhow::Result<()> {
@@ -180,10 +176,10 @@ fn serve(database: &str, args: ServeArgs) -> anyhow::Result<()> {
             settings.bind
         );
     }
-    let db = db::open(database, 16)?;
     if args.demo {
-        create_demo_accounts(&db)?;
+        create_demo_accounts(&mut db::connect(database)?)?;
     }
+    let db = db::open(database, 16)?;
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings.clone(), db)?;
         tracing::info!(
@@ -219,11 +215,10 @@ fn is_loopback(bind: &str) -> anyhow::Result<bool> {
     Ok(!addrs.is_empty() && addrs.iter().all(|a| a.ip().is_loopback()))
 }
 
-fn create_demo_accounts(db: &Db) -> anyhow::Result<()> {
-    let mut conn = db.conn()?;
+fn create_demo_accounts(conn: &mut Conn) -> anyhow::Result<()> {
     for (name, role) in [("admin", Role::Admin), ("alice", Role::User)] {
         let username = Username::parse(name).map_err(anyhow::Error::msg)?;
-        if users::find_by_name(&mut conn, &username)?.is_some() {
+        if users::find_by_name(conn, &username)?.is_some() {
             println!("demo account {name} exists; its password is unchanged");
             continue;
         }
@@ -231,20 +226,13 @@ fn create_demo_accounts(db: &Db) -> anyhow::Result<()> {
         let hash = passwords::hash_blocking(
             &Password::parse(password.clone()).map_err(anyhow::Error::msg)?,
         )?;
-        users::create(
-            &mut conn,
-            clock::now(),
-            &username,
-            &hash,
-            role,
-            &Actor::cli(),
-        )?;
+        users::create(conn, clock::now(), &username, &hash, role, &Actor::cli())?;
         println!("demo account created: {name} / {password} (role {role})");
     }
     Ok(())
 }
 
-fn find_user(conn: &mut db::Conn, raw: &str) -> anyhow::Result<users::UserRow> {
+fn find_user(conn: &mut Conn, raw: &str) -> anyhow::Result<users::UserRow> {
     let name = Username::parse(raw).map_err(|e| anyhow!("'{raw}': {e}"))?;
     users::find_by_name(conn, &name)?.ok_or_else(|| anyhow!("no user named '{name}'"))
 }
@@ -281,9 +269,7 @@ fn read_password(from_stdin: bool) -> anyhow::Result<Password> {
     Password::parse(raw).map_err(anyhow::Error::msg)
 }
 
-fn user(db: &Db, cmd: UserCommand) -> anyhow::Result<()> {
-    let mut conn = db.conn()?;
-    let conn = &mut *conn;
+fn user(conn: &mut Conn, cmd: UserCommand) -> anyhow::Result<()> {
     let actor = Actor::cli();
     let now = clock::now();
     match cmd {
@@ -359,9 +345,7 @@ fn store_error(e: StoreError) -> anyhow::Error {
     anyhow!("{e}")
 }
 
-fn sessions_cmd(db: &Db, cmd: SessionsCommand) -> anyhow::Result<()> {
-    let mut conn = db.conn()?;
-    let conn = &mut *conn;
+fn sessions_cmd(conn: &mut Conn, cmd: SessionsCommand) -> anyhow::Result<()> {
     let now = clock::now();
     match cmd {
         SessionsCommand::List { user } => {
@@ -417,9 +401,7 @@ fn sessions_cmd(db: &Db, cmd: SessionsCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn keys_cmd(db: &Db, cmd: KeysCommand) -> anyhow::Result<()> {
-    let mut conn = db.conn()?;
-    let conn = &mut *conn;
+fn keys_cmd(conn: &mut Conn, cmd: KeysCommand) -> anyhow::Result<()> {
     match cmd {
         KeysCommand::List => {
             let rows = keys::list(conn)?;
@@ -448,13 +430,12 @@ fn keys_cmd(db: &Db, cmd: KeysCommand) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn audit_cmd(db: &Db, cmd: AuditCommand) -> anyhow::Result<()> {
-    let mut conn = db.conn()?;
+fn audit_cmd(conn: &mut Conn, cmd: AuditCommand) -> anyhow::Result<()> {
     let AuditCommand::List { user, limit } = cmd;
     let user = user
         .map(|u| Username::parse(&u).map_err(|e| anyhow!("'{u}': {e}")))
         .transpose()?;
-    let rows = audit::list(&mut conn, user.as_ref().map(Username::as_str), None, limit)?;
+    let rows = audit::list(conn, user.as_ref().map(Username::as_str), None, limit)?;
     print_table(
         &["ID", "AT", "EVENT", "USER", "SESSION", "IP", "DETAIL"],
         rows.iter().map(|e| {

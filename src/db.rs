@@ -1,9 +1,19 @@
-//! The connection pool and the bridge from async handlers to blocking Diesel calls.
+//! The database: a pool of read-only connections, and one writer.
 //!
-//! Everything SQL lives in `store`; this module only knows how to open the
-//! database, prepare each connection and run a closure on a pooled connection.
+//! SQLite lets one connection write at a time. Every write of this process goes to one
+//! connection owned by one thread, in arrival order: writers queue instead of waking each
+//! other through SQLite's sleeping busy handler, and the writer's page and statement
+//! caches stay warm because no other connection of this process changes the file under
+//! it. Pooled readers are `query_only`, so a write sent down the read path fails loudly
+//! (in tests) instead of quietly contending. Other processes (the CLI, a second
+//! instance) still meet this one at `BEGIN IMMEDIATE` and `busy_timeout`.
+//!
+//! Everything SQL lives in `store`; this module only opens connections and runs closures
+//! on them.
 
-use std::time::Duration;
+use std::panic::{self, AssertUnwindSafe};
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
 use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
@@ -18,20 +28,22 @@ pub type DbPool = Pool<ConnectionManager<Conn>>;
 
 const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 
-/// Per-connection settings. `busy_timeout` comes first: the pool opens connections in
-/// parallel and the switch to WAL would otherwise fail with "database is locked".
-#[derive(Debug)]
-struct Pragmas;
+/// How long a request waits for a reader, or for its write's turn, before it is refused
+/// as unavailable. A write refused this way has not run.
+const WAIT: Duration = Duration::from_secs(5);
 
-impl CustomizeConnection<Conn, diesel::r2d2::Error> for Pragmas {
+/// `busy_timeout` first: connections open in parallel, and anything else could meet a
+/// lock held by another process before the timeout is set.
+const BUSY_TIMEOUT: &str = "PRAGMA busy_timeout = 5000;";
+
+/// Reader settings: read-only, waiting on locks like the writer.
+#[derive(Debug)]
+struct ReadOnly;
+
+impl CustomizeConnection<Conn, diesel::r2d2::Error> for ReadOnly {
     fn on_acquire(&self, conn: &mut Conn) -> Result<(), diesel::r2d2::Error> {
-        conn.batch_execute(
-            "PRAGMA busy_timeout = 5000;
-             PRAGMA journal_mode = WAL;
-             PRAGMA foreign_keys = ON;
-             PRAGMA synchronous = NORMAL;",
-        )
-        .map_err(diesel::r2d2::Error::QueryError)
+        conn.batch_execute(&format!("{BUSY_TIMEOUT} PRAGMA query_only = ON;"))
+            .map_err(diesel::r2d2::Error::QueryError)
     }
 }
 
@@ -42,8 +54,24 @@ fn database_path(url: &str) -> &str {
         .unwrap_or(url)
 }
 
-/// Opens the pool and applies pending migrations.
-pub fn open(url: &str, max_size: u32) -> anyhow::Result<Db> {
+/// The writer connection: WAL (shared with every reader and process), foreign keys on.
+fn open_writer(path: &str) -> anyhow::Result<Conn> {
+    // A path that cannot be opened fails here at once with SQLite's reason.
+    let mut conn =
+        Conn::establish(path).map_err(|e| anyhow::anyhow!("cannot open database {path}: {e}"))?;
+    conn.batch_execute(&format!(
+        "{BUSY_TIMEOUT}
+         PRAGMA journal_mode = WAL;
+         PRAGMA foreign_keys = ON;
+         PRAGMA synchronous = NORMAL;"
+    ))
+    .map_err(|e| anyhow::anyhow!("cannot open database {path}: {e}"))?;
+    Ok(conn)
+}
+
+/// One writable connection with migrations applied: what the command line uses (a short
+/// process of its own, meeting running servers at `BEGIN IMMEDIATE`).
+pub fn connect(url: &str) -> anyhow::Result<Conn> {
     let path = database_path(url);
     if path.is_empty() {
         anyhow::bail!("the database path is empty");
@@ -51,43 +79,48 @@ pub fn open(url: &str, max_size: u32) -> anyhow::Result<Db> {
     if url.contains("://") && !url.starts_with("sqlite://") {
         anyhow::bail!("DATABASE_URL: '{url}' is not a SQLite file path (only SQLite is supported)");
     }
-    // One direct connection first: a path that cannot be opened fails at once with
-    // SQLite's reason, instead of after the pool's connection timeout.
-    Conn::establish(path).map_err(|e| anyhow::anyhow!("cannot open database {path}: {e}"))?;
-    let manager = ConnectionManager::<Conn>::new(path);
-    let pool = Pool::builder()
-        .max_size(max_size)
-        .min_idle(Some(1))
-        .connection_timeout(Duration::from_secs(5))
-        .connection_customizer(Box::new(Pragmas))
-        .build(manager)
-        .map_err(|e| anyhow::anyhow!("cannot open database {path}: {e}"))?;
-    let mut conn = pool
-        .get()
-        .map_err(|e| anyhow::anyhow!("cannot open database {path}: {e}"))?;
+    let mut conn = open_writer(path)?;
     conn.run_pending_migrations(MIGRATIONS)
         .map_err(|e| anyhow::anyhow!("cannot migrate database {path}: {e}"))?;
-    Ok(Db { pool })
+    Ok(conn)
+}
+
+/// Opens the database for a server: `readers` pooled read-only connections, and the
+/// writer thread.
+pub fn open(url: &str, readers: u32) -> anyhow::Result<Db> {
+    let writer = connect(url)?;
+    let path = database_path(url);
+    let readers = Pool::builder()
+        .max_size(readers)
+        .min_idle(Some(1))
+        .connection_timeout(WAIT)
+        .connection_customizer(Box::new(ReadOnly))
+        .build(ConnectionManager::<Conn>::new(path))
+        .map_err(|e| anyhow::anyhow!("cannot open database {path}: {e}"))?;
+    let writer = Writer::spawn(path.to_owned(), writer)
+        .map_err(|e| anyhow::anyhow!("cannot start the database writer: {e}"))?;
+    Ok(Db { readers, writer })
 }
 
 #[derive(Clone)]
 pub struct Db {
-    pool: DbPool,
+    readers: DbPool,
+    writer: Writer,
 }
 
 impl Db {
-    /// A pooled connection for synchronous callers (the CLI, background tasks on the blocking pool).
-    pub fn conn(&self) -> Result<PooledConnection<ConnectionManager<Conn>>, StoreError> {
-        self.pool.get().map_err(|_| StoreError::Unavailable)
+    /// A read-only pooled connection for synchronous callers (start-up, tests).
+    pub fn reader(&self) -> Result<PooledConnection<ConnectionManager<Conn>>, StoreError> {
+        self.readers.get().map_err(|_| StoreError::Unavailable)
     }
 
-    /// Runs `f` on a pooled connection on the blocking thread pool.
-    pub async fn run<T, F>(&self, f: F) -> Result<T, StoreError>
+    /// Runs `f` on a read-only pooled connection on the blocking thread pool.
+    pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         F: FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        let pool = self.pool.clone();
+        let pool = self.readers.clone();
         actix_web::web::block(move || {
             let mut conn = pool.get().map_err(|_| StoreError::Unavailable)?;
             f(&mut conn)
@@ -95,14 +128,144 @@ impl Db {
         .await
         .map_err(|_| StoreError::Unavailable)?
     }
+
+    /// Runs `f` on the writer, after the writes queued before it.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (reply, answer) = tokio::sync::oneshot::channel();
+        self.writer.submit(f, move |result| {
+            let _ = reply.send(result);
+        })?;
+        answer.await.map_err(|_| StoreError::Unavailable)?
+    }
+
+    /// [`Db::write`] for synchronous callers (start-up, tests).
+    pub fn write_blocking<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        F: FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
+    {
+        let (reply, answer) = mpsc::sync_channel(1);
+        self.writer.submit(f, move |result| {
+            let _ = reply.send(result);
+        })?;
+        answer.recv().map_err(|_| StoreError::Unavailable)?
+    }
+}
+
+type Job = Box<dyn FnOnce(&mut Conn) + Send>;
+
+/// The queue in front of the writer thread. The thread ends when the last `Db` is dropped.
+#[derive(Clone)]
+struct Writer {
+    jobs: mpsc::Sender<Job>,
+}
+
+impl Writer {
+    fn spawn(path: String, mut conn: Conn) -> std::io::Result<Writer> {
+        let (jobs, queue) = mpsc::channel::<Job>();
+        std::thread::Builder::new()
+            .name("latchkey-writer".into())
+            .spawn(move || {
+                for job in queue {
+                    if panic::catch_unwind(AssertUnwindSafe(|| job(&mut conn))).is_err() {
+                        // The panic may have left a transaction open: start afresh.
+                        match open_writer(&path) {
+                            Ok(fresh) => conn = fresh,
+                            Err(e) => {
+                                tracing::error!(error = %e, "database writer stopped");
+                                return;
+                            }
+                        }
+                    }
+                }
+            })?;
+        Ok(Writer { jobs })
+    }
+
+    /// Queues `f`; `reply` gets its result. A job that waited longer than [`WAIT`] is
+    /// answered `Unavailable` without running. A panic in `f` drops `reply` unanswered.
+    fn submit<T, F, R>(&self, f: F, reply: R) -> Result<(), StoreError>
+    where
+        F: FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
+        R: FnOnce(Result<T, StoreError>) + Send + 'static,
+    {
+        let queued = Instant::now();
+        let job: Job = Box::new(move |conn| {
+            let result = if queued.elapsed() > WAIT {
+                Err(StoreError::Unavailable)
+            } else {
+                f(conn)
+            };
+            reply(result);
+        });
+        self.jobs.send(job).map_err(|_| StoreError::Unavailable)
+    }
 }
 
 #[cfg(test)]
 mod tests {
+    use diesel::RunQueryDsl;
+
+    use super::*;
+
     #[test]
     fn sqlite_urls_and_paths_name_the_same_file() {
-        assert_eq!(super::database_path("sqlite:///tmp/x.db"), "/tmp/x.db");
-        assert_eq!(super::database_path("sqlite:x.db"), "x.db");
-        assert_eq!(super::database_path("x.db"), "x.db");
+        assert_eq!(database_path("sqlite:///tmp/x.db"), "/tmp/x.db");
+        assert_eq!(database_path("sqlite:x.db"), "x.db");
+        assert_eq!(database_path("x.db"), "x.db");
+    }
+
+    fn temp_db() -> (tempfile::TempDir, Db) {
+        let dir = tempfile::tempdir().unwrap();
+        let db = open(dir.path().join("t.db").to_str().unwrap(), 2).unwrap();
+        (dir, db)
+    }
+
+    fn create_table(conn: &mut Conn) -> Result<(), StoreError> {
+        conn.batch_execute("CREATE TABLE t (x INTEGER)")?;
+        Ok(())
+    }
+
+    fn rows(conn: &mut Conn) -> i64 {
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
+            "(SELECT count(*) FROM t)",
+        ))
+        .get_result(conn)
+        .unwrap()
+    }
+
+    #[test]
+    fn readers_cannot_write_and_the_writer_can() {
+        let (_dir, db) = temp_db();
+        let refused = create_table(&mut db.reader().unwrap());
+        assert!(
+            matches!(refused, Err(StoreError::Database(_))),
+            "{refused:?}"
+        );
+        db.write_blocking(create_table).unwrap();
+        assert_eq!(rows(&mut db.reader().unwrap()), 0);
+    }
+
+    #[test]
+    fn a_panicking_write_is_unavailable_and_leaves_no_transaction_open() {
+        let (_dir, db) = temp_db();
+        db.write_blocking(create_table).unwrap();
+        let panicked: Result<(), _> = db.write_blocking(|conn| {
+            conn.batch_execute("BEGIN IMMEDIATE; INSERT INTO t VALUES (1);")?;
+            panic!("a bug in a store function");
+        });
+        assert!(matches!(panicked, Err(StoreError::Unavailable)));
+        // The half-done insert was rolled back, and the next write commits normally.
+        db.write_blocking(|conn| {
+            crate::store::write_tx(conn, |conn| {
+                Ok(conn.batch_execute("INSERT INTO t VALUES (2)")?)
+            })
+        })
+        .unwrap();
+        assert_eq!(rows(&mut db.reader().unwrap()), 1);
     }
 }

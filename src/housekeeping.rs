@@ -69,7 +69,7 @@ pub fn spawn(state: Data<AppState>) {
             tick.tick().await;
             match state
                 .db
-                .run(move |conn| run_once(conn, clock::now(), &policy))
+                .write(move |conn| run_once(conn, clock::now(), &policy))
                 .await
             {
                 Ok(purged) if purged != Purged::default() => {

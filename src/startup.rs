@@ -92,23 +92,22 @@ fn build_state(settings: Settings, db: Db) -> anyhow::Result<AppState> {
     let keys = match &settings.jwt_alg {
         JwtAlg::Hs256 { secret } => KeySet::hs256(secret),
         JwtAlg::EdDsa => {
-            let mut conn = db.conn()?;
             let now = clock::now();
-            let usable = key_store::usable(&mut conn, now)?;
+            let usable = key_store::usable(&mut *db.reader()?, now)?;
             if !usable.iter().any(|k| k.retired_at.is_none()) {
-                key_store::insert_active(
-                    &mut conn,
-                    now,
-                    &generate_ed25519(now)?,
-                    false,
-                    &Actor::default(),
-                )?;
+                let first = generate_ed25519(now)?;
+                db.write_blocking(move |conn| {
+                    key_store::insert_active(conn, now, &first, false, &Actor::default())
+                })?;
             }
-            KeySet::eddsa(&key_store::usable(&mut conn, key_horizon(&settings, now))?)
+            KeySet::eddsa(&key_store::usable(
+                &mut *db.reader()?,
+                key_horizon(&settings, now),
+            )?)
         }
     };
     let revoked = RevokedSessions::new(clock::now(), token_horizon(&settings));
-    revoked.sync(&mut *db.conn()?, clock::now())?;
+    revoked.sync(&mut *db.reader()?, clock::now())?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     Ok(AppState {
         tokens: AccessTokens::new(
@@ -145,7 +144,7 @@ fn spawn_refreshers(state: Data<AppState>) {
             let s = revocations.clone();
             let result = revocations
                 .db
-                .run(move |conn| s.revoked.sync(conn, clock::now()))
+                .read(move |conn| s.revoked.sync(conn, clock::now()))
                 .await;
             if let Err(e) = result {
                 tracing::warn!(error = %e, "cannot refresh the revocation set");
@@ -160,7 +159,7 @@ fn spawn_refreshers(state: Data<AppState>) {
                 let horizon = key_horizon(&state.settings, clock::now());
                 match state
                     .db
-                    .run(move |conn| key_store::usable(conn, horizon))
+                    .read(move |conn| key_store::usable(conn, horizon))
                     .await
                 {
                     Ok(rows) => {
@@ -186,7 +185,9 @@ fn spawn_refreshers(state: Data<AppState>) {
 fn session_key(db: &Db) -> anyhow::Result<Key> {
     let mut fresh = [0u8; 64];
     rand::fill(&mut fresh);
-    let stored = secrets::get_or_create(&mut *db.conn()?, clock::now(), "session_key", &fresh)?;
+    let stored = db.write_blocking(move |conn| {
+        secrets::get_or_create(conn, clock::now(), "session_key", &fresh)
+    })?;
     Key::try_from(stored.as_slice())
         .map_err(|_| anyhow::anyhow!("the stored session key is malformed (app_secrets)"))
 }

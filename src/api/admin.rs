@@ -53,7 +53,7 @@ pub async fn sessions(
     };
     let page = state
         .db
-        .run(move |conn| {
+        .read(move |conn| {
             let user_id = match &user {
                 None => None,
                 Some(name) => match users::find_by_name(conn, name)? {
@@ -98,7 +98,7 @@ pub async fn revoke_session(
 }
 
 pub async fn users(_: Auth<Admin>, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let rows = state.db.run(users::list).await?;
+    let rows = state.db.read(users::list).await?;
     Ok(HttpResponse::Ok().json(UserList {
         users: rows.into_iter().map(UserView::from).collect(),
     }))

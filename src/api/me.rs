@@ -30,7 +30,7 @@ pub async fn sessions(auth: Auth, state: Data<AppState>) -> Result<HttpResponse,
     let user_id = auth.user_id.0;
     let rows = state
         .db
-        .run(move |conn| {
+        .read(move |conn| {
             sessions::list_active(conn, clock::now(), Some(user_id), None, OWN_SESSIONS_LIMIT)
         })
         .await?;

@@ -23,7 +23,7 @@ pub async fn healthz(state: Data<AppState>) -> HttpResponse {
     let ok = state
         .db
         // Reads the schema, so the file itself must answer (`SELECT 1` never touches it).
-        .run(|conn| Ok(diesel::sql_query("SELECT name FROM sqlite_master LIMIT 1").execute(conn)?))
+        .read(|conn| Ok(diesel::sql_query("SELECT name FROM sqlite_master LIMIT 1").execute(conn)?))
         .await
         .is_ok();
     if ok {

@@ -49,7 +49,7 @@ pub async fn sign_in(
     let lookup_key = key.clone();
     let (locked, user) = state
         .db
-        .run(move |conn| {
+        .read(move |conn| {
             let locked = lockout::locked_until(conn, now, &lookup_key, &ip)?;
             let user = match (&parsed, locked) {
                 (Some(name), None) => users::find_by_name(conn, name)?,
@@ -75,7 +75,7 @@ pub async fn sign_in(
         let policy = lockout_policy(state);
         let locked = state
             .db
-            .run(move |conn| lockout::record_failure(conn, now, &key, user_id, &actor, policy))
+            .write(move |conn| lockout::record_failure(conn, now, &key, user_id, &actor, policy))
             .await?;
         if locked.is_some() {
             tracing::warn!(ip = %client.ip, "sign-in locked out after repeated failures");
@@ -90,7 +90,7 @@ pub async fn sign_in(
     let start_user = user.clone();
     let session = state
         .db
-        .run(move |conn| {
+        .write(move |conn| {
             lockout::clear(conn, &key, &start_client.ip)?;
             sessions::start(conn, now, &start_user, &start_client, &hash, life)
         })
@@ -121,7 +121,7 @@ pub async fn confirm_password(
     let (key, ip) = (user.username.clone(), client.ip.clone());
     let locked = state
         .db
-        .run(move |conn| lockout::locked_until(conn, now, &key, &ip))
+        .read(move |conn| lockout::locked_until(conn, now, &key, &ip))
         .await?;
     if let Some(until) = locked {
         return Err(ApiError::TooManyAttempts(seconds_until(until, now)));
@@ -141,7 +141,7 @@ pub async fn confirm_password(
     let policy = lockout_policy(state);
     state
         .db
-        .run(move |conn| lockout::record_failure(conn, now, &key, Some(user_id), &actor, policy))
+        .write(move |conn| lockout::record_failure(conn, now, &key, Some(user_id), &actor, policy))
         .await?;
     Err(ApiError::InvalidCredentials)
 }
@@ -190,7 +190,9 @@ pub async fn refresh(
     let rotation_client = client.clone();
     let rotation = state
         .db
-        .run(move |conn| sessions::rotate(conn, now, &old_hash, &new_hash, &rotation_client, life))
+        .write(move |conn| {
+            sessions::rotate(conn, now, &old_hash, &new_hash, &rotation_client, life)
+        })
         .await?;
     match rotation {
         Rotation::Rotated {
@@ -238,7 +240,7 @@ where
     let state2 = state.clone();
     Ok(state
         .db
-        .run(move |conn| {
+        .write(move |conn| {
             let now = clock::now();
             let result = change(conn, now)?;
             state2.revoked.sync(conn, now)?;

@@ -85,7 +85,7 @@ pub async fn sessions(
     let filter = user.clone();
     let rows = state
         .db
-        .run(move |conn| {
+        .read(move |conn| {
             let user_id = match &filter {
                 None => None,
                 Some(name) => match users::find_by_name(conn, name)? {
@@ -200,7 +200,7 @@ async fn users_page(
 ) -> Result<UsersPage, PageError> {
     let (rows, counts) = state
         .db
-        .run(|conn| {
+        .read(|conn| {
             Ok((
                 users::list(conn)?,
                 sessions::count_active_by_user(conn, clock::now())?,
@@ -285,7 +285,7 @@ pub async fn create_user(
     let created_name = name.clone();
     let created = state
         .db
-        .run(move |conn| users::create(conn, clock::now(), &created_name, &hash, role, &actor))
+        .write(move |conn| users::create(conn, clock::now(), &created_name, &hash, role, &actor))
         .await;
     match created {
         Ok(row) => {
@@ -511,7 +511,7 @@ pub async fn audit(
     let filter = user.as_ref().map(|u| u.to_string());
     let (rows, names) = state
         .db
-        .run(move |conn| {
+        .read(move |conn| {
             let rows = audit::list(conn, filter.as_deref(), before, PAGE_SIZE + 1)?;
             let mut ids: Vec<i64> = rows.iter().filter_map(|r| r.actor_user_id).collect();
             ids.sort_unstable();

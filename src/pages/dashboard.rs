@@ -46,7 +46,7 @@ async fn render(
     let user_id = page.identity.user_id.0;
     let (user, rows) = state
         .db
-        .run(move |conn| {
+        .read(move |conn| {
             let user = users::find_by_id(conn, user_id)?;
             let rows =
                 sessions::list_active(conn, clock::now(), Some(user_id), None, OWN_SESSIONS_LIMIT)?;
@@ -172,7 +172,7 @@ pub async fn change_password(
     let user_id = page.identity.user_id.0;
     let user = state
         .db
-        .run(move |conn| users::find_by_id(conn, user_id))
+        .read(move |conn| users::find_by_id(conn, user_id))
         .await?;
     match flows::confirm_password(&state, &user, &form.current_password, &client).await {
         Ok(()) => {}

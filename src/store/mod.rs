@@ -1,5 +1,5 @@
-//! All SQL. Synchronous functions over a connection, called through `Db::run` from
-//! handlers or directly by the CLI. Each function that changes state and records an
+//! All SQL. Synchronous functions over a connection, called through `Db::read` / `Db::write`
+//! from handlers or directly by the CLI. Each function that changes state and records an
 //! audit event does both in one transaction.
 
 pub mod audit;
@@ -8,8 +8,6 @@ pub mod lockout;
 pub mod secrets;
 pub mod sessions;
 pub mod users;
-
-use std::sync::{Mutex, PoisonError};
 
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
@@ -42,19 +40,12 @@ impl From<DieselError> for StoreError {
     }
 }
 
-/// Writers of this process take turns here before `BEGIN IMMEDIATE`. SQLite has one
-/// writer at a time anyway, and its busy handler waits by sleeping and polling (naps of
-/// up to 100 ms), which leaves the core idle while the lock is already free; a mutex
-/// hands the turn over at once. Other processes (the CLI) still meet us at `busy_timeout`.
-static WRITER_TURN: Mutex<()> = Mutex::new(());
-
-/// A write transaction that takes the write lock up front (`BEGIN IMMEDIATE`), so two
-/// writers queue instead of failing to upgrade a read lock. Not to be nested.
+/// A write transaction that takes the write lock up front (`BEGIN IMMEDIATE`), so a
+/// writer in another process queues instead of failing to upgrade a read lock.
 pub fn write_tx<T, F>(conn: &mut Conn, f: F) -> Result<T, StoreError>
 where
     F: FnOnce(&mut Conn) -> Result<T, StoreError>,
 {
-    let _turn = WRITER_TURN.lock().unwrap_or_else(PoisonError::into_inner);
     conn.immediate_transaction(f)
 }
 

@@ -24,7 +24,7 @@ fn probe() -> reqwest::Client {
 }
 
 fn events(app: &TestApp) -> Vec<AuditRow> {
-    let mut conn = app.db.conn().unwrap();
+    let mut conn = app.conn();
     audit::list(&mut conn, None, None, 10_000).unwrap()
 }
 
@@ -236,7 +236,7 @@ async fn a_change_and_its_audit_event_commit_together() {
         ip: "127.0.0.1".into(),
         user_agent: AGENT.into(),
     };
-    let mut conn = app.db.conn().unwrap();
+    let mut conn = app.conn();
     let now = clock::now();
     let user = users::find_by_id(&mut conn, alice).unwrap();
     let session = sessions::start(&mut conn, now, &user, &client, &[7u8; 32], life).unwrap();

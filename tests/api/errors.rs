@@ -144,7 +144,7 @@ async fn the_root_redirects_to_the_dashboard() {
 async fn health_is_503_when_the_database_cannot_answer() {
     let app = spawn_app().await;
     // Hold every pooled connection: the server's next query times out (5 s).
-    let held: Vec<_> = (0..8).map(|_| app.db.conn().unwrap()).collect();
+    let held: Vec<_> = (0..8).map(|_| app.db.reader().unwrap()).collect();
     let response = client().get(app.url("/healthz")).send().await.unwrap();
     assert_eq!(response.status(), 503);
     drop(held);

@@ -110,10 +110,10 @@ impl Drop for Server {
 fn database_with_alice() -> (tempfile::TempDir, PathBuf) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("latchkey.db");
-    let db = db::open(path.to_str().unwrap(), 1).unwrap();
+    let mut conn = db::connect(path.to_str().unwrap()).unwrap();
     let hash = passwords::hash_blocking(&Password::parse(PASSWORD.into()).unwrap()).unwrap();
     users::create(
-        &mut db.conn().unwrap(),
+        &mut conn,
         clock::now(),
         &Username::parse("alice").unwrap(),
         &hash,
@@ -126,8 +126,7 @@ fn database_with_alice() -> (tempfile::TempDir, PathBuf) {
 
 /// `n` sessions of alice, started directly in the database; their refresh tokens.
 fn sessions_of_alice(path: &Path, n: usize) -> Vec<String> {
-    let db = db::open(path.to_str().unwrap(), 1).unwrap();
-    let mut conn = db.conn().unwrap();
+    let mut conn = db::connect(path.to_str().unwrap()).unwrap();
     let user = users::find_by_name(&mut conn, &Username::parse("alice").unwrap())
         .unwrap()
         .unwrap();

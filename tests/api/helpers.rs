@@ -95,10 +95,15 @@ impl TestApp {
         format!("{}{}", self.address, path)
     }
 
+    /// A writable connection of the test's own, as another process would have.
+    pub fn conn(&self) -> db::Conn {
+        db::connect(self.db_path.to_str().unwrap()).expect("database opens")
+    }
+
     /// Creates a user directly in the database.
     pub fn add_user(&self, name: &str, role: Role) -> i64 {
         let hash = passwords::hash_blocking(&Password::parse(PASSWORD.into()).unwrap()).unwrap();
-        let mut conn = self.db.conn().unwrap();
+        let mut conn = self.conn();
         users::create(
             &mut conn,
             clock::now(),

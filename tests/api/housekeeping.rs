@@ -58,12 +58,15 @@ fn session_at(
 
 /// A database no server runs on (a server would run its own housekeeping pass), with
 /// the user alice.
-fn bare_db() -> (tempfile::TempDir, Db, i64) {
+/// `Db` for serving it, and a writable connection for the test's own changes.
+fn bare_db() -> (tempfile::TempDir, Db, Conn, i64) {
     let dir = tempfile::tempdir().unwrap();
-    let db = db::open(dir.path().join("latchkey.db").to_str().unwrap(), 2).unwrap();
+    let path = dir.path().join("latchkey.db");
+    let db = db::open(path.to_str().unwrap(), 2).unwrap();
+    let mut conn = db::connect(path.to_str().unwrap()).unwrap();
     let hash = passwords::hash_blocking(&Password::parse(PASSWORD.into()).unwrap()).unwrap();
     let alice = users::create(
-        &mut db.conn().unwrap(),
+        &mut conn,
         clock::now(),
         &Username::parse("alice").unwrap(),
         &hash,
@@ -72,7 +75,7 @@ fn bare_db() -> (tempfile::TempDir, Db, i64) {
     )
     .unwrap()
     .id;
-    (dir, db, alice)
+    (dir, db, conn, alice)
 }
 
 /// Serves `db` on a random loopback port.
@@ -115,10 +118,9 @@ fn fail(conn: &mut Conn, at: Millis, ip: &str, max: i32) {
 
 #[actix_web::test]
 async fn a_pass_deletes_only_what_can_no_longer_matter() {
-    let (_dir, db, alice) = bare_db();
+    let (_dir, db, mut conn, alice) = bare_db();
     let now = clock::now();
-    let mut conn = db.conn().unwrap();
-    let conn = &mut *conn;
+    let conn = &mut conn;
     // Ended 30 days ago: goes, with its token.
     let ended = session_at(conn, alice, now - 60 * DAY, life(7, 30), 1).unwrap();
     // Ended as long ago, but revoked yesterday: stays for the audit and revocation set.
@@ -208,10 +210,9 @@ async fn a_pass_deletes_only_what_can_no_longer_matter() {
 
 #[actix_web::test]
 async fn a_far_future_pass_purges_everything_in_bounded_batches() {
-    let (_dir, db, alice) = bare_db();
+    let (_dir, _db, mut conn, alice) = bare_db();
     let now = clock::now();
-    let mut conn = db.conn().unwrap();
-    let conn = &mut *conn;
+    let conn = &mut conn;
     for seed in 0..5 {
         session_at(conn, alice, now, life(7, 30), seed).unwrap();
     }
@@ -242,13 +243,19 @@ async fn the_server_starts_housekeeping_when_it_starts() {
     let app = spawn_app().await;
     let alice = app.add_user("alice", Role::User);
     let ended = {
-        let mut conn = app.db.conn().unwrap();
-        session_at(&mut conn, alice, clock::now() - 60 * DAY, life(7, 30), 9).unwrap()
+        session_at(
+            &mut app.conn(),
+            alice,
+            clock::now() - 60 * DAY,
+            life(7, 30),
+            9,
+        )
+        .unwrap()
     };
     // The first pass runs at start-up (later ones every minute).
     let restarted = spawn_on_same_db(&app, |_| {}).await;
     let start = Instant::now();
-    while exists(&mut restarted.db.conn().unwrap(), ended) {
+    while exists(&mut restarted.db.reader().unwrap(), ended) {
         assert!(
             start.elapsed() < Duration::from_secs(5),
             "housekeeping did not run"

@@ -37,7 +37,7 @@ impl Target {
     async fn eddsa() -> Self {
         let app = spawn_app().await;
         let row = {
-            let mut conn = app.db.conn().unwrap();
+            let mut conn = app.conn();
             keys::usable(&mut conn, 0)
                 .unwrap()
                 .into_iter()

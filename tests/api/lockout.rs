@@ -133,7 +133,7 @@ async fn the_ip_ceiling_locks_every_username_from_that_ip() {
         200,
         "another IP is unaffected"
     );
-    let mut conn = app.db.conn().unwrap();
+    let mut conn = app.conn();
     let events = audit::list(&mut conn, None, None, 500).unwrap();
     assert!(
         events.iter().any(|e| e.kind == "locked_out"

@@ -87,7 +87,7 @@ async fn length_is_the_only_other_rule() {
 async fn a_common_password_set_before_the_policy_still_signs_in() {
     // Sign-in checks only the length, so growing the list never locks anyone out.
     let app = spawn_app().await;
-    let mut conn = app.db.conn().unwrap();
+    let mut conn = app.conn();
     users::create(
         &mut conn,
         clock::now(),

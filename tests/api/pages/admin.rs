@@ -8,7 +8,7 @@ use crate::helpers::*;
 
 /// Starts `n` sessions of `name` straight in the database (fast, no argon2).
 fn start_sessions(app: &TestApp, name: &str, n: usize) {
-    let mut conn = app.db.conn().unwrap();
+    let mut conn = app.conn();
     let user = users::find_by_name(&mut conn, &Username::parse(name).unwrap())
         .unwrap()
         .unwrap();
@@ -421,8 +421,8 @@ async fn the_audit_log_is_newest_first_and_paged() {
             401
         );
         // Fresh IPs are not available here, so clear the lockout between rounds.
-        let mut conn = app.db.conn().unwrap();
-        diesel::RunQueryDsl::execute(diesel::sql_query("DELETE FROM login_failures"), &mut *conn)
+        let mut conn = app.conn();
+        diesel::RunQueryDsl::execute(diesel::sql_query("DELETE FROM login_failures"), &mut conn)
             .unwrap();
     }
     let admin = app.page_client("root").await;

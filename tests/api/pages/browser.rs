@@ -308,13 +308,13 @@ async fn other_devices(app: &TestApp, username: &str, devices: &[(&str, &str, i6
             .unwrap();
         let access = app.sign_in(&client, username).await;
         let id: i64 = app.session_id(&access).await.parse().unwrap();
-        let mut conn = app.db.conn().unwrap();
+        let mut conn = app.conn();
         diesel::sql_query(format!(
             "UPDATE sessions SET created_at = created_at - {}, last_used_at = last_used_at - {} WHERE id = {id}",
             signed_in_minutes_ago * 60_000,
             used_minutes_ago * 60_000
         ))
-        .execute(&mut *conn)
+        .execute(&mut conn)
         .unwrap();
     }
 }
@@ -447,9 +447,9 @@ fn refresh_tokens(app: &TestApp) -> i64 {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         n: i64,
     }
-    let mut conn = app.db.conn().unwrap();
+    let mut conn = app.conn();
     diesel::sql_query("SELECT COUNT(*) AS n FROM refresh_tokens")
-        .get_result::<Count>(&mut *conn)
+        .get_result::<Count>(&mut conn)
         .unwrap()
         .n
 }
