@@ -33,6 +33,19 @@ fn access_tokens(c: &mut Criterion) {
     let (ed, rows) = eddsa();
     let hs = hs256();
     c.bench_function("issue EdDSA", |b| b.iter(|| issue(&ed)));
+    // Baseline: the same token through `jsonwebtoken::encode`, which parses the PKCS#8
+    // key and derives its public half on every call.
+    let key = jsonwebtoken::EncodingKey::from_ed_der(&rows[0].private_key);
+    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::EdDSA);
+    header.typ = Some("at+jwt".into());
+    header.kid = Some(rows[0].kid.clone());
+    let claims = serde_json::json!({
+        "iss": ISSUER, "sub": "7", "aud": "latchkey", "exp": 1, "iat": 0,
+        "jti": "0123456789abcdefghijkl", "sid": "42", "name": "alice", "role": "user",
+    });
+    c.bench_function("issue EdDSA, jsonwebtoken::encode (baseline)", |b| {
+        b.iter(|| jsonwebtoken::encode(&header, &claims, &key).expect("encode"))
+    });
     c.bench_function("issue HS256", |b| b.iter(|| issue(&hs)));
 
     let ed_token = issue(&ed);

@@ -2,7 +2,7 @@
 //! configuration and a key chosen by `kid` among our own keys only.
 
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{decode, decode_header, encode, Header, Validation};
+use jsonwebtoken::{decode, decode_header, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use super::keys::{KeySet, Keys};
@@ -85,7 +85,7 @@ impl AccessTokens {
         session_id: SessionId,
     ) -> Result<Issued, TokenError> {
         let keys = self.keys.current();
-        let (kid, key) = keys.signing.as_ref().ok_or(TokenError::NoSigningKey)?;
+        let (kid, signer) = keys.signing.as_ref().ok_or(TokenError::NoSigningKey)?;
         let mut header = Header::new(keys.algorithm);
         header.typ = Some(TYP.into());
         header.kid = Some(kid.clone());
@@ -101,7 +101,7 @@ impl AccessTokens {
             name: username.to_owned(),
             role: role.as_str().to_owned(),
         };
-        let token = encode(&header, &claims, key).map_err(|e| {
+        let token = signer.sign(&header, &claims).map_err(|e| {
             tracing::error!(error = %e, "cannot sign an access token");
             TokenError::NoSigningKey
         })?;

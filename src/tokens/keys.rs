@@ -7,8 +7,10 @@ use std::sync::{Arc, RwLock};
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use ed25519_dalek::pkcs8::EncodePrivateKey;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
+use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
+use ed25519_dalek::Signer as _;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
+use serde::Serialize;
 use sha2::{Digest, Sha256};
 
 use super::verified::VerifiedCache;
@@ -42,11 +44,42 @@ pub fn generate_ed25519(now: Millis) -> anyhow::Result<KeyRow> {
     })
 }
 
+/// A key that signs access tokens, prepared once per key set.
+pub enum Signer {
+    /// Parsed and expanded once: `jsonwebtoken::encode` would parse the PKCS#8 document
+    /// and derive the public key again for every token, doubling the cost of a signature.
+    Ed25519(Box<ed25519_dalek::SigningKey>),
+    Hs256(EncodingKey),
+}
+
+impl Signer {
+    /// The compact JWS of `claims` under `header`: the same bytes `jsonwebtoken::encode`
+    /// produces (Ed25519 signatures are deterministic; a unit test compares them).
+    pub fn sign<T: Serialize>(
+        &self,
+        header: &Header,
+        claims: &T,
+    ) -> jsonwebtoken::errors::Result<String> {
+        match self {
+            Signer::Hs256(key) => jsonwebtoken::encode(header, claims, key),
+            Signer::Ed25519(key) => {
+                let mut token = URL_SAFE_NO_PAD.encode(serde_json::to_vec(header)?);
+                token.push('.');
+                URL_SAFE_NO_PAD.encode_string(serde_json::to_vec(claims)?, &mut token);
+                let signature = key.sign(token.as_bytes());
+                token.push('.');
+                URL_SAFE_NO_PAD.encode_string(signature.to_bytes(), &mut token);
+                Ok(token)
+            }
+        }
+    }
+}
+
 /// The keys in force at one moment.
 pub struct KeySet {
     pub algorithm: Algorithm,
-    /// The key new tokens are signed with.
-    pub signing: Option<(String, EncodingKey)>,
+    /// The key new tokens are signed with, and its `kid`.
+    pub signing: Option<(String, Signer)>,
     verifying: HashMap<String, DecodingKey>,
     /// `/.well-known/jwks.json`, serialized once per snapshot.
     pub jwks: Arc<[u8]>,
@@ -61,7 +94,7 @@ impl KeySet {
         verifying.insert(kid.clone(), DecodingKey::from_secret(secret));
         KeySet {
             algorithm: Algorithm::HS256,
-            signing: Some((kid, EncodingKey::from_secret(secret))),
+            signing: Some((kid, Signer::Hs256(EncodingKey::from_secret(secret)))),
             verifying,
             jwks: Arc::from(&br#"{"keys":[]}"#[..]),
             verified: VerifiedCache::default(),
@@ -75,8 +108,15 @@ impl KeySet {
             .iter()
             .filter(|r| r.algorithm == EDDSA && r.public_key.len() == 32)
             .collect();
-        let signing = signing_row(&rows, crate::clock::now())
-            .map(|row| (row.kid.clone(), EncodingKey::from_ed_der(&row.private_key)));
+        let signing = signing_row(&rows, crate::clock::now()).and_then(|row| {
+            match ed25519_dalek::SigningKey::from_pkcs8_der(&row.private_key) {
+                Ok(key) => Some((row.kid.clone(), Signer::Ed25519(Box::new(key)))),
+                Err(_) => {
+                    tracing::error!(kid = %row.kid, "the stored signing key is malformed");
+                    None
+                }
+            }
+        });
         let mut verifying = HashMap::new();
         let mut jwks = Vec::new();
         for row in rows {
@@ -168,6 +208,38 @@ mod tests {
             retired_at,
             ..generate_ed25519(created_at).unwrap()
         }
+    }
+
+    #[derive(Serialize)]
+    struct Claims {
+        sub: &'static str,
+        exp: i64,
+    }
+
+    #[test]
+    fn our_ed25519_tokens_are_the_bytes_jsonwebtoken_would_produce() {
+        let row = key(0, None);
+        let set = KeySet::eddsa(std::slice::from_ref(&row));
+        let (kid, signer) = set.signing.as_ref().unwrap();
+        let mut header = Header::new(Algorithm::EdDSA);
+        header.kid = Some(kid.clone());
+        let claims = Claims { sub: "7", exp: 1 };
+        let ours = signer.sign(&header, &claims).unwrap();
+        let theirs = jsonwebtoken::encode(
+            &header,
+            &claims,
+            &EncodingKey::from_ed_der(&row.private_key),
+        );
+        assert_eq!(ours, theirs.unwrap());
+    }
+
+    #[test]
+    fn a_malformed_stored_key_does_not_sign() {
+        let row = KeyRow {
+            private_key: vec![0; 48],
+            ..key(0, None)
+        };
+        assert!(KeySet::eddsa(&[row]).signing.is_none());
     }
 
     #[test]
