@@ -9,7 +9,10 @@ pub mod secrets;
 pub mod sessions;
 pub mod users;
 
+use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
+use diesel::sqlite::Sqlite;
+use diesel::{QueryResult, RunQueryDsl};
 
 use crate::db::Conn;
 
@@ -48,6 +51,39 @@ where
 {
     conn.immediate_transaction(f)
 }
+
+/// A statement kept in the connection's statement cache, keyed by its SQL text.
+///
+/// Diesel prepares every `UPDATE` and most `INSERT`s afresh on each execution (their SQL
+/// could vary with the values of one Rust type); SQLite then parses and plans them again.
+/// The SQL text determines a prepared statement completely, so caching by it is sound:
+/// wrap the statements of hot paths (refresh rotation, sign-in) in `Prepared(...)`.
+/// Run them with `get_result` / `load` (a `RETURNING` clause where needed): `execute`
+/// hands diesel a reference, whose blanket impl does not see this override.
+#[derive(Debug, Clone, Copy)]
+pub struct Prepared<Q>(pub Q);
+
+impl<Q: QueryFragment<Sqlite>> QueryFragment<Sqlite> for Prepared<Q> {
+    fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+        self.0.walk_ast(pass)
+    }
+
+    fn is_safe_to_cache_prepared(&self, _backend: &Sqlite) -> QueryResult<bool> {
+        Ok(true)
+    }
+}
+
+/// No static type id: the cache key is the SQL text.
+impl<Q> QueryId for Prepared<Q> {
+    type QueryId = ();
+    const HAS_STATIC_QUERY_ID: bool = false;
+}
+
+impl<Q: Query> Query for Prepared<Q> {
+    type SqlType = Q::SqlType;
+}
+
+impl<Q, C> RunQueryDsl<C> for Prepared<Q> {}
 
 /// Keyset lists are read with `limit + 1` rows: keeps `limit` of them, and says whether
 /// the extra one was there (there is a next page).

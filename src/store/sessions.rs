@@ -5,7 +5,7 @@ use diesel::prelude::*;
 
 use super::audit::{self, Event, EventKind};
 use super::users::UserRow;
-use super::{write_tx, Actor, StoreError};
+use super::{write_tx, Actor, Prepared, StoreError};
 use crate::clock::Millis;
 use crate::db::Conn;
 use crate::schema::{refresh_tokens, sessions, users};
@@ -68,18 +68,20 @@ pub fn start(
     let absolute = now + life.session_max;
     let expires = (now + life.refresh_ttl).min(absolute);
     write_tx(conn, |conn| {
-        let session = diesel::insert_into(sessions::table)
-            .values((
-                sessions::user_id.eq(user.id),
-                sessions::created_at.eq(now),
-                sessions::last_used_at.eq(now),
-                sessions::expires_at.eq(expires),
-                sessions::absolute_expires_at.eq(absolute),
-                sessions::ip.eq(&client.ip),
-                sessions::user_agent.eq(&client.user_agent),
-            ))
-            .returning(SessionRow::as_returning())
-            .get_result(conn)?;
+        let session = Prepared(
+            diesel::insert_into(sessions::table)
+                .values((
+                    sessions::user_id.eq(user.id),
+                    sessions::created_at.eq(now),
+                    sessions::last_used_at.eq(now),
+                    sessions::expires_at.eq(expires),
+                    sessions::absolute_expires_at.eq(absolute),
+                    sessions::ip.eq(&client.ip),
+                    sessions::user_agent.eq(&client.user_agent),
+                ))
+                .returning(SessionRow::as_returning()),
+        )
+        .get_result(conn)?;
         insert_token(conn, session.id, token_hash, now, expires)?;
         let actor = Actor::of(Some(user.id), client);
         audit::record(
@@ -105,14 +107,17 @@ fn insert_token(
     now: Millis,
     expires: Millis,
 ) -> Result<(), StoreError> {
-    diesel::insert_into(refresh_tokens::table)
-        .values((
-            refresh_tokens::session_id.eq(session_id),
-            refresh_tokens::token_hash.eq(hash),
-            refresh_tokens::created_at.eq(now),
-            refresh_tokens::expires_at.eq(expires),
-        ))
-        .execute(conn)?;
+    Prepared(
+        diesel::insert_into(refresh_tokens::table)
+            .values((
+                refresh_tokens::session_id.eq(session_id),
+                refresh_tokens::token_hash.eq(hash),
+                refresh_tokens::created_at.eq(now),
+                refresh_tokens::expires_at.eq(expires),
+            ))
+            .returning(refresh_tokens::id),
+    )
+    .get_result::<i64>(conn)?;
     Ok(())
 }
 
@@ -162,9 +167,12 @@ pub fn rotate(
         match token.rotated_at {
             None if token.expires_at <= now => return Ok(Rotation::Refused),
             None => {
-                diesel::update(refresh_tokens::table.find(token.id))
-                    .set(refresh_tokens::rotated_at.eq(now))
-                    .execute(conn)?;
+                Prepared(
+                    diesel::update(refresh_tokens::table.find(token.id))
+                        .set(refresh_tokens::rotated_at.eq(now))
+                        .returning(refresh_tokens::id),
+                )
+                .get_result::<i64>(conn)?;
             }
             Some(rotated) if now - rotated <= life.reuse_grace => {}
             Some(_) => {
@@ -196,15 +204,17 @@ pub fn rotate(
         }
         let expires_at = (now + life.refresh_ttl).min(session.absolute_expires_at);
         insert_token(conn, session.id, new_hash, now, expires_at)?;
-        let session = diesel::update(sessions::table.find(session.id))
-            .set((
-                sessions::last_used_at.eq(now),
-                sessions::expires_at.eq(expires_at),
-                sessions::ip.eq(&client.ip),
-                sessions::user_agent.eq(&client.user_agent),
-            ))
-            .returning(SessionRow::as_returning())
-            .get_result(conn)?;
+        let session = Prepared(
+            diesel::update(sessions::table.find(session.id))
+                .set((
+                    sessions::last_used_at.eq(now),
+                    sessions::expires_at.eq(expires_at),
+                    sessions::ip.eq(&client.ip),
+                    sessions::user_agent.eq(&client.user_agent),
+                ))
+                .returning(SessionRow::as_returning()),
+        )
+        .get_result(conn)?;
         Ok(Rotation::Rotated {
             session: Box::new(session),
             user: Box::new(user),
