@@ -7,7 +7,8 @@ use actix_session::config::{BrowserSession, CookieContentSecurity};
 use actix_session::storage::CookieSessionStore;
 use actix_session::SessionMiddleware;
 use actix_web::cookie::{Key, SameSite};
-use actix_web::dev::Server;
+use actix_web::dev::{Server, Service, ServiceRequest};
+use actix_web::http::Method;
 use actix_web::middleware::DefaultHeaders;
 use actix_web::web::{self, Data};
 use actix_web::{App, HttpServer};
@@ -68,6 +69,7 @@ impl Application {
                     state.settings.secure_cookies,
                 ))
                 .wrap(security_headers(state.settings.secure_cookies))
+                .wrap_fn(head_as_get)
                 .configure(api::configure)
                 .configure(pages::configure)
         })
@@ -204,6 +206,18 @@ fn cookie_session(key: Key, https: bool) -> SessionMiddleware<CookieSessionStore
         .cookie_content_security(CookieContentSecurity::Private)
         .session_lifecycle(BrowserSession::default())
         .build()
+}
+
+/// HEAD is GET without the body (RFC 9110 §9.3.2): every GET route answers it, and the
+/// HTTP layer, which saw the request as HEAD, sends the headers only.
+fn head_as_get<S>(mut req: ServiceRequest, routes: &S) -> S::Future
+where
+    S: Service<ServiceRequest>,
+{
+    if req.method() == Method::HEAD {
+        req.head_mut().method = Method::GET;
+    }
+    routes.call(req)
 }
 
 fn security_headers(https: bool) -> DefaultHeaders {

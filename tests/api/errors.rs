@@ -158,3 +158,34 @@ async fn health_is_503_when_the_database_cannot_answer() {
         200
     );
 }
+
+#[actix_web::test]
+async fn head_is_answered_like_get_without_a_body() {
+    let app = spawn_app().await;
+    for (path, status, content_type) in [
+        ("/healthz", 200, "application/json"),
+        ("/.well-known/jwks.json", 200, "application/json"),
+        ("/login", 200, "text/html"),
+        ("/api/me", 401, "application/json"),
+        ("/auth/token", 405, "application/json"),
+    ] {
+        let get = client().get(app.url(path)).send().await.unwrap();
+        let head = client().head(app.url(path)).send().await.unwrap();
+        assert_eq!(head.status(), status, "{path}");
+        assert_eq!(get.status(), status, "{path}");
+        let type_of =
+            |r: &reqwest::Response| r.headers()["content-type"].to_str().unwrap().to_owned();
+        assert!(type_of(&head).starts_with(content_type), "{path}");
+        assert_eq!(type_of(&head), type_of(&get), "{path}");
+        let length = head.headers().get("content-length").cloned();
+        let get_body = get.bytes().await.unwrap();
+        if !path.starts_with("/login") {
+            assert_eq!(
+                length.unwrap(),
+                get_body.len().to_string().as_str(),
+                "{path}"
+            );
+        }
+        assert!(head.bytes().await.unwrap().is_empty(), "{path}: no body");
+    }
+}
