@@ -30,12 +30,12 @@ pub fn locked_until(
     let pair: Option<Option<Millis>> = login_failures::table
         .find((username, ip))
         .select(login_failures::locked_until)
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     let whole_ip: Option<Option<Millis>> = login_failures_by_ip::table
         .find(ip)
         .select(login_failures_by_ip::locked_until)
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     Ok([pair.flatten(), whole_ip.flatten()]
         .into_iter()
@@ -79,7 +79,7 @@ pub fn record_failure(
         let current = login_failures::table
             .find((username, ip))
             .select((login_failures::failures, login_failures::window_started_at))
-            .first(conn)
+            .get_result(conn)
             .optional()?;
         let (failures, started, pair_locked) =
             count(current, now, policy.max_failures, policy.window);
@@ -99,7 +99,7 @@ pub fn record_failure(
                 login_failures_by_ip::failures,
                 login_failures_by_ip::window_started_at,
             ))
-            .first(conn)
+            .get_result(conn)
             .optional()?;
         let (failures, started, ip_locked) =
             count(current, now, policy.ip_max_failures, policy.window);

@@ -1,6 +1,11 @@
 //! All SQL. Synchronous functions over a connection, called through `Db::read` / `Db::write`
 //! from handlers or directly by the CLI. Each function that changes state and records an
 //! audit event does both in one transaction.
+//!
+//! Lookups by a primary key or unique column read with `get_result`, never `first`:
+//! `first` appends `LIMIT ?`, and SQLite plans a bound LIMIT as a constant, so it
+//! re-prepares such a statement every time it is bound again, which defeats the
+//! statement cache.
 
 pub mod audit;
 pub mod keys;

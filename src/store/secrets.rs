@@ -26,5 +26,5 @@ pub fn get_or_create(
     Ok(app_secrets::table
         .find(name)
         .select(app_secrets::value)
-        .first(conn)?)
+        .get_result(conn)?)
 }

@@ -151,7 +151,7 @@ pub fn rotate(
         let Some(token) = refresh_tokens::table
             .filter(refresh_tokens::token_hash.eq(presented))
             .select(RefreshRow::as_select())
-            .first(conn)
+            .get_result(conn)
             .optional()?
         else {
             return Ok(Rotation::Refused);
@@ -160,7 +160,7 @@ pub fn rotate(
             .inner_join(users::table)
             .filter(sessions::id.eq(token.session_id))
             .select((SessionRow::as_select(), UserRow::as_select()))
-            .first::<(SessionRow, UserRow)>(conn)?;
+            .get_result::<(SessionRow, UserRow)>(conn)?;
         if session.revoked_at.is_some() || session.absolute_expires_at <= now || user.disabled {
             return Ok(Rotation::Refused);
         }
@@ -229,7 +229,7 @@ pub fn find_by_token(conn: &mut Conn, hash: &[u8]) -> Result<Option<SessionRow>,
         .inner_join(sessions::table)
         .filter(refresh_tokens::token_hash.eq(hash))
         .select(SessionRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -238,7 +238,7 @@ pub fn find(conn: &mut Conn, id: i64) -> Result<SessionWithUser, StoreError> {
         .inner_join(users::table)
         .filter(sessions::id.eq(id))
         .select((SessionRow::as_select(), users::username))
-        .first::<(SessionRow, String)>(conn)?;
+        .get_result::<(SessionRow, String)>(conn)?;
     Ok(SessionWithUser { session, username })
 }
 
@@ -389,7 +389,7 @@ pub fn is_revoked(conn: &mut Conn, id: i64) -> Result<bool, StoreError> {
     let revoked: Option<Option<Millis>> = sessions::table
         .find(id)
         .select(sessions::revoked_at)
-        .first(conn)
+        .get_result(conn)
         .optional()?;
     Ok(!matches!(revoked, Some(None)))
 }

@@ -30,7 +30,7 @@ pub fn find_by_name(conn: &mut Conn, name: &Username) -> Result<Option<UserRow>,
     Ok(users::table
         .filter(users::username.eq(name.as_str()))
         .select(UserRow::as_select())
-        .first(conn)
+        .get_result(conn)
         .optional()?)
 }
 
@@ -38,7 +38,7 @@ pub fn find_by_id(conn: &mut Conn, id: i64) -> Result<UserRow, StoreError> {
     Ok(users::table
         .find(id)
         .select(UserRow::as_select())
-        .first(conn)?)
+        .get_result(conn)?)
 }
 
 pub fn list(conn: &mut Conn) -> Result<Vec<UserRow>, StoreError> {
