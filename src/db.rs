@@ -16,7 +16,9 @@ use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
-use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, PooledConnection};
+use diesel::r2d2::{
+    ConnectionManager, CustomizeConnection, Pool, PooledConnection, R2D2Connection,
+};
 use diesel::sqlite::SqliteConnection;
 use diesel::Connection;
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
@@ -31,6 +33,8 @@ const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
 /// How long a request waits for a reader, or for its write's turn, before it is refused
 /// as unavailable. A write refused this way has not run.
 const WAIT: Duration = Duration::from_secs(5);
+
+const WRITER_THREAD: &str = "latchkey-writer";
 
 /// `busy_timeout` first: connections open in parallel, and anything else could meet a
 /// lock held by another process before the timeout is set.
@@ -142,12 +146,14 @@ impl Db {
         answer.await.map_err(|_| StoreError::Unavailable)?
     }
 
-    /// [`Db::write`] for synchronous callers (start-up, tests).
+    /// [`Db::write`] for synchronous callers (start-up, tests); never from a handler
+    /// (it blocks the thread) nor from a write (it would wait for itself).
     pub fn write_blocking<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         F: FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
+        debug_assert_ne!(std::thread::current().name(), Some(WRITER_THREAD));
         let (reply, answer) = mpsc::sync_channel(1);
         self.writer.submit(f, move |result| {
             let _ = reply.send(result);
@@ -156,7 +162,8 @@ impl Db {
     }
 }
 
-type Job = Box<dyn FnOnce(&mut Conn) + Send>;
+/// A queued write: runs on the writer connection, or is told there is none.
+type Job = Box<dyn FnOnce(Option<&mut Conn>) + Send>;
 
 /// The queue in front of the writer thread. The thread ends when the last `Db` is dropped.
 #[derive(Clone)]
@@ -165,29 +172,34 @@ struct Writer {
 }
 
 impl Writer {
-    fn spawn(path: String, mut conn: Conn) -> std::io::Result<Writer> {
+    fn spawn(path: String, conn: Conn) -> std::io::Result<Writer> {
         let (jobs, queue) = mpsc::channel::<Job>();
         std::thread::Builder::new()
-            .name("latchkey-writer".into())
+            .name(WRITER_THREAD.into())
             .spawn(move || {
+                let mut conn = Some(conn);
                 for job in queue {
-                    if panic::catch_unwind(AssertUnwindSafe(|| job(&mut conn))).is_err() {
-                        // The panic may have left a transaction open: start afresh.
-                        match open_writer(&path) {
-                            Ok(fresh) => conn = fresh,
-                            Err(e) => {
-                                tracing::error!(error = %e, "database writer stopped");
-                                return;
-                            }
-                        }
+                    if conn.is_none() {
+                        conn = open_writer(&path)
+                            .map_err(|e| tracing::error!(error = %e, "cannot reopen the writer"))
+                            .ok();
+                    }
+                    let panicked =
+                        panic::catch_unwind(AssertUnwindSafe(|| job(conn.as_mut()))).is_err();
+                    // After a panic a transaction may be open; a failed commit whose
+                    // rollback failed too leaves diesel's transaction state broken. Either
+                    // way the next job gets a fresh connection (dropping this one rolls back).
+                    if panicked || conn.as_mut().is_some_and(R2D2Connection::is_broken) {
+                        conn = None;
                     }
                 }
             })?;
         Ok(Writer { jobs })
     }
 
-    /// Queues `f`; `reply` gets its result. A job that waited longer than [`WAIT`] is
-    /// answered `Unavailable` without running. A panic in `f` drops `reply` unanswered.
+    /// Queues `f`; `reply` gets its result. A job that waited longer than [`WAIT`] for
+    /// its turn, or finds no writer connection, is answered `Unavailable` without
+    /// running. A panic in `f` drops `reply` unanswered.
     fn submit<T, F, R>(&self, f: F, reply: R) -> Result<(), StoreError>
     where
         F: FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
@@ -195,10 +207,9 @@ impl Writer {
     {
         let queued = Instant::now();
         let job: Job = Box::new(move |conn| {
-            let result = if queued.elapsed() > WAIT {
-                Err(StoreError::Unavailable)
-            } else {
-                f(conn)
+            let result = match conn {
+                Some(conn) if queued.elapsed() <= WAIT => f(conn),
+                _ => Err(StoreError::Unavailable),
             };
             reply(result);
         });
