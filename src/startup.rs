@@ -208,13 +208,14 @@ fn cookie_session(key: Key, https: bool) -> SessionMiddleware<CookieSessionStore
         .build()
 }
 
-/// HEAD is GET without the body (RFC 9110 §9.3.2): every GET route answers it, and the
-/// HTTP layer, which saw the request as HEAD, sends the headers only.
+/// HEAD is GET without the body (RFC 9110 §9.3.2): GET routes answer it, and the HTTP
+/// layer, which saw the request as HEAD, sends the headers only. Not under `/auth/`:
+/// `GET /auth/renew` rotates the refresh token, which a HEAD must not do.
 fn head_as_get<S>(mut req: ServiceRequest, routes: &S) -> S::Future
 where
     S: Service<ServiceRequest>,
 {
-    if req.method() == Method::HEAD {
+    if req.method() == Method::HEAD && !req.path().starts_with("/auth/") {
         req.head_mut().method = Method::GET;
     }
     routes.call(req)

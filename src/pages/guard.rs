@@ -58,7 +58,7 @@ impl<R: RoleRequirement> Page<R> {
 /// Where to come back to after a renew: this page for a GET; for a form post, the page
 /// the form was on (its same-origin `Referer`), since a post cannot be replayed.
 fn come_back_to(req: &HttpRequest) -> String {
-    if req.method() == Method::GET || req.method() == Method::HEAD {
+    if req.method() == Method::GET {
         let uri = req.uri();
         return uri
             .path_and_query()
@@ -80,7 +80,7 @@ fn extract<R: RoleRequirement>(req: &HttpRequest) -> Result<Page<R>, PageError> 
     let identity = match authenticate(req) {
         Ok(identity) => identity,
         Err(_) => {
-            if req.method() != Method::GET && req.method() != Method::HEAD {
+            if req.method() != Method::GET {
                 flash::error(
                     &session,
                     "Your sign-in had to be renewed first. Please repeat that.",

@@ -188,4 +188,8 @@ async fn head_is_answered_like_get_without_a_body() {
         }
         assert!(head.bytes().await.unwrap().is_empty(), "{path}: no body");
     }
+    // GET /auth/renew rotates the refresh token: HEAD must not.
+    let renew = client().head(app.url("/auth/renew")).send().await.unwrap();
+    assert_eq!(renew.status(), 405);
+    assert!(renew.headers().get("set-cookie").is_none());
 }
