@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
+use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::Text;
 use latchkey::clock;
@@ -411,4 +412,24 @@ async fn concurrent_writers_in_several_processes_never_get_a_500() {
         .load(&mut conn)
         .unwrap();
     assert_eq!(rows[0].integrity_check, "ok");
+}
+
+#[actix_web::test]
+async fn a_write_that_cannot_get_the_lock_is_503_and_changes_nothing() {
+    // No reuse grace: presenting a rotated token again would be refused, so a second
+    // success below shows the refused refresh rotated nothing.
+    let app = spawn_app_with(|s| s.refresh_reuse_grace = 0).await;
+    app.add_user("alice", Role::User);
+    let signed_in = app.post_token(&client(), "alice", PASSWORD).await;
+    let token = cookie_value(signed_in.headers(), "lk_refresh").unwrap();
+
+    // Another process holds the write lock for longer than a write waits for it.
+    let mut other = app.conn();
+    other.batch_execute("BEGIN IMMEDIATE").unwrap();
+    let refused = app.refresh_with(&token).await;
+    assert_eq!(error_code(refused).await, (503, "unavailable".into()));
+    other.batch_execute("ROLLBACK").unwrap();
+
+    let response = app.refresh_with(&token).await;
+    assert_eq!(response.status(), 200, "the token was not used up");
 }
