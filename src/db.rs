@@ -162,8 +162,14 @@ impl Db {
     }
 }
 
-/// A queued write: runs on the writer connection, or is told there is none.
-type Job = Box<dyn FnOnce(Option<&mut Conn>) + Send>;
+/// A queued write. Given the writer connection inside its batch's transaction (or `None`
+/// when it may not run), it runs and returns how to answer once the batch's fate is known.
+type Job = Box<dyn FnOnce(Option<&mut Conn>) -> Answer + Send>;
+/// Called with `true` when the batch committed.
+type Answer = Box<dyn FnOnce(bool) + Send>;
+
+/// At most this many queued writes share one transaction.
+const MAX_BATCH: usize = 64;
 
 /// The queue in front of the writer thread. The thread ends when the last `Db` is dropped.
 #[derive(Clone)]
@@ -178,18 +184,16 @@ impl Writer {
             .name(WRITER_THREAD.into())
             .spawn(move || {
                 let mut conn = Some(conn);
-                for job in queue {
+                while let Ok(first) = queue.recv() {
+                    let mut batch = vec![first];
+                    batch.extend(queue.try_iter().take(MAX_BATCH - 1));
                     if conn.is_none() {
                         conn = open_writer(&path)
                             .map_err(|e| tracing::error!(error = %e, "cannot reopen the writer"))
                             .ok();
                     }
-                    let panicked =
-                        panic::catch_unwind(AssertUnwindSafe(|| job(conn.as_mut()))).is_err();
-                    // After a panic a transaction may be open; a failed commit whose
-                    // rollback failed too leaves diesel's transaction state broken. Either
-                    // way the next job gets a fresh connection (dropping this one rolls back).
-                    if panicked || conn.as_mut().is_some_and(R2D2Connection::is_broken) {
+                    let healthy = run_batch(conn.as_mut(), batch);
+                    if !healthy || conn.as_mut().is_some_and(R2D2Connection::is_broken) {
                         conn = None;
                     }
                 }
@@ -197,24 +201,65 @@ impl Writer {
         Ok(Writer { jobs })
     }
 
-    /// Queues `f`; `reply` gets its result. A job that waited longer than [`WAIT`] for
-    /// its turn, or finds no writer connection, is answered `Unavailable` without
-    /// running. A panic in `f` drops `reply` unanswered.
+    /// Queues `f`; `reply` gets its result once its batch has committed. A job that
+    /// waited longer than [`WAIT`] for its turn, or finds no writer connection, is
+    /// answered `Unavailable` without running. `f` runs in a savepoint: when it fails, its
+    /// changes are undone and the rest of the batch commits. A panic in `f` drops
+    /// `reply` unanswered.
     fn submit<T, F, R>(&self, f: F, reply: R) -> Result<(), StoreError>
     where
         F: FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
+        T: Send + 'static,
         R: FnOnce(Result<T, StoreError>) + Send + 'static,
     {
         let queued = Instant::now();
         let job: Job = Box::new(move |conn| {
             let result = match conn {
-                Some(conn) if queued.elapsed() <= WAIT => f(conn),
+                Some(conn) if queued.elapsed() <= WAIT => conn.transaction(f),
                 _ => Err(StoreError::Unavailable),
             };
-            reply(result);
+            Box::new(move |committed| {
+                reply(if committed {
+                    result
+                } else {
+                    Err(StoreError::Unavailable)
+                });
+            })
         });
         self.jobs.send(job).map_err(|_| StoreError::Unavailable)
     }
+}
+
+/// Group commit: runs `batch` in one `BEGIN IMMEDIATE … COMMIT` and answers every job
+/// after the commit, so a batch costs one commit (WAL write) however many writes it
+/// holds. Jobs that never ran (no connection, the lock not had, a panic before them) and
+/// jobs of a batch that did not commit are answered `Unavailable`. Returns false when
+/// the connection cannot be trusted any more (a job panicked mid-transaction).
+fn run_batch(conn: Option<&mut Conn>, batch: Vec<Job>) -> bool {
+    let mut pending = batch.into_iter();
+    let mut answers: Vec<Answer> = Vec::with_capacity(pending.len());
+    let mut healthy = true;
+    let mut committed = false;
+    if let Some(conn) = conn {
+        let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
+            conn.immediate_transaction::<(), StoreError, _>(|conn| {
+                for job in pending.by_ref() {
+                    answers.push(job(Some(conn)));
+                }
+                Ok(())
+            })
+        }));
+        match outcome {
+            Ok(Ok(())) => committed = true,
+            Ok(Err(e)) => tracing::warn!(error = %e, "a batch of writes did not commit"),
+            Err(_) => healthy = false,
+        }
+    }
+    answers.extend(pending.map(|job| job(None)));
+    for answer in answers {
+        answer(committed);
+    }
+    healthy
 }
 
 #[cfg(test)]
@@ -241,12 +286,16 @@ mod tests {
         Ok(())
     }
 
-    fn rows(conn: &mut Conn) -> i64 {
-        diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(
-            "(SELECT count(*) FROM t)",
-        ))
+    fn scalar(conn: &mut Conn, query: &str) -> i64 {
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!(
+            "({query})"
+        )))
         .get_result(conn)
         .unwrap()
+    }
+
+    fn rows(conn: &mut Conn) -> i64 {
+        scalar(conn, "SELECT count(*) FROM t")
     }
 
     #[test]
@@ -261,16 +310,51 @@ mod tests {
         assert_eq!(rows(&mut db.reader().unwrap()), 0);
     }
 
+    #[tokio::test]
+    async fn a_failed_write_in_a_batch_is_undone_and_the_others_commit() {
+        let (_dir, db) = temp_db();
+        db.write_blocking(create_table).unwrap();
+        // Hold the writer, so the next writes queue up and share one batch.
+        let (release, held) = mpsc::channel::<()>();
+        let blocker = db.write(move |_| Ok(held.recv().is_ok()));
+        tokio::pin!(blocker);
+        tokio::select! {
+            biased;
+            _ = &mut blocker => unreachable!("the blocker waits for its release"),
+            () = std::future::ready(()) => {} // polled once: queued
+        }
+        let failing = db.write(|conn| {
+            conn.batch_execute("INSERT INTO t VALUES (1)")?;
+            Err::<(), _>(StoreError::Conflict("refused".into()))
+        });
+        let passing = db.write(|conn| Ok(conn.batch_execute("INSERT INTO t VALUES (2)")?));
+        tokio::pin!(failing, passing);
+        tokio::select! {
+            biased;
+            _ = &mut failing => unreachable!("queued behind the blocker"),
+            _ = &mut passing => unreachable!("queued behind the blocker"),
+            () = std::future::ready(()) => {}
+        }
+        release.send(()).unwrap();
+        assert!(blocker.await.unwrap());
+        assert!(matches!(failing.await, Err(StoreError::Conflict(_))));
+        passing.await.unwrap();
+        let mut reader = db.reader().unwrap();
+        assert_eq!(rows(&mut reader), 1, "only the passing write is kept");
+        assert_eq!(scalar(&mut reader, "SELECT x FROM t"), 2);
+    }
+
     #[test]
     fn a_panicking_write_is_unavailable_and_leaves_no_transaction_open() {
         let (_dir, db) = temp_db();
         db.write_blocking(create_table).unwrap();
         let panicked: Result<(), _> = db.write_blocking(|conn| {
-            conn.batch_execute("BEGIN IMMEDIATE; INSERT INTO t VALUES (1);")?;
+            conn.batch_execute("INSERT INTO t VALUES (1)")?;
             panic!("a bug in a store function");
         });
         assert!(matches!(panicked, Err(StoreError::Unavailable)));
-        // The half-done insert was rolled back, and the next write commits normally.
+        // The half-done insert was rolled back with the connection, and the next write
+        // (a store function's own transaction, nested in the batch) commits normally.
         db.write_blocking(|conn| {
             crate::store::write_tx(conn, |conn| {
                 Ok(conn.batch_execute("INSERT INTO t VALUES (2)")?)

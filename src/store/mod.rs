@@ -17,7 +17,7 @@ pub mod users;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sqlite::Sqlite;
-use diesel::{QueryResult, RunQueryDsl};
+use diesel::{Connection, QueryResult, RunQueryDsl};
 
 use crate::db::Conn;
 
@@ -49,12 +49,21 @@ impl From<DieselError> for StoreError {
 }
 
 /// A write transaction that takes the write lock up front (`BEGIN IMMEDIATE`), so a
-/// writer in another process queues instead of failing to upgrade a read lock.
+/// writer in another process queues instead of failing to upgrade a read lock. Inside
+/// a transaction already (the server's writer runs every write in a batch transaction)
+/// it is a savepoint: `f`'s changes stand or fall together either way.
 pub fn write_tx<T, F>(conn: &mut Conn, f: F) -> Result<T, StoreError>
 where
     F: FnOnce(&mut Conn) -> Result<T, StoreError>,
 {
-    conn.immediate_transaction(f)
+    let mut f = Some(f);
+    // Diesel refuses a nested `BEGIN` before it calls `f`, so `f` is still here then.
+    match conn.immediate_transaction(|conn| f.take().expect("runs once")(conn)) {
+        Err(StoreError::Database(DieselError::AlreadyInTransaction)) if f.is_some() => {
+            conn.transaction(|conn| f.take().expect("runs once")(conn))
+        }
+        other => other,
+    }
 }
 
 /// A statement kept in the connection's statement cache, keyed by its SQL text.
