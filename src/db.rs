@@ -153,7 +153,10 @@ impl Db {
         F: FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        debug_assert_ne!(std::thread::current().name(), Some(WRITER_THREAD));
+        if std::thread::current().name() == Some(WRITER_THREAD) {
+            debug_assert!(false, "write_blocking inside a write would wait for itself");
+            return Err(StoreError::Unavailable);
+        }
         let (reply, answer) = mpsc::sync_channel(1);
         self.writer.submit(f, move |result| {
             let _ = reply.send(result);
@@ -163,10 +166,17 @@ impl Db {
 }
 
 /// A queued write. Given the writer connection inside its batch's transaction (or `None`
-/// when it may not run), it runs and returns how to answer once the batch's fate is known.
-type Job = Box<dyn FnOnce(Option<&mut Conn>) -> Answer + Send>;
+/// when it may not run), it runs and says how to answer once the batch's fate is known.
+type Job = Box<dyn FnOnce(Option<&mut Conn>) -> Ran + Send>;
 /// Called with `true` when the batch committed.
 type Answer = Box<dyn FnOnce(bool) + Send>;
+
+struct Ran {
+    answer: Answer,
+    /// The write failed with an unexpected database error: after one, SQLite or diesel
+    /// may not have undone it cleanly, so the batch is not committed.
+    spoils_batch: bool,
+}
 
 /// At most this many queued writes share one transaction.
 const MAX_BATCH: usize = 64;
@@ -218,13 +228,16 @@ impl Writer {
                 Some(conn) if queued.elapsed() <= WAIT => conn.transaction(f),
                 _ => Err(StoreError::Unavailable),
             };
-            Box::new(move |committed| {
-                reply(if committed {
-                    result
-                } else {
-                    Err(StoreError::Unavailable)
-                });
-            })
+            Ran {
+                spoils_batch: matches!(result, Err(StoreError::Database(_))),
+                answer: Box::new(move |committed| {
+                    reply(if committed {
+                        result
+                    } else {
+                        Err(StoreError::Unavailable)
+                    });
+                }),
+            }
         });
         self.jobs.send(job).map_err(|_| StoreError::Unavailable)
     }
@@ -233,8 +246,11 @@ impl Writer {
 /// Group commit: runs `batch` in one `BEGIN IMMEDIATE … COMMIT` and answers every job
 /// after the commit, so a batch costs one commit (WAL write) however many writes it
 /// holds. Jobs that never ran (no connection, the lock not had, a panic before them) and
-/// jobs of a batch that did not commit are answered `Unavailable`. Returns false when
-/// the connection cannot be trusted any more (a job panicked mid-transaction).
+/// jobs of a batch that did not commit are answered `Unavailable`. A job that fails with
+/// an unexpected database error, or after which the transaction is gone (SQLite rolls
+/// back by itself on a full disk or an I/O error), ends the batch uncommitted: the jobs
+/// after it must not run outside the batch. Returns false when the connection cannot be
+/// trusted any more (a job panicked mid-transaction).
 fn run_batch(conn: Option<&mut Conn>, batch: Vec<Job>) -> bool {
     let mut pending = batch.into_iter();
     let mut answers: Vec<Answer> = Vec::with_capacity(pending.len());
@@ -244,7 +260,11 @@ fn run_batch(conn: Option<&mut Conn>, batch: Vec<Job>) -> bool {
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
             conn.immediate_transaction::<(), StoreError, _>(|conn| {
                 for job in pending.by_ref() {
-                    answers.push(job(Some(conn)));
+                    let ran = job(Some(conn));
+                    answers.push(ran.answer);
+                    if ran.spoils_batch || !in_transaction(conn) {
+                        return Err(StoreError::Unavailable);
+                    }
                 }
                 Ok(())
             })
@@ -255,11 +275,17 @@ fn run_batch(conn: Option<&mut Conn>, batch: Vec<Job>) -> bool {
             Err(_) => healthy = false,
         }
     }
-    answers.extend(pending.map(|job| job(None)));
+    answers.extend(pending.map(|job| job(None).answer));
     for answer in answers {
         answer(committed);
     }
     healthy
+}
+
+/// Whether diesel still holds a transaction open on `conn`. (`is_broken` is r2d2's test
+/// for "cannot go back to a pool": a transaction is open, or diesel's state is in error.)
+fn in_transaction(conn: &mut Conn) -> bool {
+    R2D2Connection::is_broken(conn)
 }
 
 #[cfg(test)]
@@ -310,31 +336,44 @@ mod tests {
         assert_eq!(rows(&mut db.reader().unwrap()), 0);
     }
 
+    /// Polls `write` once: it is queued, and stays queued while the writer is held.
+    async fn queue<F: std::future::Future + Unpin>(write: &mut F) {
+        tokio::select! {
+            biased;
+            _ = write => unreachable!("queued behind a held writer"),
+            () = std::future::ready(()) => {}
+        }
+    }
+
+    /// Queues a write that holds the writer until the returned sender is used.
+    async fn hold_writer(
+        db: &Db,
+    ) -> (
+        mpsc::Sender<()>,
+        impl std::future::Future<Output = Result<bool, StoreError>> + Unpin + '_,
+    ) {
+        let (release, held) = mpsc::channel::<()>();
+        let mut blocker = Box::pin(db.write(move |_| Ok(held.recv().is_ok())));
+        queue(&mut blocker).await;
+        (release, blocker)
+    }
+
+    fn insert(x: i64) -> impl FnOnce(&mut Conn) -> Result<(), StoreError> {
+        move |conn| Ok(conn.batch_execute(&format!("INSERT INTO t VALUES ({x})"))?)
+    }
+
     #[tokio::test]
     async fn a_failed_write_in_a_batch_is_undone_and_the_others_commit() {
         let (_dir, db) = temp_db();
         db.write_blocking(create_table).unwrap();
-        // Hold the writer, so the next writes queue up and share one batch.
-        let (release, held) = mpsc::channel::<()>();
-        let blocker = db.write(move |_| Ok(held.recv().is_ok()));
-        tokio::pin!(blocker);
-        tokio::select! {
-            biased;
-            _ = &mut blocker => unreachable!("the blocker waits for its release"),
-            () = std::future::ready(()) => {} // polled once: queued
-        }
-        let failing = db.write(|conn| {
-            conn.batch_execute("INSERT INTO t VALUES (1)")?;
+        let (release, blocker) = hold_writer(&db).await;
+        let mut failing = Box::pin(db.write(|conn| {
+            insert(1)(conn)?;
             Err::<(), _>(StoreError::Conflict("refused".into()))
-        });
-        let passing = db.write(|conn| Ok(conn.batch_execute("INSERT INTO t VALUES (2)")?));
-        tokio::pin!(failing, passing);
-        tokio::select! {
-            biased;
-            _ = &mut failing => unreachable!("queued behind the blocker"),
-            _ = &mut passing => unreachable!("queued behind the blocker"),
-            () = std::future::ready(()) => {}
-        }
+        }));
+        let mut passing = Box::pin(db.write(insert(2)));
+        queue(&mut failing).await;
+        queue(&mut passing).await;
         release.send(()).unwrap();
         assert!(blocker.await.unwrap());
         assert!(matches!(failing.await, Err(StoreError::Conflict(_))));
@@ -342,6 +381,37 @@ mod tests {
         let mut reader = db.reader().unwrap();
         assert_eq!(rows(&mut reader), 1, "only the passing write is kept");
         assert_eq!(scalar(&mut reader, "SELECT x FROM t"), 2);
+    }
+
+    #[tokio::test]
+    async fn a_batch_whose_transaction_is_lost_commits_nothing_after_it() {
+        let (_dir, db) = temp_db();
+        db.write_blocking(create_table).unwrap();
+        // SQLite rolls back the whole transaction by itself (as on a full disk).
+        db.write_blocking(|conn| {
+            Ok(conn.batch_execute(
+                "CREATE TEMP TRIGGER lose BEFORE INSERT ON main.t WHEN NEW.x = 1
+                 BEGIN SELECT RAISE(ROLLBACK, 'transaction lost'); END;",
+            )?)
+        })
+        .unwrap();
+        let (release, blocker) = hold_writer(&db).await;
+        let mut writes = [2, 1, 3].map(|x| Box::pin(db.write(insert(x))));
+        for write in &mut writes {
+            queue(write).await;
+        }
+        release.send(()).unwrap();
+        assert!(matches!(blocker.await, Err(StoreError::Unavailable)));
+        for write in writes {
+            assert!(matches!(write.await, Err(StoreError::Unavailable)));
+        }
+        assert_eq!(
+            rows(&mut db.reader().unwrap()),
+            0,
+            "no write ran outside the batch"
+        );
+        db.write_blocking(insert(4)).unwrap();
+        assert_eq!(rows(&mut db.reader().unwrap()), 1, "the writer still works");
     }
 
     #[test]
