@@ -14,9 +14,10 @@ use crate::db::Conn;
 use crate::domain::SessionId;
 use crate::store::{sessions, StoreError};
 
-/// How far back each poll looks again, so a revocation committed with a slightly older
-/// timestamp than the last poll (clock skew, a long transaction) is not missed.
-const POLL_OVERLAP: Millis = 5 * SECOND;
+/// How far back each poll looks again, so a revocation committed with an older timestamp
+/// than the last poll is not missed: clock skew, and a write stamped by its handler but
+/// committed later (it may wait 5 s for its turn, then for the rest of its batch).
+const POLL_OVERLAP: Millis = 15 * SECOND;
 
 pub struct RevokedSessions {
     /// session id → revocation time

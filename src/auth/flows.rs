@@ -231,22 +231,27 @@ pub async fn sign_out(
 }
 
 /// Runs a change that may revoke sessions, then brings this instance's revocation set
-/// up to date before answering, so the revoked access tokens stop working at once.
+/// up to date before answering, so the revoked access tokens stop working at once. The
+/// set is read after the change has committed (never from a batch that may roll back);
+/// if that read fails, the 250 ms poll catches up.
 pub async fn revoking<T, F>(state: &Data<AppState>, change: F) -> Result<T, ApiError>
 where
     F: FnOnce(&mut Conn, Millis) -> Result<T, StoreError> + Send + 'static,
     T: Send + 'static,
 {
-    let state2 = state.clone();
-    Ok(state
+    let result = state
         .db
-        .write(move |conn| {
-            let now = clock::now();
-            let result = change(conn, now)?;
-            state2.revoked.sync(conn, now)?;
-            Ok(result)
-        })
-        .await?)
+        .write(move |conn| change(conn, clock::now()))
+        .await?;
+    let synced = state.clone();
+    let sync = state
+        .db
+        .read(move |conn| synced.revoked.sync(conn, clock::now()))
+        .await;
+    if let Err(e) = sync {
+        tracing::warn!(error = %e, "cannot refresh the revocation set after a change");
+    }
+    Ok(result)
 }
 
 #[cfg(test)]
