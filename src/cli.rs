@@ -310,9 +310,6 @@ fn user(conn: &mut Conn, cmd: UserCommand) -> anyhow::Result<()> {
             let role: Role = role.parse().map_err(anyhow::Error::msg)?;
             let user = find_user(conn, &name)?;
             users::set_role(conn, now, user.id, role, &actor)?;
-            if user.role() == Role::Admin && role != Role::Admin {
-                sessions::revoke_all_of_user(conn, now, user.id, None, "role_changed", &actor)?;
-            }
             println!("{} is now {role}", user.username);
         }
         UserCommand::Disable { name } => {

@@ -351,13 +351,7 @@ pub async fn set_role(
     not_myself(&page, id, "change the role of")?;
     let actor = actor(&page, client);
     let (name, revoked) = revoking(&state, move |conn, now| {
-        let before = users::find_by_id(conn, id)?;
-        let row = users::set_role(conn, now, id, role, &actor)?;
-        let revoked = if before.role() == Role::Admin && role != Role::Admin {
-            sessions::revoke_all_of_user(conn, now, id, None, "role_changed", &actor)?
-        } else {
-            0
-        };
+        let (row, revoked) = users::set_role(conn, now, id, role, &actor)?;
         Ok((row.username, revoked))
     })
     .await?;

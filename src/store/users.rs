@@ -89,13 +89,15 @@ pub fn create(
     })
 }
 
+/// A demotion from admin revokes every session of the user, so the admin rights in their
+/// access tokens end at once. Returns the user and how many sessions were revoked.
 pub fn set_role(
     conn: &mut Conn,
     now: Millis,
     id: i64,
     role: Role,
     actor: &Actor,
-) -> Result<UserRow, StoreError> {
+) -> Result<(UserRow, usize), StoreError> {
     write_tx(conn, |conn| {
         let before = find_by_id(conn, id)?;
         let row = diesel::update(users::table.find(id))
@@ -116,7 +118,12 @@ pub fn set_role(
                 },
             )?;
         }
-        Ok(row)
+        let revoked = if before.role() == Role::Admin && role != Role::Admin {
+            sessions::revoke_all_of_user_in_tx(conn, now, id, None, "role_changed", actor)?
+        } else {
+            0
+        };
+        Ok((row, revoked))
     })
 }
 
