@@ -24,7 +24,7 @@ fn hs256() -> AccessTokens {
 
 fn issue(tokens: &AccessTokens) -> String {
     tokens
-        .issue(UserId(7), "alice", Role::User, SessionId(42))
+        .issue(UserId(7), "alice", Role::User, SessionId(42), i64::MAX)
         .expect("issue")
         .token
 }
@@ -90,7 +90,7 @@ fn refresh_tokens(c: &mut Criterion) {
 
 fn revocation(c: &mut Criterion) {
     let now = clock::now();
-    let revoked = RevokedSessions::new(now, 15 * 60 * 1000);
+    let revoked = RevokedSessions::new(15 * 60 * 1000);
     for id in 0..10_000 {
         revoked.insert(SessionId(id * 2), now);
     }

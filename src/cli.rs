@@ -192,8 +192,19 @@ fn serve(database: &str, args: ServeArgs) -> anyhow::Result<()> {
     })
 }
 
+/// actix-http logs every malformed request a client sends (a bad header line, a head
+/// over its limit) as an ERROR from its dispatcher, though the client already got its
+/// 400 / 431 and nothing is wrong with the server. Those lines are dropped unless the
+/// filter names `actix_http` itself.
+const QUIET_CLIENT_ERRORS: &str = "actix_http::h1::dispatcher=off";
+
 fn init_logging(filter: &str) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(filter).map_err(|e| {
+    let directives = if filter.contains("actix_http") {
+        filter.to_owned()
+    } else {
+        format!("{filter},{QUIET_CLIENT_ERRORS}")
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&directives).map_err(|e| {
         anyhow!(
             "RUST_LOG: '{}' is not a log filter: {e}",
             filter.escape_debug()
@@ -269,9 +280,10 @@ fn read_password(from_stdin: bool) -> anyhow::Result<Password> {
     Password::parse(raw).map_err(anyhow::Error::msg)
 }
 
+/// Every change is stamped when it is written (`clock::now()` at the call), never before a
+/// password was read or hashed: running servers date revocations by these stamps.
 fn user(conn: &mut Conn, cmd: UserCommand) -> anyhow::Result<()> {
     let actor = Actor::cli();
-    let now = clock::now();
     match cmd {
         UserCommand::Add {
             name,
@@ -284,8 +296,8 @@ fn user(conn: &mut Conn, cmd: UserCommand) -> anyhow::Result<()> {
                 bail!("the user '{username}' already exists");
             }
             let hash = passwords::hash_blocking(&read_password(password_stdin)?)?;
-            let row =
-                users::create(conn, now, &username, &hash, role, &actor).map_err(store_error)?;
+            let row = users::create(conn, clock::now(), &username, &hash, role, &actor)
+                .map_err(store_error)?;
             println!(
                 "created user {} (id {}, role {})",
                 row.username, row.id, role
@@ -309,17 +321,17 @@ fn user(conn: &mut Conn, cmd: UserCommand) -> anyhow::Result<()> {
         UserCommand::SetRole { name, role } => {
             let role: Role = role.parse().map_err(anyhow::Error::msg)?;
             let user = find_user(conn, &name)?;
-            users::set_role(conn, now, user.id, role, &actor)?;
+            users::set_role(conn, clock::now(), user.id, role, &actor)?;
             println!("{} is now {role}", user.username);
         }
         UserCommand::Disable { name } => {
             let user = find_user(conn, &name)?;
-            users::set_disabled(conn, now, user.id, true, &actor)?;
+            users::set_disabled(conn, clock::now(), user.id, true, &actor)?;
             println!("disabled {} and revoked their sessions", user.username);
         }
         UserCommand::Enable { name } => {
             let user = find_user(conn, &name)?;
-            users::set_disabled(conn, now, user.id, false, &actor)?;
+            users::set_disabled(conn, clock::now(), user.id, false, &actor)?;
             println!("enabled {}", user.username);
         }
         UserCommand::Passwd {
@@ -328,7 +340,7 @@ fn user(conn: &mut Conn, cmd: UserCommand) -> anyhow::Result<()> {
         } => {
             let user = find_user(conn, &name)?;
             let hash = passwords::hash_blocking(&read_password(password_stdin)?)?;
-            users::set_password(conn, now, user.id, &hash, None, &actor)?;
+            users::set_password(conn, clock::now(), user.id, &hash, None, &actor)?;
             println!(
                 "changed the password of {} and revoked their sessions",
                 user.username
@@ -343,11 +355,10 @@ fn store_error(e: StoreError) -> anyhow::Error {
 }
 
 fn sessions_cmd(conn: &mut Conn, cmd: SessionsCommand) -> anyhow::Result<()> {
-    let now = clock::now();
     match cmd {
         SessionsCommand::List { user } => {
             let user_id = user.map(|u| find_user(conn, &u)).transpose()?.map(|u| u.id);
-            let rows = sessions::list_active(conn, now, user_id, None, i64::MAX)?;
+            let rows = sessions::list_active(conn, clock::now(), user_id, None, i64::MAX)?;
             print_table(
                 &[
                     "ID",
@@ -377,7 +388,7 @@ fn sessions_cmd(conn: &mut Conn, cmd: SessionsCommand) -> anyhow::Result<()> {
                 let user = find_user(conn, &user)?;
                 let n = sessions::revoke_all_of_user(
                     conn,
-                    now,
+                    clock::now(),
                     user.id,
                     None,
                     "revoked_by_admin",
@@ -386,11 +397,18 @@ fn sessions_cmd(conn: &mut Conn, cmd: SessionsCommand) -> anyhow::Result<()> {
                 println!("revoked {n} session(s) of {}", user.username);
             } else if let Some(id) = id {
                 let id: SessionId = id.parse().map_err(anyhow::Error::msg)?;
-                sessions::revoke(conn, now, id.0, None, "revoked_by_admin", &Actor::cli())
-                    .map_err(|e| match e {
-                        StoreError::NotFound => anyhow!("no session with id {id}"),
-                        other => store_error(other),
-                    })?;
+                sessions::revoke(
+                    conn,
+                    clock::now(),
+                    id.0,
+                    None,
+                    "revoked_by_admin",
+                    &Actor::cli(),
+                )
+                .map_err(|e| match e {
+                    StoreError::NotFound => anyhow!("no session with id {id}"),
+                    other => store_error(other),
+                })?;
                 println!("revoked session {id}");
             }
         }

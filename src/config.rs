@@ -2,9 +2,9 @@
 //! Values arrive as strings and are checked here so that a bad one stops start-up
 //! with a message naming the variable.
 
-use std::net::IpAddr;
-
 use clap::Args;
+
+use crate::client::ProxyRange;
 
 /// Every setting of `serve`; each flag also reads the environment variable SPEC names.
 #[derive(Debug, Clone, Args)]
@@ -46,7 +46,7 @@ pub struct ServeArgs {
     /// Lockout window.
     #[arg(long, env = "LATCHKEY_LOGIN_LOCKOUT", default_value = "15m")]
     pub login_lockout: String,
-    /// Comma-separated proxy IPs whose X-Forwarded-For is believed.
+    /// Comma-separated proxy IPs or CIDR ranges whose X-Forwarded-For is believed.
     #[arg(long, env = "LATCHKEY_TRUSTED_PROXIES")]
     pub trusted_proxies: Option<String>,
     /// Log filter.
@@ -82,7 +82,7 @@ pub struct Settings {
     pub jwt_alg: JwtAlg,
     pub login_max_failures: u32,
     pub login_lockout: i64,
-    pub trusted_proxies: Vec<IpAddr>,
+    pub trusted_proxies: Vec<ProxyRange>,
 }
 
 /// The per-IP ceiling is this many times the per-(username, IP) limit.
@@ -111,10 +111,17 @@ impl Settings {
         let jwt_alg = match args.jwt_alg.as_str() {
             "EdDSA" => JwtAlg::EdDsa,
             "HS256" => match &args.jwt_secret {
-                Some(secret) if secret.len() >= 32 => JwtAlg::Hs256 {
+                Some(secret) if secret.len() < 32 => {
+                    return Err(format!("LATCHKEY_JWT_SECRET: must be at least 32 bytes; {GOOD_SECRET}"))
+                }
+                Some(secret) if estimated_entropy_bits(secret.as_bytes()) < 128.0 => {
+                    return Err(format!(
+                        "LATCHKEY_JWT_SECRET: too predictable (repeated or few distinct characters); {GOOD_SECRET}"
+                    ))
+                }
+                Some(secret) => JwtAlg::Hs256 {
                     secret: secret.as_bytes().to_vec(),
                 },
-                Some(_) => return Err("LATCHKEY_JWT_SECRET: must be at least 32 bytes".into()),
                 None => {
                     return Err(
                         "LATCHKEY_JWT_SECRET: required when LATCHKEY_JWT_ALG is HS256".into(),
@@ -146,12 +153,8 @@ impl Settings {
                 .map(str::trim)
                 .filter(|s| !s.is_empty())
                 .map(|s| {
-                    s.parse::<IpAddr>().map_err(|_| {
-                        format!(
-                            "LATCHKEY_TRUSTED_PROXIES: '{}' is not an IP address",
-                            s.escape_debug()
-                        )
-                    })
+                    s.parse::<ProxyRange>()
+                        .map_err(|e| format!("LATCHKEY_TRUSTED_PROXIES: {e}"))
                 })
                 .collect::<Result<_, _>>()?,
         };
@@ -162,7 +165,7 @@ impl Settings {
             access_ttl: duration("LATCHKEY_ACCESS_TTL", &args.access_ttl)?,
             refresh_ttl: duration("LATCHKEY_REFRESH_TTL", &args.refresh_ttl)?,
             session_max: duration("LATCHKEY_SESSION_MAX", &args.session_max)?,
-            refresh_reuse_grace: duration(
+            refresh_reuse_grace: duration_or_zero(
                 "LATCHKEY_REFRESH_REUSE_GRACE",
                 &args.refresh_reuse_grace,
             )?,
@@ -171,6 +174,22 @@ impl Settings {
             login_lockout: duration("LATCHKEY_LOGIN_LOCKOUT", &args.login_lockout)?,
             trusted_proxies,
         };
+        if args.jwt_secret.is_some() && !matches!(settings.jwt_alg, JwtAlg::Hs256 { .. }) {
+            return Err(
+                "LATCHKEY_JWT_SECRET: set, but LATCHKEY_JWT_ALG is not HS256 (unset the secret or pick HS256)"
+                    .into(),
+            );
+        }
+        if settings.refresh_ttl < settings.access_ttl {
+            return Err(
+                "LATCHKEY_REFRESH_TTL: must not be shorter than LATCHKEY_ACCESS_TTL".into(),
+            );
+        }
+        if settings.session_max < settings.refresh_ttl {
+            return Err(
+                "LATCHKEY_SESSION_MAX: must not be shorter than LATCHKEY_REFRESH_TTL".into(),
+            );
+        }
         if settings.refresh_reuse_grace >= settings.refresh_ttl {
             return Err(
                 "LATCHKEY_REFRESH_REUSE_GRACE: must be shorter than LATCHKEY_REFRESH_TTL".into(),
@@ -188,31 +207,89 @@ fn lower_scheme(url: &str) -> String {
     }
 }
 
+const DURATION_HELP: &str = "use whole numbers with s, m, h or d: 30s, 15m, 2h, 7d, 1h30m";
+
+/// A duration that must be positive (a lifetime, a window).
 fn duration(var: &str, raw: &str) -> Result<i64, String> {
+    match parse_duration(raw) {
+        Some(0) => Err(format!("{var}: must be longer than 0s")),
+        Some(secs) => Ok(secs),
+        None => Err(format!(
+            "{var}: '{}' is not a duration ({DURATION_HELP})",
+            raw.escape_debug()
+        )),
+    }
+}
+
+/// A duration where `0s` means "none" (the reuse grace: strictly single use).
+fn duration_or_zero(var: &str, raw: &str) -> Result<i64, String> {
     parse_duration(raw).ok_or_else(|| {
         format!(
-            "{var}: '{}' is not a duration (use a whole number and s, m, h or d: 30s, 15m, 2h, 7d)",
+            "{var}: '{}' is not a duration ({DURATION_HELP})",
             raw.escape_debug()
         )
     })
 }
 
-/// `30s`, `15m`, `2h`, `7d` → seconds. Zero, signs, spaces and overflow are refused.
+/// `30s`, `15m`, `2h`, `7d`, or several in a row from the largest unit down (`1h30m`,
+/// `1d12h`) → seconds. Signs, spaces, repeated or misordered units and overflow are
+/// refused; `0s` is zero (callers decide whether zero can work).
 pub fn parse_duration(raw: &str) -> Option<i64> {
-    let unit = raw.chars().last()?;
-    let digits = &raw[..raw.len() - unit.len_utf8()];
-    if digits.is_empty() || digits.len() > 9 || !digits.bytes().all(|b| b.is_ascii_digit()) {
-        return None;
+    let mut total: i64 = 0;
+    let mut last_scale = i64::MAX;
+    let mut digits = String::new();
+    for c in raw.chars() {
+        if c.is_ascii_digit() {
+            digits.push(c);
+            continue;
+        }
+        let scale = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => return None,
+        };
+        if digits.is_empty() || digits.len() > 9 || scale >= last_scale {
+            return None;
+        }
+        let n: i64 = digits.parse().ok()?;
+        total = total.checked_add(n.checked_mul(scale)?)?;
+        last_scale = scale;
+        digits.clear();
     }
-    let n: i64 = digits.parse().ok()?;
-    let scale = match unit {
-        's' => 1,
-        'm' => 60,
-        'h' => 3600,
-        'd' => 86_400,
-        _ => return None,
-    };
-    Some(n * scale).filter(|s| *s > 0)
+    (digits.is_empty() && last_scale != i64::MAX).then_some(total)
+}
+
+const GOOD_SECRET: &str = "make one with: openssl rand -base64 48";
+
+/// A rough estimate of the secret's entropy: its length times the Shannon entropy of its
+/// byte distribution. A random 32-byte base64 secret scores about 150 bits; a word
+/// repeated to 32 bytes scores far below 128.
+fn estimated_entropy_bits(secret: &[u8]) -> f64 {
+    let mut counts = [0usize; 256];
+    for b in secret {
+        counts[*b as usize] += 1;
+    }
+    let n = secret.len() as f64;
+    let per_byte: f64 = counts
+        .iter()
+        .filter(|c| **c > 0)
+        .map(|c| {
+            let p = *c as f64 / n;
+            -p * p.log2()
+        })
+        .sum();
+    // A repeated block carries no more than one copy of itself.
+    per_byte * repeat_period(secret) as f64
+}
+
+/// The shortest p such that the secret is a prefix of its first p bytes repeated (catches
+/// "passwordpasswordpasswordpassword" cut at any length).
+fn repeat_period(secret: &[u8]) -> usize {
+    (1..=secret.len())
+        .find(|p| secret.iter().enumerate().all(|(i, b)| *b == secret[i % p]))
+        .unwrap_or(secret.len())
 }
 
 #[cfg(test)]
@@ -234,6 +311,26 @@ mod tests {
         assert_eq!(parse_duration("15m"), Some(900));
         assert_eq!(parse_duration("2h"), Some(7200));
         assert_eq!(parse_duration("7d"), Some(604_800));
+        assert_eq!(parse_duration("0s"), Some(0));
+    }
+
+    #[test]
+    fn compound_durations_run_from_the_largest_unit_down() {
+        assert_eq!(parse_duration("1h30m"), Some(5400));
+        assert_eq!(parse_duration("1d12h"), Some(129_600));
+        assert_eq!(parse_duration("2m5s"), Some(125));
+        for bad in ["30m1h", "1h1h", "1h30", "h30m", "1h 30m"] {
+            assert_eq!(parse_duration(bad), None, "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn predictable_secrets_score_below_128_bits() {
+        let repeated = "secret".repeat(6);
+        assert!(super::estimated_entropy_bits(repeated.as_bytes()) < 128.0);
+        assert!(super::estimated_entropy_bits(&[b'a'; 64]) < 128.0);
+        let random = "q3Zr8Jw0pL2vXy7Tn5Kc1Bm9Hd4Fg6Sa0Ue2Ri8Oq";
+        assert!(super::estimated_entropy_bits(random.as_bytes()) >= 128.0);
     }
 
     #[test]
@@ -242,7 +339,6 @@ mod tests {
             "",
             "s",
             "15",
-            "0s",
             "-1m",
             "+1m",
             "1.5h",

@@ -31,6 +31,7 @@ diesel::table! {
         failures -> Integer,
         window_started_at -> BigInt,
         locked_until -> Nullable<BigInt>,
+        refusal_audited -> Bool,
     }
 }
 
@@ -40,6 +41,7 @@ diesel::table! {
         failures -> Integer,
         window_started_at -> BigInt,
         locked_until -> Nullable<BigInt>,
+        refusal_audited -> Bool,
     }
 }
 
@@ -55,6 +57,13 @@ diesel::table! {
 }
 
 diesel::table! {
+    revocation_counter (id) {
+        id -> Integer,
+        value -> BigInt,
+    }
+}
+
+diesel::table! {
     sessions (id) {
         id -> BigInt,
         user_id -> BigInt,
@@ -66,6 +75,7 @@ diesel::table! {
         user_agent -> Text,
         revoked_at -> Nullable<BigInt>,
         revoked_reason -> Nullable<Text>,
+        revoked_seq -> Nullable<BigInt>,
     }
 }
 
@@ -100,6 +110,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     login_failures,
     login_failures_by_ip,
     refresh_tokens,
+    revocation_counter,
     sessions,
     signing_keys,
     users,

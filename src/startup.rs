@@ -22,6 +22,7 @@ use crate::state::AppState;
 use crate::store::{keys as key_store, secrets, Actor};
 use crate::tokens::access::{AccessTokens, LEEWAY_SECS};
 use crate::tokens::keys::{generate_ed25519, KeySet, Keys, ACTIVATION_DELAY_MS};
+use crate::tokens::refresh::SuccessorKey;
 use crate::{api, cookies, error, housekeeping, pages};
 
 /// The largest request body accepted anywhere.
@@ -108,10 +109,12 @@ fn build_state(settings: Settings, db: Db) -> anyhow::Result<AppState> {
             )?)
         }
     };
-    let revoked = RevokedSessions::new(clock::now(), token_horizon(&settings));
+    let revoked = RevokedSessions::new(token_horizon(&settings));
     revoked.sync(&mut *db.reader()?, clock::now())?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
+    let successor_key = successor_key(&db)?;
     Ok(AppState {
+        successor_key,
         tokens: AccessTokens::new(
             Keys::new(keys),
             settings.public_url.clone(),
@@ -192,6 +195,20 @@ fn session_key(db: &Db) -> anyhow::Result<Key> {
     })?;
     Key::try_from(stored.as_slice())
         .map_err(|_| anyhow::anyhow!("the stored session key is malformed (app_secrets)"))
+}
+
+/// The secret refresh-token successors are derived with, shared like the session key:
+/// every instance must derive the same successor for a repeat within the grace.
+fn successor_key(db: &Db) -> anyhow::Result<SuccessorKey> {
+    let mut fresh = [0u8; 32];
+    rand::fill(&mut fresh);
+    let stored = db.write_blocking(move |conn| {
+        secrets::get_or_create(conn, clock::now(), "refresh_successor_key", &fresh)
+    })?;
+    let bytes: [u8; 32] = stored.as_slice().try_into().map_err(|_| {
+        anyhow::anyhow!("the stored refresh successor key is malformed (app_secrets)")
+    })?;
+    Ok(SuccessorKey::new(bytes))
 }
 
 /// `lk_session`: the pages' cookie session, `HttpOnly; SameSite=Lax; Path=/`, ending

@@ -6,6 +6,7 @@ use crate::passwords::Hasher;
 use crate::revocation::RevokedSessions;
 use crate::store::sessions::Lifetimes;
 use crate::tokens::access::AccessTokens;
+use crate::tokens::refresh::SuccessorKey;
 
 pub struct AppState {
     pub settings: Settings,
@@ -13,6 +14,8 @@ pub struct AppState {
     pub hasher: Hasher,
     pub tokens: AccessTokens,
     pub revoked: RevokedSessions,
+    /// Derives each refresh token's successor (see `tokens::refresh`).
+    pub successor_key: SuccessorKey,
 }
 
 impl AppState {

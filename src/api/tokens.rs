@@ -3,6 +3,7 @@
 use actix_web::http::header;
 use actix_web::web::{self, Data};
 use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
+use askama::Template;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::flows::{self, SignedIn};
@@ -60,8 +61,8 @@ pub async fn token(
 }
 
 /// Cookie-authenticated POSTs refuse cross-site callers (see `origin`).
-fn same_origin(req: &HttpRequest, state: &AppState) -> Result<(), ApiError> {
-    if origin::is_same_origin(req, &state.settings.public_url) {
+fn same_origin(req: &HttpRequest) -> Result<(), ApiError> {
+    if origin::is_same_origin(req) {
         Ok(())
     } else {
         Err(ApiError::CrossSite("cross-site requests are refused"))
@@ -77,7 +78,7 @@ pub async fn refresh(
     state: Data<AppState>,
     client: Client,
 ) -> Result<HttpResponse, ApiError> {
-    same_origin(&req, &state)?;
+    same_origin(&req)?;
     match flows::refresh(&state, refresh_cookie(&req).as_deref(), &client).await {
         Ok(signed_in) => Ok(token_response(&state, &signed_in)),
         Err(ApiError::InvalidRefreshToken) => {
@@ -95,7 +96,7 @@ pub async fn logout(
     state: Data<AppState>,
     client: Client,
 ) -> Result<HttpResponse, ApiError> {
-    same_origin(&req, &state)?;
+    same_origin(&req)?;
     flows::sign_out(&state, refresh_cookie(&req).as_deref(), &client).await?;
     let secure = state.settings.secure_cookies;
     Ok(no_store(HttpResponse::NoContent())
@@ -107,10 +108,33 @@ pub async fn logout(
 #[derive(Deserialize)]
 pub struct Next {
     next: Option<String>,
+    /// Set on the same-site second try after a cross-site arrival.
+    again: Option<String>,
+}
+
+/// The same-site step after a cross-site arrival: the browser held back the
+/// `SameSite=Strict` refresh cookie, and loads this page's own request again from our
+/// origin, which sends it.
+#[derive(Template)]
+#[template(path = "renew_bounce.html")]
+struct Bounce {
+    again: String,
+}
+
+fn arrived_cross_site(req: &HttpRequest) -> bool {
+    req.headers()
+        .get("sec-fetch-site")
+        .is_some_and(|v| v.as_bytes() == b"cross-site")
 }
 
 /// Pages send a visitor without a valid access cookie here: rotate the refresh cookie
 /// and go back, or go to the sign-in form when that is not possible.
+///
+/// Without a refresh cookie nothing is cleared: a cross-site navigation never carries
+/// it (`SameSite=Strict`), so its absence says nothing about the session. Such an
+/// arrival first goes through one same-site step (`Bounce`); only if the cookie is still
+/// missing then does the visitor see the sign-in form. A refresh cookie that came and
+/// was refused clears both cookies.
 pub async fn renew(
     req: HttpRequest,
     state: Data<AppState>,
@@ -119,7 +143,19 @@ pub async fn renew(
 ) -> Result<HttpResponse, ApiError> {
     let next = next_path::local_or_default(query.next.as_deref());
     let secure = state.settings.secure_cookies;
-    match flows::refresh(&state, refresh_cookie(&req).as_deref(), &client).await {
+    let Some(presented) = refresh_cookie(&req) else {
+        if arrived_cross_site(&req) && query.again.is_none() {
+            let again = format!("{}&again=1", next_path::renew_url(&next));
+            let body = Bounce { again }.render().map_err(|_| ApiError::Internal)?;
+            return Ok(no_store(HttpResponse::Ok())
+                .content_type("text/html; charset=utf-8")
+                .body(body));
+        }
+        return Ok(no_store(HttpResponse::SeeOther())
+            .insert_header((header::LOCATION, next_path::login_url(&next)))
+            .finish());
+    };
+    match flows::refresh(&state, Some(&presented), &client).await {
         Ok(signed_in) => Ok(no_store(HttpResponse::SeeOther())
             .insert_header((header::LOCATION, next))
             .cookie(cookies::access(

@@ -2,14 +2,16 @@
 
 use actix_web::web::Data;
 
+use crate::client;
 use crate::clock::{self, Millis, SECOND};
 use crate::db::Conn;
 use crate::domain::{Password, SessionId, UserId, Username};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::sessions::{self, Client, Rotation};
-use crate::store::users::UserRow;
-use crate::store::{lockout, users, Actor, StoreError};
+use crate::store::lockout::{self, Attempt, Reservation};
+use crate::store::sessions::{self, Client, Rotation, SessionRow};
+use crate::store::users::{self, UserRow};
+use crate::store::{Actor, StoreError};
 use crate::tokens::access::Issued;
 use crate::tokens::refresh::RefreshToken;
 
@@ -26,8 +28,81 @@ fn seconds_until(at: Millis, now: Millis) -> i64 {
     ((at - now) + SECOND - 1).div_euclid(SECOND).max(0)
 }
 
+/// The lockout's name for what was typed: the canonical username, or a bounded fold of
+/// a name that does not parse (so variants of junk count as one).
+fn lockout_name(typed: &str, parsed: Option<&Username>) -> String {
+    match parsed {
+        Some(name) => name.as_str().to_owned(),
+        None => typed
+            .to_lowercase()
+            .chars()
+            .take(Username::MAX_LEN)
+            .collect(),
+    }
+}
+
+/// Counts an attempt toward the lockout before its password is checked (see
+/// `store::lockout`), or refuses it with the wait.
+async fn reserve_attempt(
+    state: &Data<AppState>,
+    name: String,
+    user_id: Option<i64>,
+    actor: &Actor,
+    client: &Client,
+    now: Millis,
+) -> Result<Reservation, ApiError> {
+    let key = client::lockout_key(&client.ip);
+    let (read_name, read_key) = (name.clone(), key.clone());
+    let known = state
+        .db
+        .read(move |conn| lockout::known_lockout(conn, now, &read_name, &read_key))
+        .await?;
+    let attempt = match known {
+        Some(until) => Attempt::Locked(until),
+        None => {
+            let actor = actor.clone();
+            let policy = lockout_policy(state);
+            state
+                .db
+                .write(move |conn| {
+                    lockout::reserve(conn, now, &name, user_id, &key, &actor, policy)
+                })
+                .await?
+        }
+    };
+    match attempt {
+        Attempt::Allowed(reservation) => Ok(reservation),
+        Attempt::Locked(until) => {
+            tracing::info!(ip = %client.ip, "sign-in refused: locked out");
+            Err(ApiError::TooManyAttempts(seconds_until(until, now)))
+        }
+    }
+}
+
+/// Audits a reserved attempt that failed (its count was taken by the reservation).
+async fn attempt_failed(
+    state: &Data<AppState>,
+    reservation: Reservation,
+    user_id: Option<i64>,
+    actor: &Actor,
+    client: &Client,
+    now: Millis,
+) -> Result<(), ApiError> {
+    let actor = actor.clone();
+    let locked = state
+        .db
+        .write(move |conn| lockout::confirm_failure(conn, now, &reservation, user_id, &actor))
+        .await?;
+    if locked.is_some() {
+        tracing::warn!(ip = %client.ip, "sign-in locked out after repeated failures");
+    }
+    Ok(())
+}
+
 /// Checks the password, applies the lockout, starts a session. Unknown users, disabled
 /// users and wrong passwords all cost one argon2 verification and give the same error.
+/// The attempt is counted before the hash is checked, and the session is started in the
+/// transaction that re-reads the user row (see `sessions::start`).
 pub async fn sign_in(
     state: &Data<AppState>,
     username: &str,
@@ -36,31 +111,20 @@ pub async fn sign_in(
 ) -> Result<SignedIn, ApiError> {
     let now = clock::now();
     let parsed = Username::parse(username).ok();
-    // The lockout key: the canonical name, or a bounded fold of whatever was typed.
-    let key: String = match &parsed {
-        Some(name) => name.as_str().to_owned(),
-        None => username
-            .to_lowercase()
-            .chars()
-            .take(Username::MAX_LEN)
-            .collect(),
+    let name = lockout_name(username, parsed.as_ref());
+    let user = match parsed {
+        Some(parsed) => {
+            state
+                .db
+                .read(move |conn| users::find_by_name(conn, &parsed))
+                .await?
+        }
+        None => None,
     };
-    let ip = client.ip.clone();
-    let lookup_key = key.clone();
-    let (locked, user) = state
-        .db
-        .read(move |conn| {
-            let locked = lockout::locked_until(conn, now, &lookup_key, &ip)?;
-            let user = match (&parsed, locked) {
-                (Some(name), None) => users::find_by_name(conn, name)?,
-                _ => None,
-            };
-            Ok((locked, user))
-        })
-        .await?;
-    if let Some(until) = locked {
-        return Err(ApiError::TooManyAttempts(seconds_until(until, now)));
-    }
+    let known_id = user.as_ref().map(|u| u.id);
+    // Nobody is signed in yet: the actor is the anonymous client.
+    let actor = Actor::of(None, client);
+    let reservation = reserve_attempt(state, name, known_id, &actor, client, now).await?;
 
     let well_formed = Password::has_valid_length(password);
     let candidate = user
@@ -68,18 +132,8 @@ pub async fn sign_in(
         .filter(|u| !u.disabled)
         .map(|u| u.password_hash.as_str());
     let verified = state.hasher.verify(password, candidate).await && well_formed;
-    let known_id = user.as_ref().map(|u| u.id);
     let Some(user) = user.filter(|_| verified) else {
-        let actor = Actor::of(None, client);
-        let user_id = known_id;
-        let policy = lockout_policy(state);
-        let locked = state
-            .db
-            .write(move |conn| lockout::record_failure(conn, now, &key, user_id, &actor, policy))
-            .await?;
-        if locked.is_some() {
-            tracing::warn!(ip = %client.ip, "sign-in locked out after repeated failures");
-        }
+        attempt_failed(state, reservation, known_id, &actor, client, now).await?;
         return Err(ApiError::InvalidCredentials);
     };
 
@@ -87,16 +141,25 @@ pub async fn sign_in(
     let hash = refresh.hash();
     let life = state.lifetimes();
     let start_client = client.clone();
-    let start_user = user.clone();
-    let session = state
+    let attempt = reservation.clone();
+    // One write job: on the server's writer it commits or rolls back as a whole.
+    let started = state
         .db
         .write(move |conn| {
-            lockout::clear(conn, &key, &start_client.ip)?;
-            sessions::start(conn, now, &start_user, &start_client, &hash, life)
+            let started = sessions::start(conn, now, (&user).into(), &start_client, &hash, life)?;
+            if started.is_some() {
+                lockout::release(conn, &attempt)?;
+            }
+            Ok(started)
         })
         .await?;
+    let Some((session, user)) = started else {
+        // Disabled, or its password changed, while this one was being checked.
+        attempt_failed(state, reservation, known_id, &actor, client, now).await?;
+        return Err(ApiError::InvalidCredentials);
+    };
     tracing::info!(user = %user.username, session = session.id, ip = %client.ip, "signed in");
-    signed_in(state, &user, session.id, refresh, session.expires_at, now)
+    signed_in(state, &user, &session, refresh, now)
 }
 
 fn lockout_policy(state: &AppState) -> lockout::Policy {
@@ -109,8 +172,8 @@ fn lockout_policy(state: &AppState) -> lockout::Policy {
 }
 
 /// Asks a signed-in user for their password again (before a password change). A wrong
-/// answer counts toward the same lockout as a failed sign-in, so a stolen session cannot
-/// be used to guess the password.
+/// answer counts toward the same lockout as a failed sign-in, reserved before the check
+/// like a sign-in's, so a stolen session cannot be used to guess the password.
 pub async fn confirm_password(
     state: &Data<AppState>,
     user: &UserRow,
@@ -118,41 +181,38 @@ pub async fn confirm_password(
     client: &Client,
 ) -> Result<(), ApiError> {
     let now = clock::now();
-    let (key, ip) = (user.username.clone(), client.ip.clone());
-    let locked = state
-        .db
-        .read(move |conn| lockout::locked_until(conn, now, &key, &ip))
-        .await?;
-    if let Some(until) = locked {
-        return Err(ApiError::TooManyAttempts(seconds_until(until, now)));
-    }
+    let actor = Actor::of(Some(user.id), client);
+    let reservation = reserve_attempt(
+        state,
+        user.username.clone(),
+        Some(user.id),
+        &actor,
+        client,
+        now,
+    )
+    .await?;
     if state
         .hasher
         .verify(password, Some(&user.password_hash))
         .await
     {
+        state
+            .db
+            .write(move |conn| lockout::release(conn, &reservation))
+            .await?;
         return Ok(());
     }
-    let (key, user_id, actor) = (
-        user.username.clone(),
-        user.id,
-        Actor::of(Some(user.id), client),
-    );
-    let policy = lockout_policy(state);
-    state
-        .db
-        .write(move |conn| lockout::record_failure(conn, now, &key, Some(user_id), &actor, policy))
-        .await?;
+    attempt_failed(state, reservation, Some(user.id), &actor, client, now).await?;
     Err(ApiError::InvalidCredentials)
 }
 
 /// Mints the access token that goes with a new refresh token.
+/// Its expiry is capped at the session's absolute end.
 fn signed_in(
     state: &AppState,
     user: &UserRow,
-    session_id: i64,
+    session: &SessionRow,
     refresh: RefreshToken,
-    refresh_expires_at: Millis,
     now: Millis,
 ) -> Result<SignedIn, ApiError> {
     let access = state
@@ -161,14 +221,15 @@ fn signed_in(
             UserId(user.id),
             &user.username,
             user.role(),
-            SessionId(session_id),
+            SessionId(session.id),
+            session.absolute_expires_at / SECOND,
         )
         .map_err(|_| ApiError::Internal)?;
     Ok(SignedIn {
         access,
         refresh,
-        refresh_expires_in: seconds_until(refresh_expires_at, now),
-        session_id: SessionId(session_id),
+        refresh_expires_in: seconds_until(session.expires_at, now),
+        session_id: SessionId(session.id),
         user_id: UserId(user.id),
     })
 }
@@ -184,8 +245,18 @@ pub async fn refresh(
         .and_then(RefreshToken::parse)
         .ok_or(ApiError::InvalidRefreshToken)?;
     let now = clock::now();
-    let next = RefreshToken::generate();
-    let (old_hash, new_hash) = (presented.hash(), next.hash());
+    let old_hash = presented.hash();
+    // Unknown tokens (junk, expired and purged, from another database) are answered from
+    // a read: only a token that exists can take the writer's time.
+    let exists = state
+        .db
+        .read(move |conn| sessions::token_exists(conn, &old_hash))
+        .await?;
+    if !exists {
+        return Err(ApiError::InvalidRefreshToken);
+    }
+    let next = presented.successor(&state.successor_key);
+    let new_hash = next.hash();
     let life = state.lifetimes();
     let rotation_client = client.clone();
     let rotation = state
@@ -195,11 +266,7 @@ pub async fn refresh(
         })
         .await?;
     match rotation {
-        Rotation::Rotated {
-            session,
-            user,
-            expires_at,
-        } => signed_in(state, &user, session.id, next, expires_at, now),
+        Rotation::Rotated { session, user, .. } => signed_in(state, &user, &session, next, now),
         Rotation::Refused => Err(ApiError::InvalidRefreshToken),
         Rotation::ReuseDetected { session_id } => {
             state.revoked.insert(SessionId(session_id), now);

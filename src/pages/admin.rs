@@ -464,6 +464,7 @@ fn event_name(kind: &str) -> String {
     match kind {
         "sign_in_succeeded" => "Signed in".into(),
         "sign_in_failed" => "Sign-in failed".into(),
+        "sign_in_refused" => "Sign-in refused".into(),
         "locked_out" => "Locked out".into(),
         "refresh_token_reused" => "Refresh token reused".into(),
         "session_revoked" => "Session revoked".into(),

@@ -3,14 +3,12 @@
 //! `Origin` / `Sec-Fetch-Site` check that refuses cross-site posts outright.
 
 use actix_session::Session;
-use actix_web::web::Data;
 use actix_web::HttpRequest;
 use base64::Engine as _;
 use subtle::ConstantTimeEq;
 
 use super::error::PageError;
 use crate::origin;
-use crate::state::AppState;
 
 const KEY: &str = "csrf";
 
@@ -35,11 +33,7 @@ pub fn fresh(session: &Session) -> String {
 
 /// Accepts a form post only from our own pages with the session's token.
 pub fn verify(req: &HttpRequest, session: &Session, presented: &str) -> Result<(), PageError> {
-    let public_url = req
-        .app_data::<Data<AppState>>()
-        .map(|s| s.settings.public_url.as_str())
-        .unwrap_or_default();
-    if !origin::is_same_origin(req, public_url) {
+    if !origin::is_same_origin(req) {
         return Err(PageError::Csrf);
     }
     let expected = session.get::<String>(KEY).ok().flatten();

@@ -10,6 +10,7 @@ use crate::schema::audit_events;
 pub enum EventKind {
     SignInSucceeded,
     SignInFailed,
+    SignInRefused,
     LockedOut,
     RefreshReuse,
     SessionRevoked,
@@ -26,6 +27,7 @@ impl EventKind {
         match self {
             EventKind::SignInSucceeded => "sign_in_succeeded",
             EventKind::SignInFailed => "sign_in_failed",
+            EventKind::SignInRefused => "sign_in_refused",
             EventKind::LockedOut => "locked_out",
             EventKind::RefreshReuse => "refresh_token_reused",
             EventKind::SessionRevoked => "session_revoked",

@@ -1,6 +1,14 @@
-//! Failed sign-ins, counted twice: per (username, client IP) — the lockout SPEC names — and
-//! per client IP across all usernames — a ceiling against credential stuffing. Both live
-//! in the database so a restart does not reset a lockout.
+//! Failed sign-ins, counted twice: per (username, client) — the lockout SPEC names — and
+//! per client across all usernames — a ceiling against credential stuffing. Both live in
+//! the database so a restart does not reset a lockout. The client key is the IP address,
+//! or for IPv6 its /64 (one subscriber's network): see `client::lockout_key`.
+//!
+//! A guess is counted *before* its password is hashed: [`reserve`] counts the attempt
+//! (or refuses it when a lockout runs) in one write transaction, the caller verifies the
+//! password, then [`confirm_failure`] audits the failure or [`release`] forgives it. So
+//! however many guesses arrive at once, at most `max_failures` are ever evaluated per
+//! (username, client) and window, and at most `ip_max_failures` per client: the one
+//! that reaches the maximum starts the lockout for everything behind it.
 
 use diesel::prelude::*;
 
@@ -12,134 +20,314 @@ use crate::schema::{login_failures, login_failures_by_ip};
 
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
-    /// Failures of one (username, IP) within `window` that start a lockout.
+    /// Failures of one (username, client) within `window` that start a lockout.
     pub max_failures: i32,
-    /// Failures from one IP, whatever the usernames, within `window` that lock the IP out.
+    /// Failures from one client, whatever the usernames, within `window` that lock it out.
     pub ip_max_failures: i32,
     /// How long failures are counted, and how long a lockout lasts.
     pub window: Millis,
 }
 
-/// When the lockout of (username, ip) — or of the whole ip — ends, if one is running.
-pub fn locked_until(
-    conn: &mut Conn,
-    now: Millis,
-    username: &str,
-    ip: &str,
-) -> Result<Option<Millis>, StoreError> {
-    let pair: Option<Option<Millis>> = login_failures::table
-        .find((username, ip))
-        .select(login_failures::locked_until)
-        .get_result(conn)
-        .optional()?;
-    let whole_ip: Option<Option<Millis>> = login_failures_by_ip::table
-        .find(ip)
-        .select(login_failures_by_ip::locked_until)
-        .get_result(conn)
-        .optional()?;
-    Ok([pair.flatten(), whole_ip.flatten()]
-        .into_iter()
-        .flatten()
-        .filter(|until| *until > now)
-        .max())
+/// One counter row: failures in the window that started at `started`, and the end of
+/// the lockout, if one was started.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Counter {
+    failures: i32,
+    started: Millis,
+    locked_until: Option<Millis>,
 }
 
-/// One more failure on a counter that holds `current` (failures, window start): the
-/// counter's new (failures, window start, lockout end). A lockout restarts the count.
-fn count(
-    current: Option<(i32, Millis)>,
-    now: Millis,
-    max: i32,
-    window: Millis,
-) -> (i32, Millis, Option<Millis>) {
+/// What counting one more attempt on a counter does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Step {
+    /// A lockout is running until then: the attempt is refused, nothing is counted.
+    Locked(Millis),
+    /// The attempt is counted; `locks` when it is the one that reached the maximum.
+    Counted { next: Counter, locks: bool },
+}
+
+fn step(current: Option<Counter>, now: Millis, max: i32, window: Millis) -> Step {
+    if let Some(until) = current.and_then(|c| c.locked_until).filter(|u| *u > now) {
+        return Step::Locked(until);
+    }
+    // A lockout lasts a window, so a counter whose lockout ended has a stale window too.
     let (failures, started) = match current {
-        Some((n, started)) if now - started < window => (n.saturating_add(1), started),
-        _ => (1, now),
+        Some(c) if now - c.started < window && c.locked_until.is_none() => (c.failures, c.started),
+        _ => (0, now),
     };
-    if failures >= max {
-        (0, now, Some(now + window))
-    } else {
-        (failures, started, None)
+    let failures = failures.saturating_add(1);
+    let locks = failures >= max;
+    Step::Counted {
+        next: Counter {
+            failures,
+            started,
+            locked_until: locks.then_some(now + window),
+        },
+        locks,
     }
 }
 
-/// Counts one failed sign-in of `username` (the known user, if any, is `user_id`) from
-/// `actor.ip` on both counters, and audits it; returns the end of the lockout when this
-/// failure started one.
-pub fn record_failure(
+/// A counted attempt, to be confirmed as a failure or released after the password check.
+#[derive(Debug, Clone)]
+pub struct Reservation {
+    username: String,
+    client: String,
+    /// The lockouts this attempt started (it reached a maximum), with their ends.
+    pair_lock: Option<Millis>,
+    ip_lock: Option<Millis>,
+}
+
+/// The outcome of [`reserve`].
+#[derive(Debug)]
+pub enum Attempt {
+    /// Go ahead and check the password; report the result with the reservation.
+    Allowed(Reservation),
+    /// A lockout runs until then; the password must not be checked.
+    Locked(Millis),
+}
+
+fn pair_counter(
+    conn: &mut Conn,
+    username: &str,
+    client: &str,
+) -> Result<Option<(Counter, bool)>, StoreError> {
+    Ok(login_failures::table
+        .find((username, client))
+        .select((
+            login_failures::failures,
+            login_failures::window_started_at,
+            login_failures::locked_until,
+            login_failures::refusal_audited,
+        ))
+        .get_result::<(i32, Millis, Option<Millis>, bool)>(conn)
+        .optional()?
+        .map(|(failures, started, locked_until, audited)| {
+            (
+                Counter {
+                    failures,
+                    started,
+                    locked_until,
+                },
+                audited,
+            )
+        }))
+}
+
+fn ip_counter(conn: &mut Conn, client: &str) -> Result<Option<(Counter, bool)>, StoreError> {
+    Ok(login_failures_by_ip::table
+        .find(client)
+        .select((
+            login_failures_by_ip::failures,
+            login_failures_by_ip::window_started_at,
+            login_failures_by_ip::locked_until,
+            login_failures_by_ip::refusal_audited,
+        ))
+        .get_result::<(i32, Millis, Option<Millis>, bool)>(conn)
+        .optional()?
+        .map(|(failures, started, locked_until, audited)| {
+            (
+                Counter {
+                    failures,
+                    started,
+                    locked_until,
+                },
+                audited,
+            )
+        }))
+}
+
+/// A running lockout whose first refusal is already audited: the read-only answer that
+/// keeps a storm of refused guesses off the writer. `None` means "ask [`reserve`]".
+pub fn known_lockout(
+    conn: &mut Conn,
+    now: Millis,
+    username: &str,
+    client: &str,
+) -> Result<Option<Millis>, StoreError> {
+    let running = |row: Option<(Counter, bool)>| {
+        row.filter(|(_, audited)| *audited)
+            .and_then(|(c, _)| c.locked_until)
+            .filter(|until| *until > now)
+    };
+    Ok(running(pair_counter(conn, username, client)?).or(running(ip_counter(conn, client)?)))
+}
+
+/// Counts an attempt of `username` from `client` on both counters before its password is
+/// checked, or refuses it while a lockout runs (auditing the first refusal of each lock).
+pub fn reserve(
     conn: &mut Conn,
     now: Millis,
     username: &str,
     user_id: Option<i64>,
+    client: &str,
     actor: &Actor,
     policy: Policy,
-) -> Result<Option<Millis>, StoreError> {
-    let ip = actor.ip.as_deref().unwrap_or("unknown");
+) -> Result<Attempt, StoreError> {
     write_tx(conn, |conn| {
-        let current = login_failures::table
-            .find((username, ip))
-            .select((login_failures::failures, login_failures::window_started_at))
-            .get_result(conn)
-            .optional()?;
-        let (failures, started, pair_locked) =
-            count(current, now, policy.max_failures, policy.window);
+        let pair = pair_counter(conn, username, client)?;
+        let pair_step = step(pair.map(|p| p.0), now, policy.max_failures, policy.window);
+        let ip = ip_counter(conn, client)?;
+        let ip_step = step(ip.map(|p| p.0), now, policy.ip_max_failures, policy.window);
+        let (pair_next, pair_locks, ip_next, ip_locks) = match (pair_step, ip_step) {
+            (Step::Locked(until), _) => {
+                if !pair.is_some_and(|p| p.1) {
+                    diesel::update(login_failures::table.find((username, client)))
+                        .set(login_failures::refusal_audited.eq(true))
+                        .execute(conn)?;
+                    audit_refusal(conn, now, username, user_id, actor, "locked out")?;
+                }
+                return Ok(Attempt::Locked(until));
+            }
+            (_, Step::Locked(until)) => {
+                if !ip.is_some_and(|p| p.1) {
+                    diesel::update(login_failures_by_ip::table.find(client))
+                        .set(login_failures_by_ip::refusal_audited.eq(true))
+                        .execute(conn)?;
+                    audit_refusal(
+                        conn,
+                        now,
+                        username,
+                        user_id,
+                        actor,
+                        "every username from this IP is locked out",
+                    )?;
+                }
+                return Ok(Attempt::Locked(until));
+            }
+            (
+                Step::Counted {
+                    next: pair_next,
+                    locks: pair_locks,
+                },
+                Step::Counted {
+                    next: ip_next,
+                    locks: ip_locks,
+                },
+            ) => (pair_next, pair_locks, ip_next, ip_locks),
+        };
         diesel::replace_into(login_failures::table)
             .values((
                 login_failures::username.eq(username),
-                login_failures::ip.eq(ip),
-                login_failures::failures.eq(failures),
-                login_failures::window_started_at.eq(started),
-                login_failures::locked_until.eq(pair_locked),
+                login_failures::ip.eq(client),
+                login_failures::failures.eq(pair_next.failures),
+                login_failures::window_started_at.eq(pair_next.started),
+                login_failures::locked_until.eq(pair_next.locked_until),
+                login_failures::refusal_audited.eq(false),
             ))
             .execute(conn)?;
-
-        let current = login_failures_by_ip::table
-            .find(ip)
-            .select((
-                login_failures_by_ip::failures,
-                login_failures_by_ip::window_started_at,
-            ))
-            .get_result(conn)
-            .optional()?;
-        let (failures, started, ip_locked) =
-            count(current, now, policy.ip_max_failures, policy.window);
         diesel::replace_into(login_failures_by_ip::table)
             .values((
-                login_failures_by_ip::ip.eq(ip),
-                login_failures_by_ip::failures.eq(failures),
-                login_failures_by_ip::window_started_at.eq(started),
-                login_failures_by_ip::locked_until.eq(ip_locked),
+                login_failures_by_ip::ip.eq(client),
+                login_failures_by_ip::failures.eq(ip_next.failures),
+                login_failures_by_ip::window_started_at.eq(ip_next.started),
+                login_failures_by_ip::locked_until.eq(ip_next.locked_until),
+                login_failures_by_ip::refusal_audited.eq(false),
             ))
             .execute(conn)?;
-
-        let event = |kind, detail: Option<&str>| Event {
-            kind,
+        // The lockout starts with this attempt, and is audited with it: the guesses
+        // racing behind it are refused from now on, whatever this one turns out to be.
+        let locked = |detail: Option<&str>| Event {
+            kind: EventKind::LockedOut,
             actor,
             subject_user_id: user_id,
             subject_username: Some(username),
             session_id: None,
             detail: detail.map(str::to_owned),
         };
-        audit::record(conn, now, event(EventKind::SignInFailed, None))?;
-        if pair_locked.is_some() {
-            audit::record(conn, now, event(EventKind::LockedOut, None))?;
+        if pair_locks {
+            audit::record(conn, now, locked(None))?;
         }
-        if ip_locked.is_some() {
-            audit::record(
-                conn,
-                now,
-                event(EventKind::LockedOut, Some("every username from this IP")),
-            )?;
+        if ip_locks {
+            audit::record(conn, now, locked(Some("every username from this IP")))?;
         }
-        Ok(pair_locked.max(ip_locked))
+        Ok(Attempt::Allowed(Reservation {
+            username: username.to_owned(),
+            client: client.to_owned(),
+            pair_lock: pair_next.locked_until.filter(|_| pair_locks),
+            ip_lock: ip_next.locked_until.filter(|_| ip_locks),
+        }))
     })
 }
 
-/// A successful sign-in forgives that (username, ip)'s failures — not the IP's, or one
-/// working account would let a stuffing run reset its own ceiling.
-pub fn clear(conn: &mut Conn, username: &str, ip: &str) -> Result<(), StoreError> {
-    diesel::delete(login_failures::table.find((username, ip))).execute(conn)?;
-    Ok(())
+fn audit_refusal(
+    conn: &mut Conn,
+    now: Millis,
+    username: &str,
+    user_id: Option<i64>,
+    actor: &Actor,
+    why: &str,
+) -> Result<(), StoreError> {
+    audit::record(
+        conn,
+        now,
+        Event {
+            kind: EventKind::SignInRefused,
+            actor,
+            subject_user_id: user_id,
+            subject_username: Some(username),
+            session_id: None,
+            detail: Some(why.to_owned()),
+        },
+    )
+}
+
+/// The reserved attempt was a wrong password: audits it. Returns the end of the lockout
+/// the attempt started, if any. The failure itself was counted (and the lockout started
+/// and audited) by [`reserve`].
+pub fn confirm_failure(
+    conn: &mut Conn,
+    now: Millis,
+    reservation: &Reservation,
+    user_id: Option<i64>,
+    actor: &Actor,
+) -> Result<Option<Millis>, StoreError> {
+    audit::record(
+        conn,
+        now,
+        Event {
+            kind: EventKind::SignInFailed,
+            actor,
+            subject_user_id: user_id,
+            subject_username: Some(&reservation.username),
+            session_id: None,
+            detail: None,
+        },
+    )?;
+    Ok(reservation.pair_lock.max(reservation.ip_lock))
+}
+
+/// The reserved attempt was right: gives its count back. A success forgives that
+/// (username, client)'s earlier failures too — not the client's, or one working account
+/// would let a stuffing run reset its own ceiling. A lockout this attempt did not start
+/// (one started by guesses racing it) keeps running: only the attempt's own count is
+/// given back then.
+pub fn release(conn: &mut Conn, reservation: &Reservation) -> Result<(), StoreError> {
+    let (username, client) = (reservation.username.as_str(), reservation.client.as_str());
+    write_tx(conn, |conn| {
+        if let Some((pair, _)) = pair_counter(conn, username, client)? {
+            if pair.locked_until.is_none() || pair.locked_until == reservation.pair_lock {
+                diesel::delete(login_failures::table.find((username, client))).execute(conn)?;
+            } else {
+                diesel::update(login_failures::table.find((username, client)))
+                    .set(login_failures::failures.eq((pair.failures - 1).max(0)))
+                    .execute(conn)?;
+            }
+        }
+        if let Some((ip, _)) = ip_counter(conn, client)? {
+            let own_lock = ip.locked_until.is_some() && ip.locked_until == reservation.ip_lock;
+            diesel::update(login_failures_by_ip::table.find(client))
+                .set((
+                    login_failures_by_ip::failures.eq((ip.failures - 1).max(0)),
+                    login_failures_by_ip::locked_until.eq(if own_lock {
+                        None
+                    } else {
+                        ip.locked_until
+                    }),
+                ))
+                .execute(conn)?;
+        }
+        Ok(())
+    })
 }
 
 /// Housekeeping: deletes up to `limit` rows of each counter whose window started before
@@ -186,18 +374,70 @@ pub fn purge_stale(
 
 #[cfg(test)]
 mod tests {
-    use super::count;
+    use super::{step, Counter, Step};
+
+    fn counter(failures: i32, started: i64, locked_until: Option<i64>) -> Counter {
+        Counter {
+            failures,
+            started,
+            locked_until,
+        }
+    }
 
     #[test]
-    fn failures_count_within_the_window_and_lock_at_the_maximum() {
-        assert_eq!(count(None, 100, 3, 10), (1, 100, None));
-        assert_eq!(count(Some((1, 100)), 105, 3, 10), (2, 100, None));
-        assert_eq!(count(Some((2, 100)), 109, 3, 10), (0, 109, Some(119)));
+    fn attempts_count_within_the_window_and_the_maximum_locks() {
+        assert_eq!(
+            step(None, 100, 3, 10),
+            Step::Counted {
+                next: counter(1, 100, None),
+                locks: false
+            }
+        );
+        assert_eq!(
+            step(Some(counter(1, 100, None)), 105, 3, 10),
+            Step::Counted {
+                next: counter(2, 100, None),
+                locks: false
+            }
+        );
+        assert_eq!(
+            step(Some(counter(2, 100, None)), 109, 3, 10),
+            Step::Counted {
+                next: counter(3, 100, Some(119)),
+                locks: true
+            }
+        );
+    }
+
+    #[test]
+    fn a_running_lockout_refuses_and_an_ended_one_starts_over() {
+        let locked = Some(counter(3, 100, Some(119)));
+        assert_eq!(step(locked, 110, 3, 10), Step::Locked(119));
+        assert_eq!(step(locked, 118, 3, 10), Step::Locked(119));
+        assert_eq!(
+            step(locked, 119, 3, 10),
+            Step::Counted {
+                next: counter(1, 119, None),
+                locks: false
+            }
+        );
     }
 
     #[test]
     fn a_stale_window_starts_over() {
-        assert_eq!(count(Some((2, 100)), 110, 3, 10), (1, 110, None));
-        assert_eq!(count(Some((i32::MAX, 100)), 101, i32::MAX, 10).2, Some(111));
+        assert_eq!(
+            step(Some(counter(2, 100, None)), 110, 3, 10),
+            Step::Counted {
+                next: counter(1, 110, None),
+                locks: false
+            }
+        );
+        assert_eq!(
+            step(Some(counter(i32::MAX, 100, None)), 101, i32::MAX, 10),
+            Step::Counted {
+                next: counter(i32::MAX, 100, Some(111)),
+                locks: true
+            }
+        );
     }
 }

@@ -8,7 +8,7 @@ use super::users::UserRow;
 use super::{write_tx, Actor, Prepared, StoreError};
 use crate::clock::Millis;
 use crate::db::Conn;
-use crate::schema::{refresh_tokens, sessions, users};
+use crate::schema::{refresh_tokens, revocation_counter, sessions, users};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = sessions, check_for_backend(diesel::sqlite::Sqlite))]
@@ -56,18 +56,48 @@ pub struct Client {
     pub user_agent: String,
 }
 
-/// Starts a session with its first refresh token and records the sign-in.
+/// The user row a sign-in's password was verified against.
+#[derive(Debug, Clone, Copy)]
+pub struct Verified<'a> {
+    pub user_id: i64,
+    /// The stored hash the password was checked against.
+    pub password_hash: &'a str,
+}
+
+impl<'a> From<&'a UserRow> for Verified<'a> {
+    fn from(user: &'a UserRow) -> Self {
+        Verified {
+            user_id: user.id,
+            password_hash: &user.password_hash,
+        }
+    }
+}
+
+/// Starts a session with its first refresh token and records the sign-in — if the user
+/// row still is what the password was checked against: not disabled, the same password
+/// hash. Read in the same transaction that inserts the session, so a `user disable` or
+/// `user passwd` either commits first (and no session starts: `None`) or after (and
+/// revokes this one). The role and name come from that read.
 pub fn start(
     conn: &mut Conn,
     now: Millis,
-    user: &UserRow,
+    verified: Verified<'_>,
     client: &Client,
     token_hash: &[u8],
     life: Lifetimes,
-) -> Result<SessionRow, StoreError> {
+) -> Result<Option<(SessionRow, UserRow)>, StoreError> {
     let absolute = now + life.session_max;
     let expires = (now + life.refresh_ttl).min(absolute);
     write_tx(conn, |conn| {
+        let user = users::table
+            .find(verified.user_id)
+            .select(UserRow::as_select())
+            .get_result::<UserRow>(conn)
+            .optional()?;
+        let Some(user) = user.filter(|u| !u.disabled && u.password_hash == verified.password_hash)
+        else {
+            return Ok(None);
+        };
         let session = Prepared(
             diesel::insert_into(sessions::table)
                 .values((
@@ -96,7 +126,7 @@ pub fn start(
                 detail: None,
             },
         )?;
-        Ok(session)
+        Ok(Some((session, user)))
     })
 }
 
@@ -136,14 +166,26 @@ pub enum Rotation {
     ReuseDetected { session_id: i64 },
 }
 
-/// Exchanges the token hashed as `presented` for the one hashed as `new_hash`, in one
-/// write transaction. A token rotated less than `reuse_grace` ago may be exchanged again
-/// (racing tabs); each such exchange mints a fresh token, so nothing plaintext is kept.
+/// Whether a refresh token of this hash exists at all: a read that answers unknown
+/// tokens without queueing a write.
+pub fn token_exists(conn: &mut Conn, hash: &[u8]) -> Result<bool, StoreError> {
+    Ok(refresh_tokens::table
+        .filter(refresh_tokens::token_hash.eq(hash))
+        .select(refresh_tokens::id)
+        .get_result::<i64>(conn)
+        .optional()?
+        .is_some())
+}
+
+/// Exchanges the token hashed as `presented` for its successor, hashed as `successor`
+/// (see `tokens::refresh`), in one write transaction. A token rotated less than
+/// `reuse_grace` ago may be presented again (racing tabs): it gets the same successor,
+/// which already exists, so a repeat never starts a chain of its own.
 pub fn rotate(
     conn: &mut Conn,
     now: Millis,
     presented: &[u8],
-    new_hash: &[u8],
+    successor: &[u8],
     client: &Client,
     life: Lifetimes,
 ) -> Result<Rotation, StoreError> {
@@ -174,7 +216,28 @@ pub fn rotate(
                 )
                 .get_result::<i64>(conn)?;
             }
-            Some(rotated) if now - rotated <= life.reuse_grace => {}
+            Some(rotated) if now - rotated <= life.reuse_grace => {
+                let issued: Option<(i64, Millis)> = refresh_tokens::table
+                    .filter(refresh_tokens::token_hash.eq(successor))
+                    .select((refresh_tokens::session_id, refresh_tokens::expires_at))
+                    .get_result(conn)
+                    .optional()?;
+                let Some((_, expires_at)) = issued.filter(|(sid, _)| *sid == session.id) else {
+                    return Ok(Rotation::Refused);
+                };
+                let session = touch(
+                    conn,
+                    now,
+                    session.id,
+                    expires_at.max(session.expires_at),
+                    client,
+                )?;
+                return Ok(Rotation::Rotated {
+                    session: Box::new(session),
+                    user: Box::new(user),
+                    expires_at,
+                });
+            }
             Some(_) => {
                 let actor = Actor::of(None, client);
                 audit::record(
@@ -203,24 +266,35 @@ pub fn rotate(
             }
         }
         let expires_at = (now + life.refresh_ttl).min(session.absolute_expires_at);
-        insert_token(conn, session.id, new_hash, now, expires_at)?;
-        let session = Prepared(
-            diesel::update(sessions::table.find(session.id))
-                .set((
-                    sessions::last_used_at.eq(now),
-                    sessions::expires_at.eq(expires_at),
-                    sessions::ip.eq(&client.ip),
-                    sessions::user_agent.eq(&client.user_agent),
-                ))
-                .returning(SessionRow::as_returning()),
-        )
-        .get_result(conn)?;
+        insert_token(conn, session.id, successor, now, expires_at)?;
+        let session = touch(conn, now, session.id, expires_at, client)?;
         Ok(Rotation::Rotated {
             session: Box::new(session),
             user: Box::new(user),
             expires_at,
         })
     })
+}
+
+/// Records a use of the session: when, from where, and its new idle expiry.
+fn touch(
+    conn: &mut Conn,
+    now: Millis,
+    id: i64,
+    expires_at: Millis,
+    client: &Client,
+) -> Result<SessionRow, StoreError> {
+    Ok(Prepared(
+        diesel::update(sessions::table.find(id))
+            .set((
+                sessions::last_used_at.eq(now),
+                sessions::expires_at.eq(expires_at),
+                sessions::ip.eq(&client.ip),
+                sessions::user_agent.eq(&client.user_agent),
+            ))
+            .returning(SessionRow::as_returning()),
+    )
+    .get_result(conn)?)
 }
 
 /// The session a refresh token belongs to, if the token is known (used by sign-out).
@@ -310,6 +384,10 @@ fn revoke_in_tx(
     reason: &str,
     actor: &Actor,
 ) -> Result<(), StoreError> {
+    if session.revoked_at.is_some() {
+        return Ok(());
+    }
+    let seq = next_revocation_seq(conn)?;
     let changed = diesel::update(
         sessions::table
             .find(session.id)
@@ -318,6 +396,7 @@ fn revoke_in_tx(
     .set((
         sessions::revoked_at.eq(now),
         sessions::revoked_reason.eq(reason),
+        sessions::revoked_seq.eq(seq),
     ))
     .execute(conn)?;
     if changed > 0 {
@@ -372,7 +451,38 @@ pub(super) fn revoke_all_of_user_in_tx(
     Ok(live.len())
 }
 
-/// Sessions revoked at or after `since`, for the in-memory revocation set.
+/// The next revocation number. The counter row stays locked by this transaction until
+/// it commits, so numbers become visible in the order they were taken.
+fn next_revocation_seq(conn: &mut Conn) -> Result<i64, StoreError> {
+    Ok(diesel::update(revocation_counter::table.find(1))
+        .set(revocation_counter::value.eq(revocation_counter::value + 1))
+        .returning(revocation_counter::value)
+        .get_result(conn)?)
+}
+
+/// The number of the latest committed revocation.
+pub fn last_revocation_seq(conn: &mut Conn) -> Result<i64, StoreError> {
+    Ok(revocation_counter::table
+        .find(1)
+        .select(revocation_counter::value)
+        .get_result(conn)?)
+}
+
+/// Sessions revoked with a number above `after`, with their numbers: what the
+/// revocation set polls for, independent of every writer's clock.
+pub fn revoked_after(conn: &mut Conn, after: i64) -> Result<Vec<(i64, i64)>, StoreError> {
+    let rows: Vec<(i64, Option<i64>)> = sessions::table
+        .filter(sessions::revoked_seq.gt(after))
+        .select((sessions::id, sessions::revoked_seq))
+        .load(conn)?;
+    Ok(rows
+        .into_iter()
+        .filter_map(|(id, seq)| seq.map(|seq| (id, seq)))
+        .collect())
+}
+
+/// Sessions revoked at or after `since` (by the revoking writer's clock), for filling
+/// the revocation set at start-up.
 pub fn revoked_since(conn: &mut Conn, since: Millis) -> Result<Vec<(i64, Millis)>, StoreError> {
     let rows: Vec<(i64, Option<Millis>)> = sessions::table
         .filter(sessions::revoked_at.ge(since))

@@ -89,6 +89,40 @@ pub fn create(
     })
 }
 
+/// When an admin (not the CLI) makes a change that takes admin rights away: re-checked
+/// inside the change's transaction, so two admins demoting each other at once cannot
+/// both succeed. The acting admin must still be an enabled admin, and one enabled admin
+/// must remain. The CLI, the operator's way back in, is not held to the second rule.
+fn check_admin_change(conn: &mut Conn, actor: &Actor) -> Result<(), StoreError> {
+    let Some(acting) = actor.user_id else {
+        return Ok(());
+    };
+    let me = find_by_id(conn, acting)?;
+    if me.disabled || me.role() != Role::Admin {
+        return Err(StoreError::Conflict(
+            "your account is no longer an enabled admin".into(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_an_admin_remains(conn: &mut Conn, actor: &Actor) -> Result<(), StoreError> {
+    if actor.user_id.is_none() {
+        return Ok(());
+    }
+    let admins: i64 = users::table
+        .filter(users::role.eq(Role::Admin.as_str()))
+        .filter(users::disabled.eq(false))
+        .count()
+        .get_result(conn)?;
+    if admins == 0 {
+        return Err(StoreError::Conflict(
+            "that would leave no enabled admin; promote another admin first".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// A demotion from admin revokes every session of the user, so the admin rights in their
 /// access tokens end at once. Returns the user and how many sessions were revoked.
 pub fn set_role(
@@ -99,11 +133,13 @@ pub fn set_role(
     actor: &Actor,
 ) -> Result<(UserRow, usize), StoreError> {
     write_tx(conn, |conn| {
+        check_admin_change(conn, actor)?;
         let before = find_by_id(conn, id)?;
         let row = diesel::update(users::table.find(id))
             .set(users::role.eq(role.as_str()))
             .returning(UserRow::as_returning())
             .get_result(conn)?;
+        check_an_admin_remains(conn, actor)?;
         if before.role != row.role {
             audit::record(
                 conn,
@@ -136,11 +172,13 @@ pub fn set_disabled(
     actor: &Actor,
 ) -> Result<UserRow, StoreError> {
     write_tx(conn, |conn| {
+        check_admin_change(conn, actor)?;
         let before = find_by_id(conn, id)?;
         let row = diesel::update(users::table.find(id))
             .set(users::disabled.eq(disabled))
             .returning(UserRow::as_returning())
             .get_result(conn)?;
+        check_an_admin_remains(conn, actor)?;
         if disabled {
             sessions::revoke_all_of_user_in_tx(conn, now, id, None, "user_disabled", actor)?;
         }

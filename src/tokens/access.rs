@@ -83,6 +83,7 @@ impl AccessTokens {
         username: &str,
         role: Role,
         session_id: SessionId,
+        not_after: i64,
     ) -> Result<Issued, TokenError> {
         let keys = self.keys.current();
         let (kid, signer) = keys.signing.as_ref().ok_or(TokenError::NoSigningKey)?;
@@ -90,11 +91,13 @@ impl AccessTokens {
         header.typ = Some(TYP.into());
         header.kid = Some(kid.clone());
         let iat = clock::now() / SECOND;
+        // Never past the session's absolute end: its tokens die with it.
+        let exp = (iat + self.ttl_secs).min(not_after);
         let claims = Claims {
             iss: self.issuer.clone(),
             sub: user_id.to_string(),
             aud: AUDIENCE.into(),
-            exp: iat + self.ttl_secs,
+            exp,
             iat,
             jti: super::random_b64(16),
             sid: session_id.to_string(),
@@ -107,7 +110,7 @@ impl AccessTokens {
         })?;
         Ok(Issued {
             token,
-            expires_in: self.ttl_secs,
+            expires_in: (exp - iat).max(0),
         })
     }
 
@@ -199,7 +202,7 @@ mod tests {
 
     fn issue(tokens: &AccessTokens) -> String {
         tokens
-            .issue(UserId(7), "alice", Role::User, SessionId(9))
+            .issue(UserId(7), "alice", Role::User, SessionId(9), i64::MAX)
             .unwrap()
             .token
     }

@@ -1,8 +1,26 @@
 //! Opaque refresh tokens: 256 random bits, base64url. Only the SHA-256 is stored.
+//!
+//! A sign-in's first token is random; every later one is the *successor* of the token
+//! it replaces: HMAC-SHA-256 of that token under a server secret. So a token presented
+//! again within the reuse grace gets the same successor every time, never a chain of
+//! its own: once one holder moves on, the other's next use trips reuse detection.
+//! Without the secret a successor cannot be guessed, and nothing plaintext is stored.
 
 use std::fmt;
 
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine;
+use hmac::{Hmac, KeyInit, Mac};
 use sha2::{Digest, Sha256};
+
+/// The server secret successors are derived with (shared by every instance).
+pub struct SuccessorKey([u8; 32]);
+
+impl SuccessorKey {
+    pub fn new(bytes: [u8; 32]) -> Self {
+        SuccessorKey(bytes)
+    }
+}
 
 /// A refresh token in plaintext. Never logged: `Debug` is redacted.
 pub struct RefreshToken(String);
@@ -24,6 +42,13 @@ impl RefreshToken {
         .then(|| RefreshToken(raw.to_owned()))
     }
 
+    /// The token that replaces this one when it is rotated.
+    pub fn successor(&self, key: &SuccessorKey) -> RefreshToken {
+        let mut mac = Hmac::<Sha256>::new_from_slice(&key.0).expect("HMAC takes any key length");
+        mac.update(self.0.as_bytes());
+        RefreshToken(URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes()))
+    }
+
     pub fn hash(&self) -> [u8; 32] {
         Sha256::digest(self.0.as_bytes()).into()
     }
@@ -41,7 +66,7 @@ impl fmt::Debug for RefreshToken {
 
 #[cfg(test)]
 mod tests {
-    use super::RefreshToken;
+    use super::{RefreshToken, SuccessorKey};
 
     #[test]
     fn generated_tokens_carry_256_bits_and_parse_back() {
@@ -63,6 +88,23 @@ mod tests {
         ] {
             assert!(RefreshToken::parse(bad).is_none(), "{bad:?}");
         }
+    }
+
+    #[test]
+    fn a_successor_is_fixed_by_the_token_and_the_key() {
+        let token = RefreshToken::generate();
+        let key = SuccessorKey::new([7; 32]);
+        let next = token.successor(&key);
+        assert_eq!(next.expose(), token.successor(&key).expose());
+        assert_ne!(
+            next.expose(),
+            token.successor(&SuccessorKey::new([8; 32])).expose()
+        );
+        assert_ne!(next.expose(), token.expose());
+        assert!(
+            RefreshToken::parse(next.expose()).is_some(),
+            "same shape as a random one"
+        );
     }
 
     #[test]

@@ -239,7 +239,9 @@ async fn a_change_and_its_audit_event_commit_together() {
     let mut conn = app.conn();
     let now = clock::now();
     let user = users::find_by_id(&mut conn, alice).unwrap();
-    let session = sessions::start(&mut conn, now, &user, &client, &[7u8; 32], life).unwrap();
+    let (session, _) = sessions::start(&mut conn, now, (&user).into(), &client, &[7u8; 32], life)
+        .unwrap()
+        .expect("alice is unchanged");
     let before = audit::list(&mut conn, None, None, 1000).unwrap().len();
 
     // From now on every audit insert fails: each change must roll back with it.
@@ -279,7 +281,7 @@ async fn a_change_and_its_audit_event_commit_together() {
         "revoke",
     );
     failed(
-        sessions::start(&mut conn, now, &user, &client, &[8u8; 32], life).map(drop),
+        sessions::start(&mut conn, now, (&user).into(), &client, &[8u8; 32], life).map(drop),
         "start",
     );
     let policy = lockout::Policy {
@@ -288,7 +290,7 @@ async fn a_change_and_its_audit_event_commit_together() {
         window: 60_000,
     };
     failed(
-        lockout::record_failure(
+        record_failure(
             &mut conn,
             now,
             "alice",
@@ -325,7 +327,7 @@ async fn a_change_and_its_audit_event_commit_together() {
         "no second session"
     );
     assert_eq!(
-        lockout::locked_until(&mut conn, now, "alice", "127.0.0.1").unwrap(),
+        locked_until(&mut conn, now, "alice", "127.0.0.1"),
         None,
         "no lockout without its audit"
     );

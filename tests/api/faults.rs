@@ -143,7 +143,16 @@ fn sessions_of_alice(path: &Path, n: usize) -> Vec<String> {
     (0..n)
         .map(|_| {
             let token = RefreshToken::generate();
-            sessions::start(&mut conn, clock::now(), &user, &client, &token.hash(), life).unwrap();
+            sessions::start(
+                &mut conn,
+                clock::now(),
+                (&user).into(),
+                &client,
+                &token.hash(),
+                life,
+            )
+            .unwrap()
+            .expect("the user is unchanged");
             token.expose().to_owned()
         })
         .collect()

@@ -72,7 +72,7 @@ proptest! {
         hs in any::<bool>(),
     ) {
         let tokens = if hs { hs256_tokens() } else { eddsa_tokens() };
-        let genuine = tokens.issue(UserId(1), "alice", Role::User, SessionId(2)).unwrap().token;
+        let genuine = tokens.issue(UserId(1), "alice", Role::User, SessionId(2), i64::MAX).unwrap().token;
         prop_assert!(tokens.verify(&genuine).is_ok());
         let mut bytes = genuine.clone().into_bytes();
         let at = position.index(bytes.len());

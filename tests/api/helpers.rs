@@ -3,13 +3,16 @@ use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use latchkey::clock;
+use diesel::prelude::*;
+use latchkey::clock::{self, Millis};
 use latchkey::config::{JwtAlg, Settings};
 use latchkey::db::{self, Db};
 use latchkey::domain::{Password, Role, Username};
 use latchkey::passwords;
+use latchkey::schema::{login_failures, login_failures_by_ip};
 use latchkey::startup::Application;
-use latchkey::store::{users, Actor};
+use latchkey::store::lockout::{self, Attempt};
+use latchkey::store::{users, Actor, StoreError};
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{json, Value};
 
@@ -265,4 +268,43 @@ pub async fn time_until_refused(app: &TestApp, access: &str, limit: Duration) ->
         actix_web::rt::time::sleep(Duration::from_millis(50)).await;
     }
     None
+}
+
+/// One failed sign-in of `username` from `actor.ip`, counted and audited the way the
+/// sign-in flow does it; the end of the lockout it started or met.
+pub fn record_failure(
+    conn: &mut db::Conn,
+    now: Millis,
+    username: &str,
+    user_id: Option<i64>,
+    actor: &Actor,
+    policy: lockout::Policy,
+) -> Result<Option<Millis>, StoreError> {
+    let ip = actor.ip.as_deref().unwrap_or("unknown");
+    match lockout::reserve(conn, now, username, user_id, ip, actor, policy)? {
+        Attempt::Allowed(attempt) => lockout::confirm_failure(conn, now, &attempt, user_id, actor),
+        Attempt::Locked(until) => Ok(Some(until)),
+    }
+}
+
+/// The end of a lockout running at `now` on (username, ip) or on the whole ip, read
+/// straight from the tables.
+pub fn locked_until(conn: &mut db::Conn, now: Millis, username: &str, ip: &str) -> Option<Millis> {
+    let pair: Option<Option<Millis>> = login_failures::table
+        .find((username, ip))
+        .select(login_failures::locked_until)
+        .get_result(conn)
+        .optional()
+        .unwrap();
+    let whole: Option<Option<Millis>> = login_failures_by_ip::table
+        .find(ip)
+        .select(login_failures_by_ip::locked_until)
+        .get_result(conn)
+        .optional()
+        .unwrap();
+    [pair.flatten(), whole.flatten()]
+        .into_iter()
+        .flatten()
+        .filter(|until| *until > now)
+        .max()
 }

@@ -48,11 +48,13 @@ fn session_at(
     Ok(sessions::start(
         conn,
         at,
-        &user,
+        (&user).into(),
         &client_at("10.0.0.1"),
         &[seed; 32],
         lifetimes,
     )?
+    .expect("alice is unchanged")
+    .0
     .id)
 }
 
@@ -113,7 +115,7 @@ fn fail(conn: &mut Conn, at: Millis, ip: &str, max: i32) {
         ip_max_failures: 100,
         window: 15 * MINUTE,
     };
-    lockout::record_failure(conn, at, "nobody", None, &actor, policy).unwrap();
+    record_failure(conn, at, "nobody", None, &actor, policy).unwrap();
 }
 
 #[actix_web::test]
@@ -144,7 +146,7 @@ async fn a_pass_deletes_only_what_can_no_longer_matter() {
     sessions::start(
         conn,
         now - MINUTE,
-        &user,
+        (&user).into(),
         &client,
         &first.hash(),
         life(7, 30),
@@ -163,9 +165,7 @@ async fn a_pass_deletes_only_what_can_no_longer_matter() {
     fail(conn, now - DAY, "10.0.0.2", 5);
     fail(conn, now - MINUTE, "10.0.0.3", 5);
     fail(conn, now - 20 * MINUTE, "10.0.0.4", 1);
-    assert!(lockout::locked_until(conn, now, "nobody", "10.0.0.4")
-        .unwrap()
-        .is_none());
+    assert!(locked_until(conn, now, "nobody", "10.0.0.4").is_none());
     fail(conn, now - MINUTE, "10.0.0.5", 1);
     assert_eq!(failure_rows(conn), (4, 4));
 
@@ -188,9 +188,7 @@ async fn a_pass_deletes_only_what_can_no_longer_matter() {
         (2, 2),
         "the fresh counter and the lockout"
     );
-    assert!(lockout::locked_until(conn, now, "nobody", "10.0.0.5")
-        .unwrap()
-        .is_some());
+    assert!(locked_until(conn, now, "nobody", "10.0.0.5").is_some());
     assert!(
         sessions::revoked_since(conn, now - 2 * DAY)
             .unwrap()

@@ -23,7 +23,16 @@ fn start_sessions(app: &TestApp, name: &str, n: usize) {
     };
     for i in 0..n {
         let hash = format!("{name}-{i}-{}", clock::now()).into_bytes();
-        sessions::start(&mut conn, clock::now(), &user, &client, &hash, life).unwrap();
+        sessions::start(
+            &mut conn,
+            clock::now(),
+            (&user).into(),
+            &client,
+            &hash,
+            life,
+        )
+        .unwrap()
+        .expect("the user is unchanged");
     }
 }
 
