@@ -331,3 +331,53 @@ async fn no_password_or_token_reaches_the_log_even_at_trace_level() {
     // Nor any recognisable piece of the token (its signature part).
     assert!(!log.contains(access.rsplit('.').next().unwrap()));
 }
+
+/// `latchkey serve` with these environment variables, expected to stop at once.
+fn serve_refused(env: &[(&str, &str)]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
+    command
+        .arg("--database")
+        .arg(dir.path().join("latchkey.db"))
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env_remove("DATABASE_URL")
+        .env_remove("LATCHKEY_JWT_SECRET")
+        .env_remove("LATCHKEY_JWT_ALG")
+        .stdin(std::process::Stdio::null());
+    for (k, v) in env {
+        command.env(k, v);
+    }
+    let output = command.output().unwrap();
+    assert!(!output.status.success(), "{env:?} started");
+    String::from_utf8_lossy(&output.stderr).into_owned()
+}
+
+#[test]
+fn predictable_hs256_secrets_and_impossible_lifetimes_stop_start_up() {
+    let repeated = "password".repeat(4);
+    let stderr = serve_refused(&[
+        ("LATCHKEY_JWT_ALG", "HS256"),
+        ("LATCHKEY_JWT_SECRET", &repeated),
+    ]);
+    assert!(
+        stderr.contains("LATCHKEY_JWT_SECRET") && stderr.contains("openssl rand"),
+        "{stderr}"
+    );
+    let stderr = serve_refused(&[
+        ("LATCHKEY_ACCESS_TTL", "15m"),
+        ("LATCHKEY_REFRESH_TTL", "1m"),
+    ]);
+    assert!(stderr.contains("LATCHKEY_REFRESH_TTL"), "{stderr}");
+    let stderr = serve_refused(&[
+        ("LATCHKEY_REFRESH_TTL", "7d"),
+        ("LATCHKEY_SESSION_MAX", "1d"),
+    ]);
+    assert!(stderr.contains("LATCHKEY_SESSION_MAX"), "{stderr}");
+    let stderr = serve_refused(&[(
+        "LATCHKEY_JWT_SECRET",
+        "q3Zr8Jw0pL2vXy7Tn5Kc1Bm9Hd4Fg6Sa0Ue2Ri8Oq",
+    )]);
+    assert!(stderr.contains("LATCHKEY_JWT_SECRET"), "{stderr}");
+    let stderr = serve_refused(&[("LATCHKEY_ACCESS_TTL", "0s")]);
+    assert!(stderr.contains("LATCHKEY_ACCESS_TTL"), "{stderr}");
+}

@@ -18,6 +18,7 @@ mod lockout;
 mod me;
 mod pages;
 mod passwords;
+mod races;
 mod refresh;
 mod revocation;
 mod sign_in;
