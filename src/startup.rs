@@ -185,30 +185,33 @@ fn spawn_refreshers(state: Data<AppState>) {
     }
 }
 
-/// The key that signs and encrypts the pages' cookie session (CSRF token, flash), kept
-/// in the database so every instance on it, and every restart, accepts the same cookies.
-fn session_key(db: &Db) -> anyhow::Result<Key> {
-    let mut fresh = [0u8; 64];
-    rand::fill(&mut fresh);
-    let stored = db.write_blocking(move |conn| {
-        secrets::get_or_create(conn, clock::now(), "session_key", &fresh)
-    })?;
-    Key::try_from(stored.as_slice())
-        .map_err(|_| anyhow::anyhow!("the stored session key is malformed (app_secrets)"))
+/// A secret shared by every instance on the database (and every restart): made by the
+/// first to ask, kept in `app_secrets`.
+fn shared_secret<const N: usize>(db: &Db, name: &'static str) -> anyhow::Result<[u8; N]> {
+    let mut fresh = [0u8; N];
+    rand::fill(&mut fresh[..]);
+    let stored =
+        db.write_blocking(move |conn| secrets::get_or_create(conn, clock::now(), name, &fresh))?;
+    stored
+        .as_slice()
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("the stored secret {name} is malformed (app_secrets)"))
 }
 
-/// The secret refresh-token successors are derived with, shared like the session key:
-/// every instance must derive the same successor for a repeat within the grace.
+/// The key that signs and encrypts the pages' cookie session (CSRF token, flash), so
+/// every instance on the database, and every restart, accepts the same cookies.
+fn session_key(db: &Db) -> anyhow::Result<Key> {
+    let stored: [u8; 64] = shared_secret(db, "session_key")?;
+    Ok(Key::from(&stored))
+}
+
+/// The secret refresh-token successors are derived with: every instance must derive the
+/// same successor for a repeat within the grace.
 fn successor_key(db: &Db) -> anyhow::Result<SuccessorKey> {
-    let mut fresh = [0u8; 32];
-    rand::fill(&mut fresh);
-    let stored = db.write_blocking(move |conn| {
-        secrets::get_or_create(conn, clock::now(), "refresh_successor_key", &fresh)
-    })?;
-    let bytes: [u8; 32] = stored.as_slice().try_into().map_err(|_| {
-        anyhow::anyhow!("the stored refresh successor key is malformed (app_secrets)")
-    })?;
-    Ok(SuccessorKey::new(bytes))
+    Ok(SuccessorKey::new(shared_secret(
+        db,
+        "refresh_successor_key",
+    )?))
 }
 
 /// `lk_session`: the pages' cookie session, `HttpOnly; SameSite=Lax; Path=/`, ending

@@ -86,6 +86,20 @@ pub enum Attempt {
     Locked(Millis),
 }
 
+/// failures, window start, lockout end, first refusal audited
+type CounterRow = (i32, Millis, Option<Millis>, bool);
+
+fn from_row((failures, started, locked_until, audited): CounterRow) -> (Counter, bool) {
+    (
+        Counter {
+            failures,
+            started,
+            locked_until,
+        },
+        audited,
+    )
+}
+
 fn pair_counter(
     conn: &mut Conn,
     username: &str,
@@ -99,18 +113,9 @@ fn pair_counter(
             login_failures::locked_until,
             login_failures::refusal_audited,
         ))
-        .get_result::<(i32, Millis, Option<Millis>, bool)>(conn)
+        .get_result::<CounterRow>(conn)
         .optional()?
-        .map(|(failures, started, locked_until, audited)| {
-            (
-                Counter {
-                    failures,
-                    started,
-                    locked_until,
-                },
-                audited,
-            )
-        }))
+        .map(from_row))
 }
 
 fn ip_counter(conn: &mut Conn, client: &str) -> Result<Option<(Counter, bool)>, StoreError> {
@@ -122,18 +127,9 @@ fn ip_counter(conn: &mut Conn, client: &str) -> Result<Option<(Counter, bool)>, 
             login_failures_by_ip::locked_until,
             login_failures_by_ip::refusal_audited,
         ))
-        .get_result::<(i32, Millis, Option<Millis>, bool)>(conn)
+        .get_result::<CounterRow>(conn)
         .optional()?
-        .map(|(failures, started, locked_until, audited)| {
-            (
-                Counter {
-                    failures,
-                    started,
-                    locked_until,
-                },
-                audited,
-            )
-        }))
+        .map(from_row))
 }
 
 /// A running lockout whose first refusal is already audited: the read-only answer that

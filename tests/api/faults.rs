@@ -28,10 +28,6 @@ struct Server {
 }
 
 impl Server {
-    fn start(db_path: &Path) -> Self {
-        Self::start_logging(db_path, None)
-    }
-
     /// With `log`, the server logs at `info` into that file.
     fn start_logging(db_path: &Path, log: Option<&Path>) -> Self {
         let port = {
