@@ -5,7 +5,7 @@ use criterion::{criterion_group, criterion_main, BatchSize, Criterion};
 use latchkey::clock;
 use latchkey::domain::{Role, SessionId, UserId};
 use latchkey::revocation::RevokedSessions;
-use latchkey::tokens::access::AccessTokens;
+use latchkey::tokens::access::{AccessTokens, Amr, SessionClaims};
 use latchkey::tokens::keys::{generate_ed25519, KeySet, Keys};
 use latchkey::tokens::refresh::RefreshToken;
 use latchkey::tokens::verified;
@@ -24,7 +24,17 @@ fn hs256() -> AccessTokens {
 
 fn issue(tokens: &AccessTokens) -> String {
     tokens
-        .issue(UserId(7), "alice", Role::User, SessionId(42), i64::MAX)
+        .issue(
+            UserId(7),
+            "alice",
+            Role::User,
+            SessionClaims {
+                id: SessionId(42),
+                auth_time: 0,
+                amr: Amr::Password,
+                not_after: i64::MAX,
+            },
+        )
         .expect("issue")
         .token
 }

@@ -99,12 +99,16 @@ impl ResponseError for ApiError {
     fn error_response(&self) -> HttpResponse {
         let mut response = HttpResponse::build(self.status_code());
         response.insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")));
-        // RFC 6750 §3: no error attribute when the request carried no token.
+        // RFC 9110 §15.5.2: every 401 says how to authenticate. RFC 6750 §3: no error
+        // attribute when the request carried no token.
         match self {
-            ApiError::MissingToken => {
+            ApiError::MissingToken | ApiError::InvalidCredentials => {
                 response.insert_header((header::WWW_AUTHENTICATE, r#"Bearer realm="latchkey""#));
             }
-            ApiError::InvalidToken | ApiError::TokenExpired | ApiError::SessionRevoked => {
+            ApiError::InvalidToken
+            | ApiError::TokenExpired
+            | ApiError::SessionRevoked
+            | ApiError::InvalidRefreshToken => {
                 response.insert_header((
                     header::WWW_AUTHENTICATE,
                     r#"Bearer realm="latchkey", error="invalid_token""#,
@@ -119,6 +123,68 @@ impl ResponseError for ApiError {
             error: self.code(),
             message: self.to_string(),
         })
+    }
+}
+
+/// The RFC 6749 §5.2 errors of the native-client token grants (form-encoded
+/// `POST /auth/token`), which OAuth client libraries parse instead of ours.
+#[derive(Debug, thiserror::Error)]
+pub enum OAuthError {
+    #[error("{0}")]
+    InvalidRequest(String),
+    #[error("{0}")]
+    InvalidGrant(&'static str),
+    #[error("grant_type must be password or refresh_token")]
+    UnsupportedGrantType,
+    /// Anything else the flow refused with: answered as the JSON API would, in this shape.
+    #[error("{0}")]
+    Api(ApiError),
+}
+
+impl From<ApiError> for OAuthError {
+    fn from(e: ApiError) -> Self {
+        match e {
+            ApiError::InvalidCredentials => OAuthError::InvalidGrant("wrong username or password"),
+            ApiError::InvalidRefreshToken => {
+                OAuthError::InvalidGrant("the refresh token is unknown, expired, revoked or reused")
+            }
+            ApiError::BadRequest(message) => OAuthError::InvalidRequest(message),
+            other => OAuthError::Api(other),
+        }
+    }
+}
+
+impl ResponseError for OAuthError {
+    fn status_code(&self) -> StatusCode {
+        match self {
+            OAuthError::Api(inner) => inner.status_code(),
+            _ => StatusCode::BAD_REQUEST,
+        }
+    }
+
+    fn error_response(&self) -> HttpResponse {
+        let code = match self {
+            OAuthError::InvalidRequest(_) => "invalid_request",
+            OAuthError::InvalidGrant(_) => "invalid_grant",
+            OAuthError::UnsupportedGrantType => "unsupported_grant_type",
+            OAuthError::Api(ApiError::TooManyAttempts(_)) => "invalid_grant",
+            OAuthError::Api(ApiError::Unavailable) => "temporarily_unavailable",
+            OAuthError::Api(ApiError::PayloadTooLarge | ApiError::UnsupportedMediaType) => {
+                "invalid_request"
+            }
+            OAuthError::Api(_) => "server_error",
+        };
+        let mut response = HttpResponse::build(self.status_code());
+        response
+            .insert_header((header::CACHE_CONTROL, HeaderValue::from_static("no-store")))
+            .insert_header((header::PRAGMA, HeaderValue::from_static("no-cache")));
+        if let OAuthError::Api(ApiError::TooManyAttempts(secs)) = self {
+            response.insert_header((header::RETRY_AFTER, secs.max(&1).to_string()));
+        }
+        response.json(serde_json::json!({
+            "error": code,
+            "error_description": self.to_string(),
+        }))
     }
 }
 

@@ -8,7 +8,7 @@ use super::views::{SessionList, SessionView};
 use crate::auth::flows::revoking;
 use crate::auth::Auth;
 use crate::clock;
-use crate::domain::SessionId;
+use crate::domain::{Role, SessionId};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::sessions::{self, Client};
@@ -24,6 +24,29 @@ pub async fn me(auth: Auth) -> HttpResponse {
         "role": auth.role,
         "session_id": auth.session_id,
     }))
+}
+
+#[derive(serde::Deserialize)]
+pub struct VerifyQuery {
+    role: Option<String>,
+}
+
+/// `GET /api/verify[?role=admin]`: forward authentication for gateways. The same checks
+/// as `/api/me`; the identity comes back in headers, for the gateway to pass upstream.
+pub async fn verify(auth: Auth, query: web::Query<VerifyQuery>) -> Result<HttpResponse, ApiError> {
+    if let Some(raw) = query.role.as_deref() {
+        let needed: Role = raw.parse().map_err(ApiError::BadRequest)?;
+        if needed == Role::Admin && auth.role != Role::Admin {
+            return Err(ApiError::Forbidden);
+        }
+    }
+    Ok(HttpResponse::NoContent()
+        .insert_header(("X-Latchkey-User-Id", auth.user_id.to_string()))
+        .insert_header(("X-Latchkey-Username", auth.username.clone()))
+        .insert_header(("X-Latchkey-Role", auth.role.as_str()))
+        .insert_header(("X-Latchkey-Session-Id", auth.session_id.to_string()))
+        .insert_header(("X-Latchkey-Amr", auth.amr.methods().join(",")))
+        .finish())
 }
 
 pub async fn sessions(auth: Auth, state: Data<AppState>) -> Result<HttpResponse, ApiError> {

@@ -31,6 +31,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         web::scope("/api")
             .wrap(from_fn(refuse_large_bodies))
             .service(resource("/me").route(web::get().to(me::me)))
+            .service(resource("/verify").route(web::get().to(me::verify)))
             .service(resource("/sessions").route(web::get().to(me::sessions)))
             .service(resource("/sessions/{id}").route(web::delete().to(me::revoke_session)))
             .service(resource("/admin/sessions").route(web::get().to(admin::sessions)))
@@ -40,7 +41,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
             .service(resource("/admin/users").route(web::get().to(admin::users)))
             .default_service(web::to(not_found)),
     )
-    .service(resource("/.well-known/jwks.json").route(web::get().to(wellknown::jwks)))
+    .service(
+        web::scope("/.well-known")
+            .service(resource("/jwks.json").route(web::get().to(wellknown::jwks)))
+            .service(
+                resource("/oauth-authorization-server").route(web::get().to(wellknown::metadata)),
+            )
+            .service(resource("/openid-configuration").route(web::get().to(wellknown::metadata)))
+            .default_service(web::to(not_found)),
+    )
     .service(resource("/healthz").route(web::get().to(wellknown::healthz)));
 }
 

@@ -2,13 +2,13 @@
 
 use actix_web::http::header;
 use actix_web::web::{self, Data};
-use actix_web::{HttpRequest, HttpResponse, HttpResponseBuilder};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, HttpResponseBuilder};
 use askama::Template;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::flows::{self, SignedIn};
 use crate::cookies;
-use crate::error::ApiError;
+use crate::error::{ApiError, OAuthError};
 use crate::next_path;
 use crate::origin;
 use crate::state::AppState;
@@ -51,13 +51,91 @@ fn token_response(state: &AppState, signed_in: &SignedIn) -> HttpResponse {
         })
 }
 
+/// `POST /auth/token`: JSON credentials (the refresh token in a cookie), or the RFC 6749
+/// form-encoded grants of native clients (the refresh token in the body).
 pub async fn token(
+    req: HttpRequest,
+    payload: web::Payload,
     state: Data<AppState>,
-    body: web::Json<Credentials>,
     client: Client,
-) -> Result<HttpResponse, ApiError> {
+) -> Result<HttpResponse, actix_web::Error> {
+    let mut payload = payload.into_inner();
+    if is_form(&req) {
+        let body = web::Bytes::from_request(&req, &mut payload)
+            .await
+            .map_err(|e| OAuthError::from(body_error(&e)))?;
+        return Ok(native_grant(&state, &body, &client).await?);
+    }
+    let body = web::Json::<Credentials>::from_request(&req, &mut payload).await?;
     let signed_in = flows::sign_in(&state, &body.username, &body.password, &client).await?;
     Ok(token_response(&state, &signed_in))
+}
+
+fn is_form(req: &HttpRequest) -> bool {
+    req.headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split(';').next())
+        .is_some_and(|v| {
+            v.trim()
+                .eq_ignore_ascii_case("application/x-www-form-urlencoded")
+        })
+}
+
+fn body_error(e: &actix_web::Error) -> ApiError {
+    if e.as_response_error().status_code() == actix_web::http::StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::PayloadTooLarge
+    } else {
+        ApiError::BadRequest("the request body could not be read".into())
+    }
+}
+
+/// The fields of both native grants (RFC 6749 §4.3 and §6).
+#[derive(Deserialize)]
+struct GrantForm {
+    grant_type: Option<String>,
+    username: Option<String>,
+    password: Option<String>,
+    refresh_token: Option<String>,
+}
+
+#[derive(Serialize)]
+struct NativeTokenBody<'a> {
+    access_token: &'a str,
+    token_type: &'static str,
+    expires_in: i64,
+    refresh_token: &'a str,
+    refresh_expires_in: i64,
+}
+
+async fn native_grant(
+    state: &Data<AppState>,
+    body: &[u8],
+    client: &Client,
+) -> Result<HttpResponse, OAuthError> {
+    let form: GrantForm = serde_urlencoded::from_bytes(body)
+        .map_err(|_| OAuthError::InvalidRequest("the form body is malformed".into()))?;
+    let missing = |name: &str| OAuthError::InvalidRequest(format!("{name} is required"));
+    let signed_in = match form.grant_type.as_deref() {
+        Some("password") => {
+            let username = form.username.ok_or_else(|| missing("username"))?;
+            let password = form.password.ok_or_else(|| missing("password"))?;
+            flows::sign_in(state, &username, &password, client).await?
+        }
+        Some("refresh_token") => {
+            let token = form.refresh_token.ok_or_else(|| missing("refresh_token"))?;
+            flows::refresh(state, Some(&token), client).await?
+        }
+        Some(_) => return Err(OAuthError::UnsupportedGrantType),
+        None => return Err(missing("grant_type")),
+    };
+    Ok(no_store(HttpResponse::Ok()).json(NativeTokenBody {
+        access_token: &signed_in.access.token,
+        token_type: "Bearer",
+        expires_in: signed_in.access.expires_in,
+        refresh_token: signed_in.refresh.expose(),
+        refresh_expires_in: signed_in.refresh_expires_in,
+    }))
 }
 
 /// Cookie-authenticated POSTs refuse cross-site callers (see `origin`).

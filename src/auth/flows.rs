@@ -12,7 +12,7 @@ use crate::store::lockout::{self, Attempt, Reservation};
 use crate::store::sessions::{self, Client, Rotation, SessionRow};
 use crate::store::users::{self, UserRow};
 use crate::store::{Actor, StoreError};
-use crate::tokens::access::Issued;
+use crate::tokens::access::{Amr, Issued, SessionClaims};
 use crate::tokens::refresh::RefreshToken;
 
 /// A new or refreshed sign-in: what the client is given.
@@ -221,8 +221,12 @@ fn signed_in(
             UserId(user.id),
             &user.username,
             user.role(),
-            SessionId(session.id),
-            session.absolute_expires_at / SECOND,
+            SessionClaims {
+                id: SessionId(session.id),
+                auth_time: session.created_at / SECOND,
+                amr: Amr::Password,
+                not_after: session.absolute_expires_at / SECOND,
+            },
         )
         .map_err(|_| ApiError::Internal)?;
     Ok(SignedIn {

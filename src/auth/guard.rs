@@ -13,7 +13,7 @@ use crate::cookies;
 use crate::domain::{Role, SessionId, UserId};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::tokens::access::TokenError;
+use crate::tokens::access::{Amr, TokenError};
 
 /// Who is calling, as their access token says.
 #[derive(Debug, Clone)]
@@ -22,6 +22,7 @@ pub struct Identity {
     pub session_id: SessionId,
     pub username: String,
     pub role: Role,
+    pub amr: Amr,
 }
 
 pub trait RoleRequirement {
@@ -88,6 +89,7 @@ pub fn authenticate(req: &HttpRequest) -> Result<Identity, ApiError> {
         session_id: verified.session_id,
         username: verified.username,
         role: verified.role,
+        amr: verified.amr,
     })
 }
 

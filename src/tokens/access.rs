@@ -11,6 +11,8 @@ use crate::clock::{self, SECOND};
 use crate::domain::{Role, SessionId, UserId};
 
 pub const AUDIENCE: &str = "latchkey";
+/// The `client_id` claim (RFC 9068): tokens are issued to latchkey's own clients.
+pub const CLIENT_ID: &str = "latchkey";
 pub const TYP: &str = "at+jwt";
 /// Clock skew tolerated on `exp` (SPEC: at most 5 s).
 pub const LEEWAY_SECS: u64 = 5;
@@ -28,6 +30,48 @@ struct Claims {
     sid: String,
     name: String,
     role: String,
+    // Defaults: tokens issued before these claims existed still verify until they expire.
+    #[serde(default)]
+    client_id: String,
+    #[serde(default)]
+    auth_time: i64,
+    #[serde(default)]
+    amr: Vec<String>,
+}
+
+/// How a session signed in (RFC 8176 `amr` values).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Amr {
+    /// A password.
+    Password,
+}
+
+impl Amr {
+    pub fn methods(self) -> &'static [&'static str] {
+        match self {
+            Amr::Password => &["pwd"],
+        }
+    }
+
+    /// Read back from a token; a token without `amr` predates it and was a password.
+    fn from_claim(amr: &[String]) -> Result<Self, TokenError> {
+        match amr {
+            [] => Ok(Amr::Password),
+            [one] if one == "pwd" => Ok(Amr::Password),
+            _ => Err(TokenError::Invalid),
+        }
+    }
+}
+
+/// The session an access token is issued for.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionClaims {
+    pub id: SessionId,
+    /// When the session signed in, Unix seconds.
+    pub auth_time: i64,
+    pub amr: Amr,
+    /// The session's absolute end, Unix seconds: the token never outlives it.
+    pub not_after: i64,
 }
 
 /// What a valid access token says.
@@ -37,6 +81,7 @@ pub struct Verified {
     pub session_id: SessionId,
     pub username: String,
     pub role: Role,
+    pub amr: Amr,
     /// Expiry, Unix seconds.
     pub exp: i64,
 }
@@ -82,8 +127,7 @@ impl AccessTokens {
         user_id: UserId,
         username: &str,
         role: Role,
-        session_id: SessionId,
-        not_after: i64,
+        session: SessionClaims,
     ) -> Result<Issued, TokenError> {
         let keys = self.keys.current();
         let (kid, signer) = keys.signing.as_ref().ok_or(TokenError::NoSigningKey)?;
@@ -92,7 +136,7 @@ impl AccessTokens {
         header.kid = Some(kid.clone());
         let iat = clock::now() / SECOND;
         // Never past the session's absolute end: its tokens die with it.
-        let exp = (iat + self.ttl_secs).min(not_after);
+        let exp = (iat + self.ttl_secs).min(session.not_after);
         let claims = Claims {
             iss: self.issuer.clone(),
             sub: user_id.to_string(),
@@ -100,9 +144,17 @@ impl AccessTokens {
             exp,
             iat,
             jti: super::random_b64(16),
-            sid: session_id.to_string(),
+            sid: session.id.to_string(),
             name: username.to_owned(),
             role: role.as_str().to_owned(),
+            client_id: CLIENT_ID.into(),
+            auth_time: session.auth_time,
+            amr: session
+                .amr
+                .methods()
+                .iter()
+                .map(|m| (*m).to_owned())
+                .collect(),
         };
         let token = signer.sign(&header, &claims).map_err(|e| {
             tracing::error!(error = %e, "cannot sign an access token");
@@ -179,6 +231,7 @@ fn verify_signed(
         session_id: claims.sid.parse().map_err(|_| TokenError::Invalid)?,
         username: claims.name,
         role: claims.role.parse().map_err(|_| TokenError::Invalid)?,
+        amr: Amr::from_claim(&claims.amr)?,
         exp: claims.exp,
     };
     Ok((verified, kid))
@@ -200,9 +253,18 @@ mod tests {
         )
     }
 
+    pub(crate) fn session(id: i64) -> SessionClaims {
+        SessionClaims {
+            id: SessionId(id),
+            auth_time: 0,
+            amr: Amr::Password,
+            not_after: i64::MAX,
+        }
+    }
+
     fn issue(tokens: &AccessTokens) -> String {
         tokens
-            .issue(UserId(7), "alice", Role::User, SessionId(9), i64::MAX)
+            .issue(UserId(7), "alice", Role::User, session(9))
             .unwrap()
             .token
     }

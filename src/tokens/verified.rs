@@ -125,6 +125,7 @@ mod tests {
             session_id: SessionId(n),
             username: format!("user{n}"),
             role: Role::User,
+            amr: crate::tokens::access::Amr::Password,
             exp: n,
         }
     }

@@ -8,7 +8,7 @@ use base64::Engine as _;
 use latchkey::config::parse_duration;
 use latchkey::domain::{Password, Role, SessionId, UserId, Username};
 use latchkey::next_path;
-use latchkey::tokens::access::AccessTokens;
+use latchkey::tokens::access::{AccessTokens, Amr, SessionClaims};
 use latchkey::tokens::keys::{generate_ed25519, KeySet, Keys};
 use latchkey::tokens::refresh::RefreshToken;
 use proptest::prelude::*;
@@ -72,7 +72,7 @@ proptest! {
         hs in any::<bool>(),
     ) {
         let tokens = if hs { hs256_tokens() } else { eddsa_tokens() };
-        let genuine = tokens.issue(UserId(1), "alice", Role::User, SessionId(2), i64::MAX).unwrap().token;
+        let genuine = tokens.issue(UserId(1), "alice", Role::User, SessionClaims { id: SessionId(2), auth_time: 0, amr: Amr::Password, not_after: i64::MAX }).unwrap().token;
         prop_assert!(tokens.verify(&genuine).is_ok());
         let mut bytes = genuine.clone().into_bytes();
         let at = position.index(bytes.len());
