@@ -186,7 +186,7 @@ fn serve(database: &str, args: ServeArgs) -> anyhow::Result<()> {
             "latchkey listening on {} (port {}), issuer {}",
             settings.bind,
             app.port(),
-            settings.public_url
+            app.issuer()
         );
         app.run().await.context("server failed")
     })

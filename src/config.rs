@@ -16,12 +16,9 @@ pub struct ServeArgs {
     #[arg(long)]
     pub demo: bool,
     /// Public base URL: the token issuer; https turns on Secure cookies and HSTS.
-    #[arg(
-        long,
-        env = "LATCHKEY_PUBLIC_URL",
-        default_value = "http://127.0.0.1:8080"
-    )]
-    pub public_url: String,
+    /// Default: http:// and the bind address.
+    #[arg(long, env = "LATCHKEY_PUBLIC_URL")]
+    pub public_url: Option<String>,
     /// Access-token lifetime (30s, 15m, 2h, 7d).
     #[arg(long, env = "LATCHKEY_ACCESS_TTL", default_value = "15m")]
     pub access_ttl: String,
@@ -97,7 +94,10 @@ impl Settings {
     }
 
     pub fn from_args(args: &ServeArgs) -> Result<Self, String> {
-        let public_url = lower_scheme(args.public_url.trim_end_matches('/'));
+        let public_url = match &args.public_url {
+            Some(url) => lower_scheme(url.trim_end_matches('/')),
+            None => format!("http://{}", args.bind),
+        };
         let secure_cookies = if public_url.starts_with("https://") {
             true
         } else if public_url.starts_with("http://") {

@@ -35,6 +35,7 @@ const KEY_POLL: Duration = Duration::from_secs(3);
 pub struct Application {
     server: Server,
     port: u16,
+    issuer: String,
 }
 
 impl Application {
@@ -43,7 +44,17 @@ impl Application {
         let listener = TcpListener::bind(&settings.bind).map_err(|e| {
             anyhow::anyhow!("LATCHKEY_BIND: cannot listen on {}: {e}", settings.bind)
         })?;
-        let port = listener.local_addr()?.port();
+        let bound = listener.local_addr()?;
+        let port = bound.port();
+        let mut settings = settings;
+        // The default public URL is the bind address; with port 0 that is the port the
+        // system picked.
+        if settings.public_url == format!("http://{}", settings.bind)
+            && settings.bind.ends_with(":0")
+        {
+            settings.public_url = format!("http://{bound}");
+        }
+        let issuer = settings.public_url.clone();
         let state = Data::new(build_state(settings, db)?);
         spawn_refreshers(state.clone());
         housekeeping::spawn(state.clone());
@@ -78,11 +89,20 @@ impl Application {
         .shutdown_timeout(10)
         .listen(listener)?
         .run();
-        Ok(Application { server, port })
+        Ok(Application {
+            server,
+            port,
+            issuer,
+        })
     }
 
     pub fn port(&self) -> u16 {
         self.port
+    }
+
+    /// The issuer of this server's tokens (`LATCHKEY_PUBLIC_URL`, or the bound address).
+    pub fn issuer(&self) -> &str {
+        &self.issuer
     }
 
     /// Serves until SIGINT/SIGTERM, then drains in-flight requests.

@@ -44,6 +44,7 @@ impl Server {
             .env_remove("DATABASE_URL")
             .env_remove("LATCHKEY_JWT_ALG")
             .env_remove("LATCHKEY_TRUSTED_PROXIES")
+            .env_remove("LATCHKEY_PUBLIC_URL")
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(match log {
@@ -509,4 +510,19 @@ async fn malformed_and_oversized_request_heads_are_answered_and_not_logged_as_er
         "the log was written: {logged}"
     );
     assert!(!logged.contains("ERROR"), "{logged}");
+}
+
+#[actix_web::test]
+async fn without_a_public_url_the_issuer_is_the_bind_address() {
+    let (_dir, path) = database_with_alice();
+    let server = Server::start_ready(&path).await;
+    let doc: serde_json::Value = client()
+        .get(server.url("/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(doc["issuer"], server.address.as_str());
 }
