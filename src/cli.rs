@@ -9,6 +9,7 @@ use std::process::ExitCode;
 use anyhow::{anyhow, bail, Context};
 use clap::{Parser, Subcommand};
 
+use crate::api::views::{SessionList, SessionView, UserList, UserView};
 use crate::clock::{self, rfc3339};
 use crate::config::{ServeArgs, Settings};
 use crate::db::{self, Conn};
@@ -63,7 +64,18 @@ enum UserCommand {
         password_stdin: bool,
     },
     /// List users.
-    List,
+    List {
+        /// Print one JSON document (the API's field names) instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show one user.
+    Show {
+        name: String,
+        /// Print one JSON document (the API's field names) instead of text.
+        #[arg(long)]
+        json: bool,
+    },
     /// Change a user's role.
     SetRole { name: String, role: String },
     /// Disable a user and revoke their sessions.
@@ -82,8 +94,12 @@ enum UserCommand {
 enum SessionsCommand {
     /// List active sessions.
     List {
+        /// Only this user's sessions (an unknown user has none).
         #[arg(long)]
         user: Option<String>,
+        /// Print one JSON document (the API's field names) instead of a table.
+        #[arg(long)]
+        json: bool,
     },
     /// Revoke one session by id, or every session of a user.
     Revoke {
@@ -97,7 +113,11 @@ enum SessionsCommand {
 #[derive(Subcommand)]
 enum KeysCommand {
     /// List signing keys.
-    List,
+    List {
+        /// Print one JSON document instead of a table.
+        #[arg(long)]
+        json: bool,
+    },
     /// Make a new active signing key; running servers switch within 10 seconds.
     Rotate,
 }
@@ -106,8 +126,13 @@ enum KeysCommand {
 enum AuditCommand {
     /// Newest events first.
     List {
+        /// Only events about this user (an unknown user has none).
         #[arg(long)]
         user: Option<String>,
+        /// Print one JSON document instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// The most events to print.
         #[arg(long, default_value_t = 100, value_parser = clap::value_parser!(i64).range(1..=10_000))]
         limit: i64,
     },
@@ -303,7 +328,29 @@ fn user(conn: &mut Conn, cmd: UserCommand) -> anyhow::Result<()> {
                 row.username, row.id, role
             );
         }
-        UserCommand::List => {
+        UserCommand::List { json: true } => {
+            let users = users::list(conn)?.into_iter().map(UserView::from).collect();
+            print_json(&UserList { users })?;
+        }
+        UserCommand::Show { name, json } => {
+            let user = find_user(conn, &name)?;
+            let active =
+                sessions::list_active(conn, clock::now(), Some(user.id), None, i64::MAX)?.len();
+            if json {
+                print_json(&UserView::from(user))?;
+            } else {
+                println!("id:        {}", user.id);
+                println!("username:  {}", user.username);
+                println!("role:      {}", user.role());
+                println!(
+                    "status:    {}",
+                    if user.disabled { "disabled" } else { "active" }
+                );
+                println!("created:   {}", rfc3339(user.created_at));
+                println!("sessions:  {active} active");
+            }
+        }
+        UserCommand::List { json: false } => {
             let rows = users::list(conn)?;
             print_table(
                 &["ID", "USERNAME", "ROLE", "STATUS", "CREATED"],
@@ -356,9 +403,29 @@ fn store_error(e: StoreError) -> anyhow::Error {
 
 fn sessions_cmd(conn: &mut Conn, cmd: SessionsCommand) -> anyhow::Result<()> {
     match cmd {
-        SessionsCommand::List { user } => {
-            let user_id = user.map(|u| find_user(conn, &u)).transpose()?.map(|u| u.id);
-            let rows = sessions::list_active(conn, clock::now(), user_id, None, i64::MAX)?;
+        SessionsCommand::List { user, json } => {
+            let rows = match user {
+                None => sessions::list_active(conn, clock::now(), None, None, i64::MAX)?,
+                Some(raw) => {
+                    let name = Username::parse(&raw).map_err(|e| anyhow!("'{raw}': {e}"))?;
+                    match users::find_by_name(conn, &name)? {
+                        Some(u) => {
+                            sessions::list_active(conn, clock::now(), Some(u.id), None, i64::MAX)?
+                        }
+                        None => Vec::new(),
+                    }
+                }
+            };
+            if json {
+                let sessions = rows
+                    .into_iter()
+                    .map(|r| SessionView::new(r, SessionId(0)))
+                    .collect();
+                return print_json(&SessionList {
+                    sessions,
+                    next_cursor: None,
+                });
+            }
             print_table(
                 &[
                     "ID",
@@ -418,8 +485,23 @@ fn sessions_cmd(conn: &mut Conn, cmd: SessionsCommand) -> anyhow::Result<()> {
 
 fn keys_cmd(conn: &mut Conn, cmd: KeysCommand) -> anyhow::Result<()> {
     match cmd {
-        KeysCommand::List => {
+        KeysCommand::List { json } => {
             let rows = keys::list(conn)?;
+            if json {
+                let keys: Vec<_> = rows
+                    .iter()
+                    .map(|k| {
+                        serde_json::json!({
+                            "kid": k.kid,
+                            "algorithm": k.algorithm,
+                            "state": if k.retired_at.is_none() { "current" } else { "retired" },
+                            "created_at": rfc3339(k.created_at),
+                            "retired_at": k.retired_at.map(rfc3339),
+                        })
+                    })
+                    .collect();
+                return print_json(&serde_json::json!({ "keys": keys }));
+            }
             print_table(
                 &["KID", "ALG", "CREATED", "STATUS"],
                 rows.iter().map(|k| {
@@ -446,11 +528,31 @@ fn keys_cmd(conn: &mut Conn, cmd: KeysCommand) -> anyhow::Result<()> {
 }
 
 fn audit_cmd(conn: &mut Conn, cmd: AuditCommand) -> anyhow::Result<()> {
-    let AuditCommand::List { user, limit } = cmd;
+    let AuditCommand::List { user, json, limit } = cmd;
     let user = user
         .map(|u| Username::parse(&u).map_err(|e| anyhow!("'{u}': {e}")))
         .transpose()?;
     let rows = audit::list(conn, user.as_ref().map(Username::as_str), None, limit)?;
+    if json {
+        let events: Vec<_> = rows
+            .iter()
+            .map(|e| {
+                serde_json::json!({
+                    "id": e.id.to_string(),
+                    "at": rfc3339(e.at),
+                    "kind": e.kind,
+                    "actor_user_id": e.actor_user_id.map(|id| id.to_string()),
+                    "user_id": e.subject_user_id.map(|id| id.to_string()),
+                    "username": e.subject_username,
+                    "session_id": e.session_id.map(|id| id.to_string()),
+                    "ip": e.ip,
+                    "user_agent": e.user_agent,
+                    "detail": e.detail,
+                })
+            })
+            .collect();
+        return print_json(&serde_json::json!({ "events": events }));
+    }
     print_table(
         &["ID", "AT", "EVENT", "USER", "SESSION", "IP", "DETAIL"],
         rows.iter().map(|e| {
@@ -465,6 +567,12 @@ fn audit_cmd(conn: &mut Conn, cmd: AuditCommand) -> anyhow::Result<()> {
             ]
         }),
     );
+    Ok(())
+}
+
+/// One JSON document on stdout, for scripts.
+fn print_json<T: serde::Serialize>(value: &T) -> anyhow::Result<()> {
+    println!("{}", serde_json::to_string_pretty(value)?);
     Ok(())
 }
 

@@ -3,7 +3,7 @@
 mod admin;
 mod me;
 mod tokens;
-mod views;
+pub mod views;
 mod wellknown;
 
 use actix_web::body::MessageBody;

@@ -381,3 +381,62 @@ fn predictable_hs256_secrets_and_impossible_lifetimes_stop_start_up() {
     let stderr = serve_refused(&[("LATCHKEY_ACCESS_TTL", "0s")]);
     assert!(stderr.contains("LATCHKEY_ACCESS_TTL"), "{stderr}");
 }
+
+fn json_of(output: &std::process::Output) -> serde_json::Value {
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).expect("one JSON document on stdout")
+}
+
+#[actix_web::test]
+async fn list_and_show_commands_print_json_with_the_api_field_names() {
+    let app = spawn_app().await;
+    let alice = app.add_user("alice", latchkey::domain::Role::User);
+    let access = app.sign_in(&client(), "alice").await;
+    let sid = app.session_id(&access).await;
+
+    let users = json_of(&app.cli(&["user", "list", "--json"]));
+    assert_eq!(users["users"][0]["id"], alice.to_string().as_str());
+    assert_eq!(users["users"][0]["username"], "alice");
+    assert_eq!(users["users"][0]["role"], "user");
+    assert_eq!(users["users"][0]["disabled"], false);
+
+    let shown = json_of(&app.cli(&["user", "show", "alice", "--json"]));
+    assert_eq!(shown["username"], "alice");
+    let text = app.cli(&["user", "show", "alice"]);
+    assert!(String::from_utf8_lossy(&text.stdout).contains("1 active"));
+    assert!(!app.cli(&["user", "show", "nobody"]).status.success());
+
+    let sessions = json_of(&app.cli(&["sessions", "list", "--json"]));
+    assert_eq!(sessions["sessions"][0]["id"], sid.as_str());
+    assert_eq!(sessions["sessions"][0]["username"], "alice");
+    assert!(sessions["next_cursor"].is_null());
+
+    let audit = json_of(&app.cli(&["audit", "list", "--json", "--user", "alice"]));
+    assert!(audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|e| e["kind"] == "sign_in_succeeded"));
+
+    let keys = json_of(&app.cli(&["keys", "list", "--json"]));
+    assert_eq!(keys["keys"][0]["state"], "current");
+}
+
+#[actix_web::test]
+async fn an_unknown_user_in_a_filter_is_an_empty_result_everywhere() {
+    let app = spawn_app().await;
+    let sessions = app.cli(&["sessions", "list", "--user", "nobody"]);
+    assert!(
+        sessions.status.success(),
+        "{}",
+        String::from_utf8_lossy(&sessions.stderr)
+    );
+    let audit = app.cli(&["audit", "list", "--user", "nobody"]);
+    assert!(audit.status.success());
+    let json = json_of(&app.cli(&["sessions", "list", "--user", "nobody", "--json"]));
+    assert_eq!(json["sessions"], serde_json::json!([]));
+}
