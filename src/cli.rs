@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 
 use crate::api::views::{SessionList, SessionView, UserList, UserView};
 use crate::clock::{self, rfc3339};
-use crate::config::{ServeArgs, Settings};
+use crate::config::{JwtAlg, ServeArgs, Settings};
 use crate::db::{self, Conn};
 use crate::domain::{Password, Role, SessionId, Username};
 use crate::passwords;
@@ -50,6 +50,9 @@ enum Command {
     /// Read the audit log.
     #[command(subcommand)]
     Audit(AuditCommand),
+    /// Check the configuration and the database exactly as `serve` would, print the
+    /// effective settings, and exit.
+    Check(Box<ServeArgs>),
 }
 
 #[derive(Subcommand)]
@@ -189,7 +192,67 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Sessions(cmd) => sessions_cmd(&mut db::connect(&cli.database)?, cmd),
         Command::Keys(cmd) => keys_cmd(&mut db::connect(&cli.database)?, cmd),
         Command::Audit(cmd) => audit_cmd(&mut db::connect(&cli.database)?, cmd),
+        Command::Check(args) => check(&cli.database, &args),
     }
+}
+
+fn check(database: &str, args: &ServeArgs) -> anyhow::Result<()> {
+    let settings = Settings::from_args(args).map_err(anyhow::Error::msg)?;
+    tracing_subscriber::EnvFilter::try_new(&args.log_filter).map_err(|e| {
+        anyhow!(
+            "RUST_LOG: '{}' is not a log filter: {e}",
+            args.log_filter.escape_debug()
+        )
+    })?;
+    db::connect(database)?;
+    let secs = |s: i64| format!("{s}s");
+    let rows: Vec<(&str, String)> = vec![
+        ("DATABASE_URL", db::display_url(database)),
+        ("LATCHKEY_BIND", settings.bind.clone()),
+        ("LATCHKEY_PUBLIC_URL", settings.public_url.clone()),
+        ("LATCHKEY_ACCESS_TTL", secs(settings.access_ttl)),
+        ("LATCHKEY_REFRESH_TTL", secs(settings.refresh_ttl)),
+        ("LATCHKEY_SESSION_MAX", secs(settings.session_max)),
+        (
+            "LATCHKEY_REFRESH_REUSE_GRACE",
+            secs(settings.refresh_reuse_grace),
+        ),
+        (
+            "LATCHKEY_JWT_ALG",
+            match settings.jwt_alg {
+                JwtAlg::EdDsa => "EdDSA".into(),
+                JwtAlg::Hs256 { .. } => "HS256".into(),
+            },
+        ),
+        (
+            "LATCHKEY_JWT_SECRET",
+            if args.jwt_secret.is_some() {
+                "<set>"
+            } else {
+                "<unset>"
+            }
+            .into(),
+        ),
+        (
+            "LATCHKEY_LOGIN_MAX_FAILURES",
+            settings.login_max_failures.to_string(),
+        ),
+        ("LATCHKEY_LOGIN_LOCKOUT", secs(settings.login_lockout)),
+        (
+            "LATCHKEY_TRUSTED_PROXIES",
+            settings
+                .trusted_proxies
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join(","),
+        ),
+        ("RUST_LOG", args.log_filter.clone()),
+    ];
+    for (name, value) in rows {
+        println!("{name}={value}");
+    }
+    Ok(())
 }
 
 fn serve(database: &str, args: ServeArgs) -> anyhow::Result<()> {

@@ -51,6 +51,20 @@ impl CustomizeConnection<Conn, diesel::r2d2::Error> for ReadOnly {
     }
 }
 
+/// The database URL as it may be printed: any password in it replaced by `<set>`.
+pub fn display_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => match rest.split_once('@') {
+            Some((credentials, host)) => match credentials.split_once(':') {
+                Some((user, _)) => format!("{scheme}://{user}:<set>@{host}"),
+                None => url.to_owned(),
+            },
+            None => url.to_owned(),
+        },
+        None => url.to_owned(),
+    }
+}
+
 /// Accepts a plain path or a `sqlite://` / `sqlite:` URL.
 fn database_path(url: &str) -> &str {
     url.strip_prefix("sqlite://")
@@ -290,6 +304,16 @@ fn in_transaction(conn: &mut Conn) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn printed_urls_never_show_a_password() {
+        assert_eq!(
+            super::display_url("postgres://latchkey:hunter2@db:5432/lk"),
+            "postgres://latchkey:<set>@db:5432/lk"
+        );
+        assert_eq!(super::display_url("latchkey.db"), "latchkey.db");
+        assert_eq!(super::display_url("postgres://db/lk"), "postgres://db/lk");
+    }
+
     use diesel::RunQueryDsl;
 
     use super::*;

@@ -440,3 +440,50 @@ async fn an_unknown_user_in_a_filter_is_an_empty_result_everywhere() {
     let json = json_of(&app.cli(&["sessions", "list", "--user", "nobody", "--json"]));
     assert_eq!(json["sessions"], serde_json::json!([]));
 }
+
+#[test]
+fn check_prints_the_effective_settings_or_the_message_serve_would_stop_with() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("latchkey.db");
+    let run = |env: &[(&str, &str)]| {
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"));
+        command
+            .arg("--database")
+            .arg(&db)
+            .args(["check", "--bind", "127.0.0.1:9999"])
+            .env_remove("DATABASE_URL")
+            .env_remove("LATCHKEY_PUBLIC_URL")
+            .env_remove("LATCHKEY_JWT_SECRET")
+            .env_remove("LATCHKEY_JWT_ALG");
+        for (k, v) in env {
+            command.env(k, v);
+        }
+        command.output().unwrap()
+    };
+    let secret = "q3Zr8Jw0pL2vXy7Tn5Kc1Bm9Hd4Fg6Sa0Ue2Ri8Oq";
+    let ok = run(&[
+        ("LATCHKEY_JWT_ALG", "HS256"),
+        ("LATCHKEY_JWT_SECRET", secret),
+        ("LATCHKEY_REFRESH_REUSE_GRACE", "0s"),
+    ]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let out = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        out.contains("LATCHKEY_PUBLIC_URL=http://127.0.0.1:9999"),
+        "{out}"
+    );
+    assert!(out.contains("LATCHKEY_JWT_SECRET=<set>"), "{out}");
+    assert!(out.contains("LATCHKEY_REFRESH_REUSE_GRACE=0s"), "{out}");
+    assert!(!out.contains(secret), "the secret is never printed");
+    let bad = run(&[("LATCHKEY_ACCESS_TTL", "soon")]);
+    assert!(!bad.status.success());
+    let stderr = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        stderr.contains("LATCHKEY_ACCESS_TTL") && stderr.lines().count() == 1,
+        "{stderr}"
+    );
+}
