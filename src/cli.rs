@@ -79,6 +79,8 @@ enum UserCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Delete a user after revoking every session (the audit log keeps its rows).
+    Delete { name: String },
     /// Change a user's role.
     SetRole { name: String, role: String },
     /// Disable a user and revoke their sessions.
@@ -426,6 +428,14 @@ fn user(conn: &mut Conn, cmd: UserCommand) -> anyhow::Result<()> {
                         rfc3339(u.created_at),
                     ]
                 }),
+            );
+        }
+        UserCommand::Delete { name } => {
+            let user = find_user(conn, &name)?;
+            let revoked = users::delete(conn, clock::now(), user.id, &actor)?;
+            println!(
+                "deleted {} after revoking {revoked} session(s)",
+                user.username
             );
         }
         UserCommand::SetRole { name, role } => {

@@ -64,6 +64,14 @@ diesel::table! {
 }
 
 diesel::table! {
+    revocations (seq) {
+        seq -> BigInt,
+        session_id -> BigInt,
+        revoked_at -> BigInt,
+    }
+}
+
+diesel::table! {
     sessions (id) {
         id -> BigInt,
         user_id -> BigInt,
@@ -75,7 +83,6 @@ diesel::table! {
         user_agent -> Text,
         revoked_at -> Nullable<BigInt>,
         revoked_reason -> Nullable<Text>,
-        revoked_seq -> Nullable<BigInt>,
     }
 }
 
@@ -111,6 +118,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     login_failures_by_ip,
     refresh_tokens,
     revocation_counter,
+    revocations,
     sessions,
     signing_keys,
     users,

@@ -472,6 +472,7 @@ fn event_name(kind: &str) -> String {
         "role_changed" => "Role changed".into(),
         "user_disabled" => "User disabled".into(),
         "user_enabled" => "User enabled".into(),
+        "user_deleted" => "User deleted".into(),
         "password_changed" => "Password changed".into(),
         "key_rotated" => "Signing key rotated".into(),
         other => other.replace('_', " "),

@@ -18,6 +18,7 @@ pub enum EventKind {
     RoleChanged,
     UserDisabled,
     UserEnabled,
+    UserDeleted,
     PasswordChanged,
     KeyRotated,
 }
@@ -35,6 +36,7 @@ impl EventKind {
             EventKind::RoleChanged => "role_changed",
             EventKind::UserDisabled => "user_disabled",
             EventKind::UserEnabled => "user_enabled",
+            EventKind::UserDeleted => "user_deleted",
             EventKind::PasswordChanged => "password_changed",
             EventKind::KeyRotated => "key_rotated",
         }

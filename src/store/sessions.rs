@@ -8,7 +8,7 @@ use super::users::UserRow;
 use super::{write_tx, Actor, Prepared, StoreError};
 use crate::clock::Millis;
 use crate::db::Conn;
-use crate::schema::{refresh_tokens, revocation_counter, sessions, users};
+use crate::schema::{refresh_tokens, revocation_counter, revocations, sessions, users};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = sessions, check_for_backend(diesel::sqlite::Sqlite))]
@@ -396,9 +396,17 @@ fn revoke_in_tx(
     .set((
         sessions::revoked_at.eq(now),
         sessions::revoked_reason.eq(reason),
-        sessions::revoked_seq.eq(seq),
     ))
     .execute(conn)?;
+    if changed > 0 {
+        diesel::insert_into(revocations::table)
+            .values((
+                revocations::seq.eq(seq),
+                revocations::session_id.eq(session.id),
+                revocations::revoked_at.eq(now),
+            ))
+            .execute(conn)?;
+    }
     if changed > 0 {
         audit::record(
             conn,
@@ -471,19 +479,30 @@ pub fn last_revocation_seq(conn: &mut Conn) -> Result<i64, StoreError> {
 /// Sessions revoked with a number above `after`, with their numbers: what the
 /// revocation set polls for, independent of every writer's clock.
 pub fn revoked_after(conn: &mut Conn, after: i64) -> Result<Vec<(i64, i64)>, StoreError> {
-    let rows: Vec<(i64, Option<i64>)> = sessions::table
-        .filter(sessions::revoked_seq.gt(after))
-        .select((sessions::id, sessions::revoked_seq))
-        .load(conn)?;
-    Ok(rows
-        .into_iter()
-        .filter_map(|(id, seq)| seq.map(|seq| (id, seq)))
-        .collect())
+    Ok(revocations::table
+        .filter(revocations::seq.gt(after))
+        .select((revocations::session_id, revocations::seq))
+        .load(conn)?)
 }
 
 /// Sessions revoked at or after `since` (by the revoking writer's clock), for filling
 /// the revocation set at start-up.
 pub fn revoked_since(conn: &mut Conn, since: Millis) -> Result<Vec<(i64, Millis)>, StoreError> {
+    let logged: Vec<(i64, Millis)> = revocations::table
+        .filter(revocations::revoked_at.ge(since))
+        .select((revocations::session_id, revocations::revoked_at))
+        .load(conn)?;
+    let mut rows = revoked_sessions_since(conn, since)?;
+    rows.extend(logged);
+    Ok(rows)
+}
+
+/// Sessions whose row says they were revoked at or after `since` (also those revoked
+/// before the revocation log existed).
+fn revoked_sessions_since(
+    conn: &mut Conn,
+    since: Millis,
+) -> Result<Vec<(i64, Millis)>, StoreError> {
     let rows: Vec<(i64, Option<Millis>)> = sessions::table
         .filter(sessions::revoked_at.ge(since))
         .select((sessions::id, sessions::revoked_at))
@@ -545,6 +564,14 @@ pub fn purge_ended(conn: &mut Conn, before: Millis, limit: i64) -> Result<usize,
             .load(conn)?;
         diesel::delete(refresh_tokens::table.filter(refresh_tokens::session_id.eq_any(&ids)))
             .execute(conn)?;
+        // The revocation log needs only as much history as the revocation set (far less).
+        let old: Vec<i64> = revocations::table
+            .filter(revocations::revoked_at.lt(before))
+            .select(revocations::seq)
+            .order(revocations::seq.asc())
+            .limit(limit)
+            .load(conn)?;
+        diesel::delete(revocations::table.filter(revocations::seq.eq_any(&old))).execute(conn)?;
         Ok(diesel::delete(sessions::table.filter(sessions::id.eq_any(&ids))).execute(conn)?)
     })
 }

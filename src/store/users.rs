@@ -204,6 +204,31 @@ pub fn set_disabled(
     })
 }
 
+/// Deletes a user: revokes every session first (so running servers refuse their access
+/// tokens; the revocation log outlives the rows), then the user and, by cascade, their
+/// sessions and refresh tokens. The audit log keeps its rows.
+pub fn delete(conn: &mut Conn, now: Millis, id: i64, actor: &Actor) -> Result<usize, StoreError> {
+    write_tx(conn, |conn| {
+        let row = find_by_id(conn, id)?;
+        let revoked =
+            sessions::revoke_all_of_user_in_tx(conn, now, id, None, "user_deleted", actor)?;
+        audit::record(
+            conn,
+            now,
+            Event {
+                kind: EventKind::UserDeleted,
+                actor,
+                subject_user_id: Some(id),
+                subject_username: Some(&row.username),
+                session_id: None,
+                detail: None,
+            },
+        )?;
+        diesel::delete(users::table.find(id)).execute(conn)?;
+        Ok(revoked)
+    })
+}
+
 /// Sets a new password hash and revokes the user's sessions except `keep` (the session
 /// that changed its own password, if any).
 pub fn set_password(

@@ -487,3 +487,41 @@ fn check_prints_the_effective_settings_or_the_message_serve_would_stop_with() {
         "{stderr}"
     );
 }
+
+#[actix_web::test]
+async fn user_delete_revokes_every_session_first_and_keeps_the_audit_log() {
+    let app = spawn_app().await;
+    app.add_user("alice", latchkey::domain::Role::User);
+    let access = app.sign_in(&client(), "alice").await;
+    let output = app.cli(&["user", "delete", "alice"]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    // Another process deleted the rows; the running server still learns of the revocation.
+    let refused = time_until_refused(&app, &access, std::time::Duration::from_secs(3)).await;
+    assert!(
+        refused.is_some_and(|t| t <= std::time::Duration::from_secs(2)),
+        "{refused:?}"
+    );
+    assert_eq!(
+        app.post_token(&client(), "alice", PASSWORD).await.status(),
+        401
+    );
+    let audit = json_of(&app.cli(&["audit", "list", "--json", "--user", "alice"]));
+    let kinds: Vec<&str> = audit["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert!(
+        kinds.contains(&"user_deleted") && kinds.contains(&"sign_in_succeeded"),
+        "{kinds:?}"
+    );
+    assert!(
+        !app.cli(&["user", "delete", "alice"]).status.success(),
+        "already gone"
+    );
+}
