@@ -123,7 +123,8 @@ enum KeysCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Make a new active signing key; running servers switch within 10 seconds.
+    /// Promote the next signing key to current and publish a new next key; running
+    /// servers sign with the new current key within 10 seconds.
     Rotate,
 }
 
@@ -560,6 +561,16 @@ fn keys_cmd(conn: &mut Conn, cmd: KeysCommand) -> anyhow::Result<()> {
     match cmd {
         KeysCommand::List { json } => {
             let rows = keys::list(conn)?;
+            let current = rows
+                .iter()
+                .filter(|k| k.retired_at.is_none())
+                .min_by_key(|k| (k.created_at, k.kid.clone()))
+                .map(|k| k.kid.clone());
+            let state = |k: &keys::KeyRow| match k.retired_at {
+                Some(_) => "retired",
+                None if Some(&k.kid) == current.as_ref() => "current",
+                None => "next",
+            };
             if json {
                 let keys: Vec<_> = rows
                     .iter()
@@ -567,7 +578,7 @@ fn keys_cmd(conn: &mut Conn, cmd: KeysCommand) -> anyhow::Result<()> {
                         serde_json::json!({
                             "kid": k.kid,
                             "algorithm": k.algorithm,
-                            "state": if k.retired_at.is_none() { "current" } else { "retired" },
+                            "state": state(k),
                             "created_at": rfc3339(k.created_at),
                             "retired_at": k.retired_at.map(rfc3339),
                         })
@@ -576,16 +587,14 @@ fn keys_cmd(conn: &mut Conn, cmd: KeysCommand) -> anyhow::Result<()> {
                 return print_json(&serde_json::json!({ "keys": keys }));
             }
             print_table(
-                &["KID", "ALG", "CREATED", "STATUS"],
+                &["KID", "ALG", "STATE", "CREATED", "RETIRED"],
                 rows.iter().map(|k| {
                     vec![
                         k.kid.clone(),
                         k.algorithm.clone(),
+                        state(k).to_owned(),
                         rfc3339(k.created_at),
-                        match k.retired_at {
-                            None => "active".to_owned(),
-                            Some(at) => format!("retired {}", rfc3339(at)),
-                        },
+                        k.retired_at.map(rfc3339).unwrap_or_default(),
                     ]
                 }),
             );
@@ -593,8 +602,14 @@ fn keys_cmd(conn: &mut Conn, cmd: KeysCommand) -> anyhow::Result<()> {
         KeysCommand::Rotate => {
             let now = clock::now();
             let key = generate_ed25519(now)?;
-            keys::insert_active(conn, now, &key, true, &Actor::cli())?;
-            println!("new active signing key {}", key.kid);
+            let fresh = [generate_ed25519(now - 2)?, generate_ed25519(now - 1)?];
+            keys::ensure_current_and_next(conn, now, &fresh)?;
+            let current = keys::rotate(conn, now, &key, &Actor::cli())?;
+            println!(
+                "signing key {} is current (running servers switch within 10 seconds); {} is next",
+                current.as_deref().unwrap_or("-"),
+                key.kid
+            );
         }
     }
     Ok(())

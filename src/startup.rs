@@ -19,9 +19,9 @@ use crate::db::Db;
 use crate::passwords::Hasher;
 use crate::revocation::RevokedSessions;
 use crate::state::AppState;
-use crate::store::{keys as key_store, secrets, Actor};
+use crate::store::{keys as key_store, secrets};
 use crate::tokens::access::{AccessTokens, LEEWAY_SECS};
-use crate::tokens::keys::{generate_ed25519, KeySet, Keys, ACTIVATION_DELAY_MS};
+use crate::tokens::keys::{generate_ed25519, KeySet, Keys};
 use crate::tokens::refresh::SuccessorKey;
 use crate::{api, cookies, error, housekeeping, pages};
 
@@ -117,10 +117,11 @@ fn build_state(settings: Settings, db: Db) -> anyhow::Result<AppState> {
         JwtAlg::EdDsa => {
             let now = clock::now();
             let usable = key_store::usable(&mut *db.reader()?, now)?;
-            if !usable.iter().any(|k| k.retired_at.is_none()) {
-                let first = generate_ed25519(now)?;
+            if usable.iter().filter(|k| k.retired_at.is_none()).count() < 2 {
+                // The first start (or one after an upgrade): a current and a next key.
+                let fresh = [generate_ed25519(now)?, generate_ed25519(now + 1)?];
                 db.write_blocking(move |conn| {
-                    key_store::insert_active(conn, now, &first, false, &Actor::default())
+                    key_store::ensure_current_and_next(conn, now, &fresh)
                 })?;
             }
             KeySet::eddsa(&key_store::usable(
@@ -154,9 +155,9 @@ pub fn token_horizon(settings: &Settings) -> i64 {
 }
 
 /// Keys retired before this moment can no longer have live tokens. A retired key may
-/// still sign until its successor matures and every instance has reloaded.
+/// still sign until every instance has reloaded.
 fn key_horizon(settings: &Settings, now: i64) -> i64 {
-    now - token_horizon(settings) - ACTIVATION_DELAY_MS - KEY_POLL.as_millis() as i64
+    now - token_horizon(settings) - KEY_POLL.as_millis() as i64
 }
 
 /// Background tasks: the revocation set and (for EdDSA) the key set follow the database.

@@ -52,31 +52,74 @@ pub fn usable(conn: &mut Conn, since: Millis) -> Result<Vec<KeyRow>, StoreError>
         .load(conn)?)
 }
 
-/// Inserts `key` as the active key; with `retire_others`, every other active key retires now.
-pub fn insert_active(
+/// Makes sure two keys are unretired — the `current` one (the older, which signs) and the
+/// `next` one (published, signing after the next rotation) — adding what is missing from
+/// `fresh`. In one write transaction, so instances starting at once add one pair.
+pub fn ensure_current_and_next(
     conn: &mut Conn,
     now: Millis,
-    key: &KeyRow,
-    retire_others: bool,
-    actor: &Actor,
+    fresh: &[KeyRow; 2],
 ) -> Result<(), StoreError> {
     write_tx(conn, |conn| {
-        if !retire_others
-            && signing_keys::table
-                .filter(signing_keys::retired_at.is_null())
-                .count()
-                .get_result::<i64>(conn)?
-                > 0
-        {
-            // Another process made the first key meanwhile: keep theirs.
-            return Ok(());
+        let unretired: i64 = signing_keys::table
+            .filter(signing_keys::retired_at.is_null())
+            .count()
+            .get_result(conn)?;
+        let missing: Vec<&KeyRow> = fresh
+            .iter()
+            .take(2usize.saturating_sub(unretired as usize))
+            .collect();
+        for key in &missing {
+            diesel::insert_into(signing_keys::table)
+                .values(*key)
+                .execute(conn)?;
         }
-        diesel::update(signing_keys::table.filter(signing_keys::retired_at.is_null()))
-            .set(signing_keys::retired_at.eq(now))
-            .execute(conn)?;
+        if !missing.is_empty() {
+            let kids: Vec<&str> = missing.iter().map(|k| k.kid.as_str()).collect();
+            audit::record(
+                conn,
+                now,
+                Event {
+                    kind: EventKind::KeyRotated,
+                    actor: &Actor::default(),
+                    subject_user_id: None,
+                    subject_username: None,
+                    session_id: None,
+                    detail: Some(format!("new signing keys {}", kids.join(", "))),
+                },
+            )?;
+        }
+        Ok(())
+    })
+}
+
+/// A rotation: the current key (the oldest unretired) retires, so `next` becomes current,
+/// and `new_next` is published as the next one. Returns the kid that signs from now on.
+pub fn rotate(
+    conn: &mut Conn,
+    now: Millis,
+    new_next: &KeyRow,
+    actor: &Actor,
+) -> Result<Option<String>, StoreError> {
+    write_tx(conn, |conn| {
+        let unretired: Vec<String> = signing_keys::table
+            .filter(signing_keys::retired_at.is_null())
+            .order((signing_keys::created_at.asc(), signing_keys::kid.asc()))
+            .select(signing_keys::kid)
+            .load(conn)?;
+        if unretired.len() >= 2 {
+            diesel::update(signing_keys::table.find(&unretired[0]))
+                .set(signing_keys::retired_at.eq(now))
+                .execute(conn)?;
+        }
         diesel::insert_into(signing_keys::table)
-            .values(key)
+            .values(new_next)
             .execute(conn)?;
+        let current = if unretired.len() >= 2 {
+            unretired.get(1).cloned()
+        } else {
+            unretired.first().cloned()
+        };
         audit::record(
             conn,
             now,
@@ -86,8 +129,13 @@ pub fn insert_active(
                 subject_user_id: None,
                 subject_username: None,
                 session_id: None,
-                detail: Some(format!("new signing key {}", key.kid)),
+                detail: Some(format!(
+                    "current {}, next {}",
+                    current.as_deref().unwrap_or("-"),
+                    new_next.kid
+                )),
             },
-        )
+        )?;
+        Ok(current)
     })
 }

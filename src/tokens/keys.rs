@@ -19,12 +19,9 @@ use crate::store::keys::KeyRow;
 
 pub const EDDSA: &str = "EdDSA";
 
-/// A new key is published in the JWKS at once but signs only once it is this old, so
-/// verifiers that cache the JWKS (for at most `JWKS_MAX_AGE_SECS`) know it before any
-/// token needs it. With the servers' key poll this keeps "in use within 10 s".
-pub const ACTIVATION_DELAY_MS: i64 = 6_000;
-/// How long verifiers may cache `/.well-known/jwks.json`: less than the activation delay.
-pub const JWKS_MAX_AGE_SECS: u32 = 5;
+/// How long verifiers may cache `/.well-known/jwks.json`. Safe however long: the key that
+/// signs after a rotation was published (as `next`) since the rotation before it.
+pub const JWKS_MAX_AGE_SECS: u32 = 300;
 
 /// A new Ed25519 key as a row to store.
 pub fn generate_ed25519(now: Millis) -> anyhow::Result<KeyRow> {
@@ -108,7 +105,7 @@ impl KeySet {
             .iter()
             .filter(|r| r.algorithm == EDDSA && r.public_key.len() == 32)
             .collect();
-        let signing = signing_row(&rows, crate::clock::now()).and_then(|row| {
+        let signing = signing_row(&rows).and_then(|row| {
             match ed25519_dalek::SigningKey::from_pkcs8_der(&row.private_key) {
                 Ok(key) => Some((row.kid.clone(), Signer::Ed25519(Box::new(key)))),
                 Err(_) => {
@@ -144,22 +141,15 @@ impl KeySet {
     pub fn verifying_key(&self, kid: &str) -> Option<&DecodingKey> {
         self.verifying.get(kid)
     }
-
-    pub fn kids(&self) -> impl Iterator<Item = &str> {
-        self.verifying.keys().map(String::as_str)
-    }
 }
 
-/// The key to sign with: the newest key old enough to be known to JWKS caches, preferring
-/// active keys — so after a rotation the just-retired key signs until its successor
-/// matures. With no mature key yet, the oldest signs: on the very first start that is the
-/// only key, and a rotation right after a start still waits for its key to mature.
-fn signing_row<'a>(rows: &[&'a KeyRow], now: crate::clock::Millis) -> Option<&'a KeyRow> {
+/// The key to sign with: the `current` key, the oldest unretired one. The newer unretired
+/// key is `next`: published, and signing once a rotation retires the current one.
+fn signing_row<'a>(rows: &[&'a KeyRow]) -> Option<&'a KeyRow> {
     rows.iter()
         .copied()
-        .filter(|r| r.created_at <= now - ACTIVATION_DELAY_MS)
-        .max_by_key(|r| (r.retired_at.is_none(), r.created_at))
-        .or_else(|| rows.iter().copied().min_by_key(|r| r.created_at))
+        .filter(|r| r.retired_at.is_none())
+        .min_by_key(|r| (r.created_at, r.kid.clone()))
 }
 
 fn hex8(bytes: &[u8]) -> String {
@@ -243,49 +233,26 @@ mod tests {
     }
 
     #[test]
-    fn a_rotated_key_signs_only_once_it_is_mature() {
-        let now = 100_000;
-        let old = key(0, Some(now - 1_000));
-        let new = key(now - 1_000, None);
-        let rows = [&new, &old];
-        assert_eq!(
-            signing_row(&rows, now).unwrap().kid,
-            old.kid,
-            "the new key is not yet mature"
+    fn the_oldest_unretired_key_signs() {
+        let retired = key(0, Some(10));
+        let current = key(5, None);
+        let next = key(20, None);
+        let rows = [&next, &current, &retired];
+        assert_eq!(signing_row(&rows).unwrap().kid, current.kid);
+        assert!(
+            signing_row(&[&retired]).is_none(),
+            "a retired key never signs"
         );
-        let later = now - 1_000 + ACTIVATION_DELAY_MS;
-        assert_eq!(signing_row(&rows, later).unwrap().kid, new.kid);
+        assert!(signing_row(&[]).is_none());
     }
 
     #[test]
-    fn a_rotation_right_after_the_first_start_still_waits_for_maturity() {
-        let first = key(50_000, Some(51_000));
-        let new = key(51_000, None);
-        let rows = [&new, &first];
-        assert_eq!(signing_row(&rows, 52_000).unwrap().kid, first.kid);
-        assert_eq!(
-            signing_row(&rows, 56_500).unwrap().kid,
-            first.kid,
-            "first is mature"
-        );
-        assert_eq!(signing_row(&rows, 57_000).unwrap().kid, new.kid);
-    }
-
-    #[test]
-    fn the_first_key_signs_at_once() {
-        let first = key(50_000, None);
-        assert_eq!(signing_row(&[&first], 50_001).unwrap().kid, first.kid);
-        assert!(signing_row(&[], 0).is_none());
-    }
-
-    #[test]
-    fn a_new_key_is_published_before_it_signs() {
-        let now = crate::clock::now();
-        let old = key(0, Some(now));
-        let new = key(now, None);
-        let set = KeySet::eddsa(&[new.clone(), old.clone()]);
+    fn the_next_key_is_published_before_it_signs() {
+        let current = key(0, None);
+        let next = key(1, None);
+        let set = KeySet::eddsa(&[next.clone(), current.clone()]);
         let jwks = String::from_utf8(set.jwks.to_vec()).unwrap();
-        assert!(jwks.contains(&new.kid) && jwks.contains(&old.kid));
-        assert_eq!(set.signing.unwrap().0, old.kid);
+        assert!(jwks.contains(&next.kid) && jwks.contains(&current.kid));
+        assert_eq!(set.signing.unwrap().0, current.kid);
     }
 }

@@ -423,7 +423,13 @@ async fn list_and_show_commands_print_json_with_the_api_field_names() {
         .any(|e| e["kind"] == "sign_in_succeeded"));
 
     let keys = json_of(&app.cli(&["keys", "list", "--json"]));
-    assert_eq!(keys["keys"][0]["state"], "current");
+    let states: Vec<&str> = keys["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["next", "current"], "newest first");
 }
 
 #[actix_web::test]

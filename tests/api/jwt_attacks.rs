@@ -41,8 +41,9 @@ impl Target {
             keys::usable(&mut conn, 0)
                 .unwrap()
                 .into_iter()
-                .find(|k| k.retired_at.is_none())
-                .expect("an active key")
+                .filter(|k| k.retired_at.is_none())
+                .min_by_key(|k| k.created_at)
+                .expect("the current key: the oldest unretired")
         };
         Self::with(
             app,
