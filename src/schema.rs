@@ -31,6 +31,8 @@ diesel::table! {
         failures -> Integer,
         window_started_at -> BigInt,
         locked_until -> Nullable<BigInt>,
+        pending -> Integer,
+        pending_since -> BigInt,
         refusal_audited -> Bool,
     }
 }
@@ -41,6 +43,8 @@ diesel::table! {
         failures -> Integer,
         window_started_at -> BigInt,
         locked_until -> Nullable<BigInt>,
+        pending -> Integer,
+        pending_since -> BigInt,
         refusal_audited -> Bool,
     }
 }

@@ -1,5 +1,10 @@
--- The first sign-in refused during a running lockout is audited once per lock.
+-- Attempts counted before their password is checked (pending), and since when; the first
+-- sign-in refused during a running lockout is audited once per lock.
+ALTER TABLE login_failures ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE login_failures ADD COLUMN pending_since BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE login_failures ADD COLUMN refusal_audited BOOLEAN NOT NULL DEFAULT 0;
+ALTER TABLE login_failures_by_ip ADD COLUMN pending INTEGER NOT NULL DEFAULT 0;
+ALTER TABLE login_failures_by_ip ADD COLUMN pending_since BIGINT NOT NULL DEFAULT 0;
 ALTER TABLE login_failures_by_ip ADD COLUMN refusal_audited BOOLEAN NOT NULL DEFAULT 0;
 
 -- Every revocation, numbered in commit order by one counter row that each revoking

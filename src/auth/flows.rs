@@ -89,9 +89,12 @@ async fn attempt_failed(
     now: Millis,
 ) -> Result<(), ApiError> {
     let actor = actor.clone();
+    let policy = lockout_policy(state);
     let locked = state
         .db
-        .write(move |conn| lockout::confirm_failure(conn, now, &reservation, user_id, &actor))
+        .write(move |conn| {
+            lockout::confirm_failure(conn, now, &reservation, user_id, &actor, policy)
+        })
         .await?;
     if locked.is_some() {
         tracing::warn!(ip = %client.ip, "sign-in locked out after repeated failures");
@@ -142,13 +145,14 @@ pub async fn sign_in(
     let life = state.lifetimes();
     let start_client = client.clone();
     let attempt = reservation.clone();
+    let policy = lockout_policy(state);
     // One write job: on the server's writer it commits or rolls back as a whole.
     let started = state
         .db
         .write(move |conn| {
             let started = sessions::start(conn, now, (&user).into(), &start_client, &hash, life)?;
             if started.is_some() {
-                lockout::release(conn, &attempt)?;
+                lockout::release(conn, now, &attempt, policy)?;
             }
             Ok(started)
         })
@@ -196,9 +200,10 @@ pub async fn confirm_password(
         .verify(password, Some(&user.password_hash))
         .await
     {
+        let policy = lockout_policy(state);
         state
             .db
-            .write(move |conn| lockout::release(conn, &reservation))
+            .write(move |conn| lockout::release(conn, now, &reservation, policy))
             .await?;
         return Ok(());
     }

@@ -3,18 +3,22 @@
 //! the database so a restart does not reset a lockout. The client key is the IP address,
 //! or for IPv6 its /64 (one subscriber's network): see `client::lockout_key`.
 //!
-//! A guess is counted *before* its password is hashed: [`reserve`] counts the attempt
-//! (or refuses it when a lockout runs) in one write transaction, the caller verifies the
-//! password, then [`confirm_failure`] audits the failure or [`release`] forgives it. So
-//! however many guesses arrive at once, at most `max_failures` are ever evaluated per
-//! (username, client) and window, and at most `ip_max_failures` per client: the one
-//! that reaches the maximum starts the lockout for everything behind it.
+//! A guess is counted *before* its password is hashed: [`reserve`] adds it to the
+//! counter's `pending` attempts (or refuses it) in one write transaction, the caller
+//! verifies the password, then [`confirm_failure`] turns it into a failure (starting the
+//! lockout at the maximum) or [`release`] gives it back. An attempt is evaluated only
+//! while failures + pending stay below the maximum, so however many guesses arrive at
+//! once, at most `max_failures` are ever evaluated per (username, client) and window, and
+//! at most `ip_max_failures` per client; the rest are refused at once (429, retry in a
+//! second) without starting a lockout, so a burst of *right* passwords locks nobody out.
+//! A pending attempt whose request never reported back (the client went away) stops
+//! counting after `PENDING_TTL`.
 
 use diesel::prelude::*;
 
 use super::audit::{self, Event, EventKind};
 use super::{write_tx, Actor, StoreError};
-use crate::clock::Millis;
+use crate::clock::{Millis, SECOND};
 use crate::db::Conn;
 use crate::schema::{login_failures, login_failures_by_ip};
 
@@ -28,43 +32,211 @@ pub struct Policy {
     pub window: Millis,
 }
 
-/// One counter row: failures in the window that started at `started`, and the end of
-/// the lockout, if one was started.
+/// Far longer than a password check takes, queueing included.
+const PENDING_TTL: Millis = 30 * SECOND;
+
+/// One counter row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Counter {
     failures: i32,
+    pending: i32,
+    pending_since: Millis,
     started: Millis,
     locked_until: Option<Millis>,
+    refusal_audited: bool,
 }
 
-/// What counting one more attempt on a counter does.
+impl Counter {
+    fn fresh(now: Millis) -> Self {
+        Counter {
+            failures: 0,
+            pending: 0,
+            pending_since: now,
+            started: now,
+            locked_until: None,
+            refusal_audited: false,
+        }
+    }
+
+    /// The counter as it stands at `now`: stale pending attempts and an ended window or
+    /// lockout forgotten. (A lockout lasts a window, so its end also ends the window.)
+    fn at(self, now: Millis, window: Millis) -> Self {
+        let pending = if now - self.pending_since >= PENDING_TTL {
+            0
+        } else {
+            self.pending
+        };
+        match self.locked_until {
+            Some(until) if until > now => Counter { pending, ..self },
+            Some(_) => Counter {
+                pending,
+                pending_since: self.pending_since,
+                ..Counter::fresh(now)
+            },
+            None if now - self.started >= window => Counter {
+                failures: 0,
+                started: now,
+                pending,
+                ..self
+            },
+            None => Counter { pending, ..self },
+        }
+    }
+}
+
+/// What reserving one more attempt on a counter does.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Step {
-    /// A lockout is running until then: the attempt is refused, nothing is counted.
+    /// A lockout is running until then.
     Locked(Millis),
-    /// The attempt is counted; `locks` when it is the one that reached the maximum.
-    Counted { next: Counter, locks: bool },
+    /// As many attempts as may still fail are already being checked: try again shortly.
+    Busy,
+    /// The attempt is pending on the counter.
+    Counted(Counter),
 }
 
-fn step(current: Option<Counter>, now: Millis, max: i32, window: Millis) -> Step {
-    if let Some(until) = current.and_then(|c| c.locked_until).filter(|u| *u > now) {
+fn reserve_step(current: Option<Counter>, now: Millis, max: i32, window: Millis) -> Step {
+    let c = current.map_or(Counter::fresh(now), |c| c.at(now, window));
+    if let Some(until) = c.locked_until {
         return Step::Locked(until);
     }
-    // A lockout lasts a window, so a counter whose lockout ended has a stale window too.
-    let (failures, started) = match current {
-        Some(c) if now - c.started < window && c.locked_until.is_none() => (c.failures, c.started),
-        _ => (0, now),
-    };
-    let failures = failures.saturating_add(1);
+    if c.failures.saturating_add(c.pending) >= max {
+        return Step::Busy;
+    }
+    Step::Counted(Counter {
+        pending: c.pending + 1,
+        pending_since: now,
+        ..c
+    })
+}
+
+/// A pending attempt failed: the counter after it, and whether it started a lockout.
+fn failure_step(
+    current: Option<Counter>,
+    now: Millis,
+    max: i32,
+    window: Millis,
+) -> (Counter, bool) {
+    let c = current.map_or(Counter::fresh(now), |c| c.at(now, window));
+    let pending = (c.pending - 1).max(0);
+    if c.locked_until.is_some() {
+        // Racing failures already locked it: a lock is never restarted or cleared here.
+        return (Counter { pending, ..c }, false);
+    }
+    let failures = c.failures.saturating_add(1);
     let locks = failures >= max;
-    Step::Counted {
-        next: Counter {
+    (
+        Counter {
             failures,
-            started,
+            pending,
             locked_until: locks.then_some(now + window),
+            refusal_audited: false,
+            ..c
         },
         locks,
+    )
+}
+
+/// A pending attempt was right: given back; with `forgive`, earlier failures too — unless
+/// a lockout (started by failures racing it) runs, which stays as it is.
+fn success_step(current: Counter, now: Millis, window: Millis, forgive: bool) -> Counter {
+    let c = current.at(now, window);
+    Counter {
+        pending: (c.pending - 1).max(0),
+        failures: if forgive && c.locked_until.is_none() {
+            0
+        } else {
+            c.failures
+        },
+        ..c
     }
+}
+
+/// failures, pending, pending since, window start, lockout end, first refusal audited
+type CounterRow = (i32, i32, Millis, Millis, Option<Millis>, bool);
+
+fn from_row(
+    (failures, pending, pending_since, started, locked_until, refusal_audited): CounterRow,
+) -> Counter {
+    Counter {
+        failures,
+        pending,
+        pending_since,
+        started,
+        locked_until,
+        refusal_audited,
+    }
+}
+
+fn pair_counter(
+    conn: &mut Conn,
+    username: &str,
+    client: &str,
+) -> Result<Option<Counter>, StoreError> {
+    use login_failures as t;
+    Ok(t::table
+        .find((username, client))
+        .select((
+            t::failures,
+            t::pending,
+            t::pending_since,
+            t::window_started_at,
+            t::locked_until,
+            t::refusal_audited,
+        ))
+        .get_result::<CounterRow>(conn)
+        .optional()?
+        .map(from_row))
+}
+
+fn ip_counter(conn: &mut Conn, client: &str) -> Result<Option<Counter>, StoreError> {
+    use login_failures_by_ip as t;
+    Ok(t::table
+        .find(client)
+        .select((
+            t::failures,
+            t::pending,
+            t::pending_since,
+            t::window_started_at,
+            t::locked_until,
+            t::refusal_audited,
+        ))
+        .get_result::<CounterRow>(conn)
+        .optional()?
+        .map(from_row))
+}
+
+fn store_pair(conn: &mut Conn, username: &str, client: &str, c: Counter) -> Result<(), StoreError> {
+    use login_failures as t;
+    diesel::replace_into(t::table)
+        .values((
+            t::username.eq(username),
+            t::ip.eq(client),
+            t::failures.eq(c.failures),
+            t::pending.eq(c.pending),
+            t::pending_since.eq(c.pending_since),
+            t::window_started_at.eq(c.started),
+            t::locked_until.eq(c.locked_until),
+            t::refusal_audited.eq(c.refusal_audited),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+fn store_ip(conn: &mut Conn, client: &str, c: Counter) -> Result<(), StoreError> {
+    use login_failures_by_ip as t;
+    diesel::replace_into(t::table)
+        .values((
+            t::ip.eq(client),
+            t::failures.eq(c.failures),
+            t::pending.eq(c.pending),
+            t::pending_since.eq(c.pending_since),
+            t::window_started_at.eq(c.started),
+            t::locked_until.eq(c.locked_until),
+            t::refusal_audited.eq(c.refusal_audited),
+        ))
+        .execute(conn)?;
+    Ok(())
 }
 
 /// A counted attempt, to be confirmed as a failure or released after the password check.
@@ -72,9 +244,6 @@ fn step(current: Option<Counter>, now: Millis, max: i32, window: Millis) -> Step
 pub struct Reservation {
     username: String,
     client: String,
-    /// The lockouts this attempt started (it reached a maximum), with their ends.
-    pair_lock: Option<Millis>,
-    ip_lock: Option<Millis>,
 }
 
 /// The outcome of [`reserve`].
@@ -82,54 +251,9 @@ pub struct Reservation {
 pub enum Attempt {
     /// Go ahead and check the password; report the result with the reservation.
     Allowed(Reservation),
-    /// A lockout runs until then; the password must not be checked.
+    /// Refused until then (a lockout, or for a moment while other attempts are checked);
+    /// the password must not be checked.
     Locked(Millis),
-}
-
-/// failures, window start, lockout end, first refusal audited
-type CounterRow = (i32, Millis, Option<Millis>, bool);
-
-fn from_row((failures, started, locked_until, audited): CounterRow) -> (Counter, bool) {
-    (
-        Counter {
-            failures,
-            started,
-            locked_until,
-        },
-        audited,
-    )
-}
-
-fn pair_counter(
-    conn: &mut Conn,
-    username: &str,
-    client: &str,
-) -> Result<Option<(Counter, bool)>, StoreError> {
-    Ok(login_failures::table
-        .find((username, client))
-        .select((
-            login_failures::failures,
-            login_failures::window_started_at,
-            login_failures::locked_until,
-            login_failures::refusal_audited,
-        ))
-        .get_result::<CounterRow>(conn)
-        .optional()?
-        .map(from_row))
-}
-
-fn ip_counter(conn: &mut Conn, client: &str) -> Result<Option<(Counter, bool)>, StoreError> {
-    Ok(login_failures_by_ip::table
-        .find(client)
-        .select((
-            login_failures_by_ip::failures,
-            login_failures_by_ip::window_started_at,
-            login_failures_by_ip::locked_until,
-            login_failures_by_ip::refusal_audited,
-        ))
-        .get_result::<CounterRow>(conn)
-        .optional()?
-        .map(from_row))
 }
 
 /// A running lockout whose first refusal is already audited: the read-only answer that
@@ -140,16 +264,16 @@ pub fn known_lockout(
     username: &str,
     client: &str,
 ) -> Result<Option<Millis>, StoreError> {
-    let running = |row: Option<(Counter, bool)>| {
-        row.filter(|(_, audited)| *audited)
-            .and_then(|(c, _)| c.locked_until)
+    let running = |c: Option<Counter>| {
+        c.filter(|c| c.refusal_audited)
+            .and_then(|c| c.locked_until)
             .filter(|until| *until > now)
     };
     Ok(running(pair_counter(conn, username, client)?).or(running(ip_counter(conn, client)?)))
 }
 
-/// Counts an attempt of `username` from `client` on both counters before its password is
-/// checked, or refuses it while a lockout runs (auditing the first refusal of each lock).
+/// Counts an attempt of `username` from `client` as pending on both counters before its
+/// password is checked, or refuses it (auditing the first refusal of each lockout).
 pub fn reserve(
     conn: &mut Conn,
     now: Millis,
@@ -161,24 +285,35 @@ pub fn reserve(
 ) -> Result<Attempt, StoreError> {
     write_tx(conn, |conn| {
         let pair = pair_counter(conn, username, client)?;
-        let pair_step = step(pair.map(|p| p.0), now, policy.max_failures, policy.window);
         let ip = ip_counter(conn, client)?;
-        let ip_step = step(ip.map(|p| p.0), now, policy.ip_max_failures, policy.window);
-        let (pair_next, pair_locks, ip_next, ip_locks) = match (pair_step, ip_step) {
+        let pair_step = reserve_step(pair, now, policy.max_failures, policy.window);
+        let ip_step = reserve_step(ip, now, policy.ip_max_failures, policy.window);
+        match (pair_step, ip_step) {
             (Step::Locked(until), _) => {
-                if !pair.is_some_and(|p| p.1) {
-                    diesel::update(login_failures::table.find((username, client)))
-                        .set(login_failures::refusal_audited.eq(true))
-                        .execute(conn)?;
+                if let Some(c) = pair.filter(|c| !c.refusal_audited) {
+                    store_pair(
+                        conn,
+                        username,
+                        client,
+                        Counter {
+                            refusal_audited: true,
+                            ..c
+                        },
+                    )?;
                     audit_refusal(conn, now, username, user_id, actor, "locked out")?;
                 }
-                return Ok(Attempt::Locked(until));
+                Ok(Attempt::Locked(until))
             }
             (_, Step::Locked(until)) => {
-                if !ip.is_some_and(|p| p.1) {
-                    diesel::update(login_failures_by_ip::table.find(client))
-                        .set(login_failures_by_ip::refusal_audited.eq(true))
-                        .execute(conn)?;
+                if let Some(c) = ip.filter(|c| !c.refusal_audited) {
+                    store_ip(
+                        conn,
+                        client,
+                        Counter {
+                            refusal_audited: true,
+                            ..c
+                        },
+                    )?;
                     audit_refusal(
                         conn,
                         now,
@@ -188,60 +323,18 @@ pub fn reserve(
                         "every username from this IP is locked out",
                     )?;
                 }
-                return Ok(Attempt::Locked(until));
+                Ok(Attempt::Locked(until))
             }
-            (
-                Step::Counted {
-                    next: pair_next,
-                    locks: pair_locks,
-                },
-                Step::Counted {
-                    next: ip_next,
-                    locks: ip_locks,
-                },
-            ) => (pair_next, pair_locks, ip_next, ip_locks),
-        };
-        diesel::replace_into(login_failures::table)
-            .values((
-                login_failures::username.eq(username),
-                login_failures::ip.eq(client),
-                login_failures::failures.eq(pair_next.failures),
-                login_failures::window_started_at.eq(pair_next.started),
-                login_failures::locked_until.eq(pair_next.locked_until),
-                login_failures::refusal_audited.eq(false),
-            ))
-            .execute(conn)?;
-        diesel::replace_into(login_failures_by_ip::table)
-            .values((
-                login_failures_by_ip::ip.eq(client),
-                login_failures_by_ip::failures.eq(ip_next.failures),
-                login_failures_by_ip::window_started_at.eq(ip_next.started),
-                login_failures_by_ip::locked_until.eq(ip_next.locked_until),
-                login_failures_by_ip::refusal_audited.eq(false),
-            ))
-            .execute(conn)?;
-        // The lockout starts with this attempt, and is audited with it: the guesses
-        // racing behind it are refused from now on, whatever this one turns out to be.
-        let locked = |detail: Option<&str>| Event {
-            kind: EventKind::LockedOut,
-            actor,
-            subject_user_id: user_id,
-            subject_username: Some(username),
-            session_id: None,
-            detail: detail.map(str::to_owned),
-        };
-        if pair_locks {
-            audit::record(conn, now, locked(None))?;
+            (Step::Busy, _) | (_, Step::Busy) => Ok(Attempt::Locked(now + SECOND)),
+            (Step::Counted(pair_next), Step::Counted(ip_next)) => {
+                store_pair(conn, username, client, pair_next)?;
+                store_ip(conn, client, ip_next)?;
+                Ok(Attempt::Allowed(Reservation {
+                    username: username.to_owned(),
+                    client: client.to_owned(),
+                }))
+            }
         }
-        if ip_locks {
-            audit::record(conn, now, locked(Some("every username from this IP")))?;
-        }
-        Ok(Attempt::Allowed(Reservation {
-            username: username.to_owned(),
-            client: client.to_owned(),
-            pair_lock: pair_next.locked_until.filter(|_| pair_locks),
-            ip_lock: ip_next.locked_until.filter(|_| ip_locks),
-        }))
     })
 }
 
@@ -267,60 +360,83 @@ fn audit_refusal(
     )
 }
 
-/// The reserved attempt was a wrong password: audits it. Returns the end of the lockout
-/// the attempt started, if any. The failure itself was counted (and the lockout started
-/// and audited) by [`reserve`].
+/// The reserved attempt was a wrong password: counts and audits the failure, and starts
+/// (and audits) a lockout when it reaches a maximum. Returns the end of that lockout.
 pub fn confirm_failure(
     conn: &mut Conn,
     now: Millis,
     reservation: &Reservation,
     user_id: Option<i64>,
     actor: &Actor,
+    policy: Policy,
 ) -> Result<Option<Millis>, StoreError> {
-    audit::record(
-        conn,
-        now,
-        Event {
-            kind: EventKind::SignInFailed,
+    let (username, client) = (reservation.username.as_str(), reservation.client.as_str());
+    write_tx(conn, |conn| {
+        let (pair, pair_locks) = failure_step(
+            pair_counter(conn, username, client)?,
+            now,
+            policy.max_failures,
+            policy.window,
+        );
+        let (ip, ip_locks) = failure_step(
+            ip_counter(conn, client)?,
+            now,
+            policy.ip_max_failures,
+            policy.window,
+        );
+        store_pair(conn, username, client, pair)?;
+        store_ip(conn, client, ip)?;
+        let event = |kind, detail: Option<&str>| Event {
+            kind,
             actor,
             subject_user_id: user_id,
-            subject_username: Some(&reservation.username),
+            subject_username: Some(username),
             session_id: None,
-            detail: None,
-        },
-    )?;
-    Ok(reservation.pair_lock.max(reservation.ip_lock))
+            detail: detail.map(str::to_owned),
+        };
+        audit::record(conn, now, event(EventKind::SignInFailed, None))?;
+        if pair_locks {
+            audit::record(conn, now, event(EventKind::LockedOut, None))?;
+        }
+        if ip_locks {
+            audit::record(
+                conn,
+                now,
+                event(EventKind::LockedOut, Some("every username from this IP")),
+            )?;
+        }
+        Ok(
+            if pair_locks { pair.locked_until } else { None }.max(if ip_locks {
+                ip.locked_until
+            } else {
+                None
+            }),
+        )
+    })
 }
 
 /// The reserved attempt was right: gives its count back. A success forgives that
 /// (username, client)'s earlier failures too — not the client's, or one working account
-/// would let a stuffing run reset its own ceiling. A lockout this attempt did not start
-/// (one started by guesses racing it) keeps running: only the attempt's own count is
-/// given back then.
-pub fn release(conn: &mut Conn, reservation: &Reservation) -> Result<(), StoreError> {
+/// would let a stuffing run reset its own ceiling. A lockout started by failures racing
+/// it keeps running.
+pub fn release(
+    conn: &mut Conn,
+    now: Millis,
+    reservation: &Reservation,
+    policy: Policy,
+) -> Result<(), StoreError> {
     let (username, client) = (reservation.username.as_str(), reservation.client.as_str());
     write_tx(conn, |conn| {
-        if let Some((pair, _)) = pair_counter(conn, username, client)? {
-            if pair.locked_until.is_none() || pair.locked_until == reservation.pair_lock {
-                diesel::delete(login_failures::table.find((username, client))).execute(conn)?;
-            } else {
-                diesel::update(login_failures::table.find((username, client)))
-                    .set(login_failures::failures.eq((pair.failures - 1).max(0)))
-                    .execute(conn)?;
-            }
+        if let Some(pair) = pair_counter(conn, username, client)? {
+            store_pair(
+                conn,
+                username,
+                client,
+                success_step(pair, now, policy.window, true),
+            )?;
         }
-        if let Some((ip, _)) = ip_counter(conn, client)? {
-            let own_lock = ip.locked_until.is_some() && ip.locked_until == reservation.ip_lock;
-            diesel::update(login_failures_by_ip::table.find(client))
-                .set((
-                    login_failures_by_ip::failures.eq((ip.failures - 1).max(0)),
-                    login_failures_by_ip::locked_until.eq(if own_lock {
-                        None
-                    } else {
-                        ip.locked_until
-                    }),
-                ))
-                .execute(conn)?;
+        if let Some(ip) = ip_counter(conn, client)? {
+            store_ip(conn, client, success_step(ip, now, policy.window, false))?;
         }
         Ok(())
     })
@@ -370,70 +486,83 @@ pub fn purge_stale(
 
 #[cfg(test)]
 mod tests {
-    use super::{step, Counter, Step};
+    use super::*;
 
-    fn counter(failures: i32, started: i64, locked_until: Option<i64>) -> Counter {
-        Counter {
-            failures,
-            started,
-            locked_until,
+    const MAX: i32 = 3;
+    const WINDOW: Millis = 100_000;
+
+    fn counted(step: Step) -> Counter {
+        match step {
+            Step::Counted(c) => c,
+            other => panic!("not counted: {other:?}"),
         }
     }
 
     #[test]
-    fn attempts_count_within_the_window_and_the_maximum_locks() {
+    fn attempts_beyond_what_may_still_fail_wait_without_a_lockout() {
+        let mut c = None;
+        for _ in 0..MAX {
+            c = Some(counted(reserve_step(c, 0, MAX, WINDOW)));
+        }
+        assert_eq!(reserve_step(c, 1, MAX, WINDOW), Step::Busy);
+        // One comes back right: room for one more.
+        let c = success_step(c.unwrap(), 2, WINDOW, true);
+        assert_eq!(c.pending, MAX - 1);
+        assert!(matches!(
+            reserve_step(Some(c), 3, MAX, WINDOW),
+            Step::Counted(_)
+        ));
+    }
+
+    #[test]
+    fn the_failure_that_reaches_the_maximum_locks_for_a_window() {
+        let mut c = None;
+        for _ in 0..MAX {
+            c = Some(counted(reserve_step(c, 0, MAX, WINDOW)));
+        }
+        let mut locked = false;
+        for i in 0..MAX {
+            let (next, locks) = failure_step(c, 10 + i as i64, MAX, WINDOW);
+            c = Some(next);
+            locked = locks;
+        }
+        assert!(locked);
+        let until = c.unwrap().locked_until.unwrap();
+        assert_eq!(until, 12 + WINDOW);
+        assert_eq!(reserve_step(c, 50, MAX, WINDOW), Step::Locked(until));
+        // A success racing the failures does not lift their lock.
         assert_eq!(
-            step(None, 100, 3, 10),
-            Step::Counted {
-                next: counter(1, 100, None),
-                locks: false
-            }
+            success_step(c.unwrap(), 60, WINDOW, true).locked_until,
+            Some(until)
         );
+        // After the lockout, a fresh window.
+        let after = counted(reserve_step(c, until, MAX, WINDOW));
         assert_eq!(
-            step(Some(counter(1, 100, None)), 105, 3, 10),
-            Step::Counted {
-                next: counter(2, 100, None),
-                locks: false
-            }
-        );
-        assert_eq!(
-            step(Some(counter(2, 100, None)), 109, 3, 10),
-            Step::Counted {
-                next: counter(3, 100, Some(119)),
-                locks: true
-            }
+            (after.failures, after.pending, after.locked_until),
+            (0, 1, None)
         );
     }
 
     #[test]
-    fn a_running_lockout_refuses_and_an_ended_one_starts_over() {
-        let locked = Some(counter(3, 100, Some(119)));
-        assert_eq!(step(locked, 110, 3, 10), Step::Locked(119));
-        assert_eq!(step(locked, 118, 3, 10), Step::Locked(119));
-        assert_eq!(
-            step(locked, 119, 3, 10),
-            Step::Counted {
-                next: counter(1, 119, None),
-                locks: false
-            }
-        );
+    fn pending_attempts_that_never_reported_back_stop_counting() {
+        let mut c = None;
+        for _ in 0..MAX {
+            c = Some(counted(reserve_step(c, 0, MAX, WINDOW)));
+        }
+        assert_eq!(reserve_step(c, PENDING_TTL - 1, MAX, WINDOW), Step::Busy);
+        assert!(matches!(
+            reserve_step(c, PENDING_TTL, MAX, WINDOW),
+            Step::Counted(_)
+        ));
     }
 
     #[test]
     fn a_stale_window_starts_over() {
-        assert_eq!(
-            step(Some(counter(2, 100, None)), 110, 3, 10),
-            Step::Counted {
-                next: counter(1, 110, None),
-                locks: false
-            }
-        );
-        assert_eq!(
-            step(Some(counter(i32::MAX, 100, None)), 101, i32::MAX, 10),
-            Step::Counted {
-                next: counter(i32::MAX, 100, Some(111)),
-                locks: true
-            }
-        );
+        let c = Counter {
+            failures: 2,
+            ..Counter::fresh(0)
+        };
+        let next = counted(reserve_step(Some(c), WINDOW, MAX, WINDOW));
+        assert_eq!((next.failures, next.started), (0, WINDOW));
     }
 }

@@ -282,7 +282,9 @@ pub fn record_failure(
 ) -> Result<Option<Millis>, StoreError> {
     let ip = actor.ip.as_deref().unwrap_or("unknown");
     match lockout::reserve(conn, now, username, user_id, ip, actor, policy)? {
-        Attempt::Allowed(attempt) => lockout::confirm_failure(conn, now, &attempt, user_id, actor),
+        Attempt::Allowed(attempt) => {
+            lockout::confirm_failure(conn, now, &attempt, user_id, actor, policy)
+        }
         Attempt::Locked(until) => Ok(Some(until)),
     }
 }

@@ -563,3 +563,32 @@ async fn forwarded_host_headers_from_anyone_do_not_pass_the_origin_check() {
         assert_eq!(attempt.status(), 403, "{name}");
     }
 }
+
+#[actix_web::test]
+async fn a_burst_of_right_passwords_locks_nobody_out() {
+    let app = spawn_app().await;
+    app.add_user("alice", Role::User);
+    let url = app.url("/auth/token");
+    let statuses = burst(20, move |_| {
+        let url = url.clone();
+        async move {
+            client()
+                .post(url)
+                .json(&serde_json::json!({"username": "alice", "password": PASSWORD}))
+                .send()
+                .await
+                .unwrap()
+        }
+    })
+    .await;
+    // At most five may be checked at once; the others are told to retry at once.
+    assert!(count(&statuses, 200) >= 5, "{statuses:?}");
+    assert_eq!(
+        count(&statuses, 200) + count(&statuses, 429),
+        20,
+        "{statuses:?}"
+    );
+    assert_eq!(events(&app, "locked_out"), 0);
+    let after = app.post_token(&client(), "alice", PASSWORD).await;
+    assert_eq!(after.status(), 200, "no lockout followed the burst");
+}
