@@ -8,7 +8,9 @@ use crate::db::Conn;
 use crate::domain::{Password, SessionId, UserId, Username};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::lockout::{self, Attempt, Reservation};
+use std::time::Duration;
+
+use crate::store::lockout::{self, Attempt, Peek, Reservation};
 use crate::store::sessions::{self, Client, Rotation, SessionRow};
 use crate::store::users::{self, UserRow};
 use crate::store::{Actor, StoreError};
@@ -41,40 +43,55 @@ fn lockout_name(typed: &str, parsed: Option<&Username>) -> String {
     }
 }
 
+/// How long an attempt waits for its turn while as many attempts as may still fail are
+/// being checked, and how often it looks again.
+const TURN_WAIT: Duration = Duration::from_secs(10);
+const TURN_POLL: Duration = Duration::from_millis(20);
+
 /// Counts an attempt toward the lockout before its password is checked (see
-/// `store::lockout`), or refuses it with the wait.
+/// `store::lockout`), or refuses it with the wait. While the attempts being checked could
+/// still reach the maximum, it waits for its turn (looking by reads, not writes); an
+/// attempt still waiting after `TURN_WAIT` is refused with a retry in a second.
 async fn reserve_attempt(
     state: &Data<AppState>,
     name: String,
     user_id: Option<i64>,
     actor: &Actor,
     client: &Client,
-    now: Millis,
-) -> Result<Reservation, ApiError> {
+) -> Result<(Reservation, Millis), ApiError> {
     let key = client::lockout_key(&client.ip);
-    let (read_name, read_key) = (name.clone(), key.clone());
-    let known = state
-        .db
-        .read(move |conn| lockout::known_lockout(conn, now, &read_name, &read_key))
-        .await?;
-    let attempt = match known {
-        Some(until) => Attempt::Locked(until),
-        None => {
-            let actor = actor.clone();
-            let policy = lockout_policy(state);
-            state
-                .db
-                .write(move |conn| {
-                    lockout::reserve(conn, now, &name, user_id, &key, &actor, policy)
-                })
-                .await?
-        }
-    };
-    match attempt {
-        Attempt::Allowed(reservation) => Ok(reservation),
-        Attempt::Locked(until) => {
-            tracing::info!(ip = %client.ip, "sign-in refused: locked out");
-            Err(ApiError::TooManyAttempts(seconds_until(until, now)))
+    let policy = lockout_policy(state);
+    let started = std::time::Instant::now();
+    loop {
+        let now = clock::now();
+        let (read_name, read_key) = (name.clone(), key.clone());
+        let peek = state
+            .db
+            .read(move |conn| lockout::peek(conn, now, &read_name, &read_key, policy))
+            .await?;
+        let attempt = match peek {
+            Peek::Locked(until) => Attempt::Locked(until),
+            Peek::Busy => Attempt::Busy,
+            Peek::Open => {
+                let (name, key, actor) = (name.clone(), key.clone(), actor.clone());
+                state
+                    .db
+                    .write(move |conn| {
+                        lockout::reserve(conn, now, &name, user_id, &key, &actor, policy)
+                    })
+                    .await?
+            }
+        };
+        match attempt {
+            Attempt::Allowed(reservation) => return Ok((reservation, now)),
+            Attempt::Locked(until) => {
+                tracing::info!(ip = %client.ip, "sign-in refused: locked out");
+                return Err(ApiError::TooManyAttempts(seconds_until(until, now)));
+            }
+            Attempt::Busy if started.elapsed() >= TURN_WAIT => {
+                return Err(ApiError::TooManyAttempts(1));
+            }
+            Attempt::Busy => actix_web::rt::time::sleep(TURN_POLL).await,
         }
     }
 }
@@ -112,7 +129,6 @@ pub async fn sign_in(
     password: &str,
     client: &Client,
 ) -> Result<SignedIn, ApiError> {
-    let now = clock::now();
     let parsed = Username::parse(username).ok();
     let name = lockout_name(username, parsed.as_ref());
     let user = match parsed {
@@ -127,7 +143,7 @@ pub async fn sign_in(
     let known_id = user.as_ref().map(|u| u.id);
     // Nobody is signed in yet: the actor is the anonymous client.
     let actor = Actor::of(None, client);
-    let reservation = reserve_attempt(state, name, known_id, &actor, client, now).await?;
+    let (reservation, now) = reserve_attempt(state, name, known_id, &actor, client).await?;
 
     let well_formed = Password::has_valid_length(password);
     let candidate = user
@@ -184,17 +200,9 @@ pub async fn confirm_password(
     password: &str,
     client: &Client,
 ) -> Result<(), ApiError> {
-    let now = clock::now();
     let actor = Actor::of(Some(user.id), client);
-    let reservation = reserve_attempt(
-        state,
-        user.username.clone(),
-        Some(user.id),
-        &actor,
-        client,
-        now,
-    )
-    .await?;
+    let (reservation, now) =
+        reserve_attempt(state, user.username.clone(), Some(user.id), &actor, client).await?;
     if state
         .hasher
         .verify(password, Some(&user.password_hash))

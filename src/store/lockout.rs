@@ -9,8 +9,8 @@
 //! lockout at the maximum) or [`release`] gives it back. An attempt is evaluated only
 //! while failures + pending stay below the maximum, so however many guesses arrive at
 //! once, at most `max_failures` are ever evaluated per (username, client) and window, and
-//! at most `ip_max_failures` per client; the rest are refused at once (429, retry in a
-//! second) without starting a lockout, so a burst of *right* passwords locks nobody out.
+//! at most `ip_max_failures` per client; the rest wait their turn (see `auth::flows`)
+//! without starting a lockout, so a burst of *right* passwords locks nobody out.
 //! A pending attempt whose request never reported back (the client went away) stops
 //! counting after `PENDING_TTL`.
 
@@ -251,25 +251,48 @@ pub struct Reservation {
 pub enum Attempt {
     /// Go ahead and check the password; report the result with the reservation.
     Allowed(Reservation),
-    /// Refused until then (a lockout, or for a moment while other attempts are checked);
-    /// the password must not be checked.
+    /// A lockout runs until then; the password must not be checked.
     Locked(Millis),
+    /// As many attempts as may still fail are being checked: not now.
+    Busy,
 }
 
-/// A running lockout whose first refusal is already audited: the read-only answer that
-/// keeps a storm of refused guesses off the writer. `None` means "ask [`reserve`]".
-pub fn known_lockout(
+/// What a read says about an attempt, before any write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peek {
+    /// A lockout whose first refusal is already audited runs until then: refuse.
+    Locked(Millis),
+    /// As many attempts as may still fail are being checked: wait and look again.
+    Busy,
+    /// Ask [`reserve`], which decides.
+    Open,
+}
+
+/// The read-only look that keeps waiting and refused attempts off the writer.
+pub fn peek(
     conn: &mut Conn,
     now: Millis,
     username: &str,
     client: &str,
-) -> Result<Option<Millis>, StoreError> {
-    let running = |c: Option<Counter>| {
-        c.filter(|c| c.refusal_audited)
-            .and_then(|c| c.locked_until)
-            .filter(|until| *until > now)
+    policy: Policy,
+) -> Result<Peek, StoreError> {
+    let pair = pair_counter(conn, username, client)?;
+    let ip = ip_counter(conn, client)?;
+    let look = |c: Option<Counter>, max: i32| match (c, reserve_step(c, now, max, policy.window)) {
+        (Some(c), Step::Locked(until)) if c.refusal_audited => Peek::Locked(until),
+        (_, Step::Busy) => Peek::Busy,
+        _ => Peek::Open,
     };
-    Ok(running(pair_counter(conn, username, client)?).or(running(ip_counter(conn, client)?)))
+    Ok(
+        match (
+            look(pair, policy.max_failures),
+            look(ip, policy.ip_max_failures),
+        ) {
+            (Peek::Locked(until), _) | (_, Peek::Locked(until)) => Peek::Locked(until),
+            (Peek::Busy, _) | (_, Peek::Busy) => Peek::Busy,
+            _ => Peek::Open,
+        },
+    )
 }
 
 /// Counts an attempt of `username` from `client` as pending on both counters before its
@@ -325,7 +348,7 @@ pub fn reserve(
                 }
                 Ok(Attempt::Locked(until))
             }
-            (Step::Busy, _) | (_, Step::Busy) => Ok(Attempt::Locked(now + SECOND)),
+            (Step::Busy, _) | (_, Step::Busy) => Ok(Attempt::Busy),
             (Step::Counted(pair_next), Step::Counted(ip_next)) => {
                 store_pair(conn, username, client, pair_next)?;
                 store_ip(conn, client, ip_next)?;

