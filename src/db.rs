@@ -1,4 +1,5 @@
-//! The database: a pool of read-only connections, and one writer.
+//! The database: SQLite (a pool of read-only connections and one writer thread) or
+//! PostgreSQL (one pool of connections, any number of instances), picked from the URL.
 //!
 //! SQLite lets one connection write at a time. Every write of this process goes to one
 //! connection owned by one thread, in arrival order: writers queue instead of waking each
@@ -8,30 +9,106 @@
 //! (in tests) instead of quietly contending. Other processes (the CLI, a second
 //! instance) still meet this one at `BEGIN IMMEDIATE` and `busy_timeout`.
 //!
+//! PostgreSQL has many writers (every instance, the CLI): each write runs in its own
+//! `SERIALIZABLE` transaction on a pooled connection, so the store's read-then-write
+//! decisions hold exactly as they do behind SQLite's single writer; a transaction that
+//! PostgreSQL aborts as a serialization failure or deadlock is run again (a few times,
+//! with a short random pause) and never reaches a client as an error.
+//!
 //! Everything SQL lives in `store`; this module only opens connections and runs closures
-//! on them.
+//! on them. Store functions take a [`Conn`] and run each statement on the backend's own
+//! connection type through [`on_backend!`], so one body serves both backends.
 
+use std::num::NonZeroU32;
+use std::ops::DerefMut;
 use std::panic::{self, AssertUnwindSafe};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
-use diesel::connection::SimpleConnection;
-use diesel::r2d2::{
-    ConnectionManager, CustomizeConnection, Pool, PooledConnection, R2D2Connection,
-};
+use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
+use diesel::pg::PgConnection;
+use diesel::r2d2::{ConnectionManager, CustomizeConnection, Pool, R2D2Connection};
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sqlite::SqliteConnection;
-use diesel::Connection;
+use diesel::{Connection, QueryResult, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
 use crate::store::StoreError;
 
-pub type Conn = SqliteConnection;
-pub type DbPool = Pool<ConnectionManager<Conn>>;
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
 
-const MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations");
+/// A connection of either backend: the writer's, a pooled one, or the command line's.
+pub enum Conn {
+    Sqlite(Box<dyn DerefMut<Target = SqliteConnection> + Send>),
+    Pg(Box<dyn DerefMut<Target = PgConnection> + Send>),
+}
 
-/// How long a request waits for a reader, or for its write's turn, before it is refused
-/// as unavailable. A write refused this way has not run.
+/// An owned connection (the writer's, the command line's) in [`Conn`]'s box.
+struct Owned<C>(C);
+
+impl<C> std::ops::Deref for Owned<C> {
+    type Target = C;
+    fn deref(&self) -> &C {
+        &self.0
+    }
+}
+
+impl<C> DerefMut for Owned<C> {
+    fn deref_mut(&mut self) -> &mut C {
+        &mut self.0
+    }
+}
+
+/// The backend's own connection, for one statement (see [`on_backend!`]).
+pub enum Backend<'a> {
+    Sqlite(&'a mut SqliteConnection),
+    Pg(&'a mut PgConnection),
+}
+
+impl Conn {
+    pub fn backend(&mut self) -> Backend<'_> {
+        match self {
+            Conn::Sqlite(c) => Backend::Sqlite(c),
+            Conn::Pg(c) => Backend::Pg(c),
+        }
+    }
+
+    pub fn is_postgres(&self) -> bool {
+        matches!(self, Conn::Pg(_))
+    }
+
+    fn is_broken(&mut self) -> bool {
+        match self.backend() {
+            Backend::Sqlite(c) => R2D2Connection::is_broken(c),
+            Backend::Pg(c) => R2D2Connection::is_broken(c),
+        }
+    }
+}
+
+impl SimpleConnection for Conn {
+    fn batch_execute(&mut self, query: &str) -> QueryResult<()> {
+        match self.backend() {
+            Backend::Sqlite(c) => c.batch_execute(query),
+            Backend::Pg(c) => c.batch_execute(query),
+        }
+    }
+}
+
+/// Runs `$body` with `$c` bound to the backend's own connection: the body is compiled
+/// once per backend, so a diesel statement written once runs on either.
+#[macro_export]
+macro_rules! on_backend {
+    ($conn:expr, |$c:ident| $body:expr) => {
+        match $crate::db::Conn::backend($conn) {
+            $crate::db::Backend::Sqlite($c) => $body,
+            $crate::db::Backend::Pg($c) => $body,
+        }
+    };
+}
+
+/// How long a request waits for a connection, or for its write's turn, before it is
+/// refused as unavailable. A write refused this way has not run.
 const WAIT: Duration = Duration::from_secs(5);
 
 const WRITER_THREAD: &str = "latchkey-writer";
@@ -40,13 +117,33 @@ const WRITER_THREAD: &str = "latchkey-writer";
 /// lock held by another process before the timeout is set.
 const BUSY_TIMEOUT: &str = "PRAGMA busy_timeout = 5000;";
 
+/// How often a PostgreSQL write transaction is tried before the write is unavailable.
+const SERIALIZATION_ATTEMPTS: u32 = 12;
+
 /// Reader settings: read-only, waiting on locks like the writer.
 #[derive(Debug)]
 struct ReadOnly;
 
-impl CustomizeConnection<Conn, diesel::r2d2::Error> for ReadOnly {
-    fn on_acquire(&self, conn: &mut Conn) -> Result<(), diesel::r2d2::Error> {
+impl CustomizeConnection<SqliteConnection, diesel::r2d2::Error> for ReadOnly {
+    fn on_acquire(&self, conn: &mut SqliteConnection) -> Result<(), diesel::r2d2::Error> {
         conn.batch_execute(&format!("{BUSY_TIMEOUT} PRAGMA query_only = ON;"))
+            .map_err(diesel::r2d2::Error::QueryError)
+    }
+}
+
+/// PostgreSQL session settings: a statement waiting for a lock, or running, longer than a
+/// request may wait fails (and the request answers 503) instead of hanging; a
+/// transaction left idle by a stuck client cannot hold its locks for ever.
+#[derive(Debug)]
+struct PgSession;
+
+const PG_SESSION: &str = "SET lock_timeout = '5s';
+     SET statement_timeout = '15s';
+     SET idle_in_transaction_session_timeout = '60s';";
+
+impl CustomizeConnection<PgConnection, diesel::r2d2::Error> for PgSession {
+    fn on_acquire(&self, conn: &mut PgConnection) -> Result<(), diesel::r2d2::Error> {
+        conn.batch_execute(PG_SESSION)
             .map_err(diesel::r2d2::Error::QueryError)
     }
 }
@@ -65,18 +162,42 @@ pub fn display_url(url: &str) -> String {
     }
 }
 
-/// Accepts a plain path or a `sqlite://` / `sqlite:` URL.
-fn database_path(url: &str) -> &str {
-    url.strip_prefix("sqlite://")
+/// Where a database URL points.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location<'a> {
+    /// A SQLite file: a plain path, `sqlite://PATH` or `sqlite:PATH`.
+    Sqlite(&'a str),
+    /// A libpq URL: `postgres://…` or `postgresql://…`.
+    Postgres(&'a str),
+}
+
+pub fn locate(url: &str) -> anyhow::Result<Location<'_>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        return Ok(Location::Postgres(url));
+    }
+    let path = url
+        .strip_prefix("sqlite://")
         .or_else(|| url.strip_prefix("sqlite:"))
-        .unwrap_or(url)
+        .unwrap_or(url);
+    if let Some((scheme, _)) = url.split_once("://") {
+        if scheme != "sqlite" {
+            anyhow::bail!(
+                "DATABASE_URL: '{}' is neither a SQLite file path nor a postgres:// URL",
+                display_url(url)
+            );
+        }
+    }
+    if path.is_empty() {
+        anyhow::bail!("the database path is empty");
+    }
+    Ok(Location::Sqlite(path))
 }
 
 /// The writer connection: WAL (shared with every reader and process), foreign keys on.
-fn open_writer(path: &str) -> anyhow::Result<Conn> {
+fn open_writer(path: &str) -> anyhow::Result<SqliteConnection> {
     // A path that cannot be opened fails here at once with SQLite's reason.
-    let mut conn =
-        Conn::establish(path).map_err(|e| anyhow::anyhow!("cannot open database {path}: {e}"))?;
+    let mut conn = SqliteConnection::establish(path)
+        .map_err(|e| anyhow::anyhow!("cannot open database {path}: {e}"))?;
     conn.batch_execute(&format!(
         "{BUSY_TIMEOUT}
          PRAGMA journal_mode = WAL;
@@ -87,95 +208,282 @@ fn open_writer(path: &str) -> anyhow::Result<Conn> {
     Ok(conn)
 }
 
-/// One writable connection with migrations applied: what the command line uses (a short
-/// process of its own, meeting running servers at `BEGIN IMMEDIATE`).
-pub fn connect(url: &str) -> anyhow::Result<Conn> {
-    let path = database_path(url);
-    if path.is_empty() {
-        anyhow::bail!("the database path is empty");
-    }
-    if url.contains("://") && !url.starts_with("sqlite://") {
-        anyhow::bail!("DATABASE_URL: '{url}' is not a SQLite file path (only SQLite is supported)");
-    }
-    let mut conn = open_writer(path)?;
-    conn.run_pending_migrations(MIGRATIONS)
-        .map_err(|e| anyhow::anyhow!("cannot migrate database {path}: {e}"))?;
-    Ok(conn)
+/// Applies PostgreSQL's migrations under a session advisory lock, so instances starting
+/// at once migrate one after the other.
+fn migrate_postgres(conn: &mut PgConnection) -> anyhow::Result<()> {
+    const MIGRATION_LOCK: i64 = 0x6c61_7463_686b_6579; // "latchkey"
+    diesel::sql_query(format!("SELECT pg_advisory_lock({MIGRATION_LOCK})")).execute(conn)?;
+    let migrated = conn
+        .run_pending_migrations(POSTGRES_MIGRATIONS)
+        .map(|_| ())
+        .map_err(|e| anyhow::anyhow!("cannot migrate the database: {e}"));
+    diesel::sql_query(format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})")).execute(conn)?;
+    migrated
 }
 
-/// Opens the database for a server: `readers` pooled read-only connections, and the
-/// writer thread.
-pub fn open(url: &str, readers: u32) -> anyhow::Result<Db> {
-    let writer = connect(url)?;
-    let path = database_path(url);
-    let readers = Pool::builder()
-        .max_size(readers)
-        .min_idle(Some(1))
-        .connection_timeout(WAIT)
-        .connection_customizer(Box::new(ReadOnly))
-        .build(ConnectionManager::<Conn>::new(path))
-        .map_err(|e| anyhow::anyhow!("cannot open database {path}: {e}"))?;
-    let writer = Writer::spawn(path.to_owned(), writer)
-        .map_err(|e| anyhow::anyhow!("cannot start the database writer: {e}"))?;
-    Ok(Db { readers, writer })
+fn establish_postgres(url: &str) -> anyhow::Result<PgConnection> {
+    PgConnection::establish(url).map_err(|e| {
+        // libpq's reasons span lines ("… failed: Connection refused\n\tIs the server …").
+        let reason = e
+            .to_string()
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ");
+        anyhow::anyhow!("cannot connect to {}: {reason}", display_url(url))
+    })
+}
+
+/// One writable connection with migrations applied: what the command line uses (a short
+/// process of its own, meeting running servers at `BEGIN IMMEDIATE` on SQLite, and in
+/// serializable transactions on PostgreSQL).
+pub fn connect(url: &str) -> anyhow::Result<Conn> {
+    match locate(url)? {
+        Location::Sqlite(path) => {
+            let mut conn = open_writer(path)?;
+            conn.run_pending_migrations(SQLITE_MIGRATIONS)
+                .map_err(|e| anyhow::anyhow!("cannot migrate database {path}: {e}"))?;
+            Ok(Conn::Sqlite(Box::new(Owned(conn))))
+        }
+        Location::Postgres(url) => {
+            let mut conn = establish_postgres(url)?;
+            migrate_postgres(&mut conn)?;
+            conn.batch_execute(PG_SESSION)?;
+            Ok(Conn::Pg(Box::new(Owned(conn))))
+        }
+    }
+}
+
+/// Opens the database for a server: on SQLite `pool` pooled read-only connections and
+/// the writer thread; on PostgreSQL a pool of `pool` connections.
+pub fn open(url: &str, pool: u32) -> anyhow::Result<Db> {
+    let inner = match locate(url)? {
+        Location::Sqlite(path) => {
+            let Conn::Sqlite(writer) = connect(url)? else {
+                unreachable!("a SQLite location opens SQLite")
+            };
+            let readers = Pool::builder()
+                .max_size(pool)
+                .min_idle(Some(1))
+                .connection_timeout(WAIT)
+                .connection_customizer(Box::new(ReadOnly))
+                .build(ConnectionManager::<SqliteConnection>::new(path))
+                .map_err(|e| anyhow::anyhow!("cannot open database {path}: {e}"))?;
+            let writer = Writer::spawn(path.to_owned(), Conn::Sqlite(writer))
+                .map_err(|e| anyhow::anyhow!("cannot start the database writer: {e}"))?;
+            Inner::Sqlite { readers, writer }
+        }
+        Location::Postgres(pg_url) => {
+            migrate_postgres(&mut establish_postgres(pg_url)?)?;
+            let pool = Pool::builder()
+                .max_size(pool)
+                .min_idle(Some(1))
+                .connection_timeout(WAIT)
+                .connection_customizer(Box::new(PgSession))
+                .build(ConnectionManager::<PgConnection>::new(pg_url))
+                .map_err(|e| anyhow::anyhow!("cannot connect to {}: {e}", display_url(pg_url)))?;
+            Inner::Pg {
+                pool,
+                url: pg_url.to_owned(),
+            }
+        }
+    };
+    Ok(Db { inner })
 }
 
 #[derive(Clone)]
 pub struct Db {
-    readers: DbPool,
-    writer: Writer,
+    inner: Inner,
+}
+
+#[derive(Clone)]
+enum Inner {
+    Sqlite {
+        readers: Pool<ConnectionManager<SqliteConnection>>,
+        writer: Writer,
+    },
+    Pg {
+        pool: Pool<ConnectionManager<PgConnection>>,
+        url: String,
+    },
 }
 
 impl Db {
-    /// A read-only pooled connection for synchronous callers (start-up, tests).
-    pub fn reader(&self) -> Result<PooledConnection<ConnectionManager<Conn>>, StoreError> {
-        self.readers.get().map_err(|_| StoreError::Unavailable)
+    /// The PostgreSQL URL, for a connection of its own (the notification listener).
+    pub fn postgres_url(&self) -> Option<&str> {
+        match &self.inner {
+            Inner::Pg { url, .. } => Some(url),
+            Inner::Sqlite { .. } => None,
+        }
     }
 
-    /// Runs `f` on a read-only pooled connection on the blocking thread pool.
+    /// A pooled connection for synchronous callers (start-up, tests); read-only on SQLite.
+    pub fn reader(&self) -> Result<Conn, StoreError> {
+        match &self.inner {
+            Inner::Sqlite { readers, .. } => readers
+                .get()
+                .map(|c| Conn::Sqlite(Box::new(c)))
+                .map_err(|_| StoreError::Unavailable),
+            Inner::Pg { pool, .. } => pool
+                .get()
+                .map(|c| Conn::Pg(Box::new(c)))
+                .map_err(|_| StoreError::Unavailable),
+        }
+    }
+
+    /// Runs `f` on a pooled connection (read-only on SQLite) on the blocking thread pool.
     pub async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         F: FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        let pool = self.readers.clone();
-        actix_web::web::block(move || {
-            let mut conn = pool.get().map_err(|_| StoreError::Unavailable)?;
-            f(&mut conn)
-        })
-        .await
-        .map_err(|_| StoreError::Unavailable)?
+        let db = self.clone();
+        actix_web::web::block(move || f(&mut db.reader()?))
+            .await
+            .map_err(|_| StoreError::Unavailable)?
     }
 
-    /// Runs `f` on the writer, after the writes queued before it.
+    /// Runs `f` as a write: on SQLite on the writer, after the writes queued before it;
+    /// on PostgreSQL in a serializable transaction of its own, run again if PostgreSQL
+    /// aborts it (so `f` may run more than once: only its last run counts).
     pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
-        F: FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
+        F: FnMut(&mut Conn) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        let (reply, answer) = tokio::sync::oneshot::channel();
-        self.writer.submit(f, move |result| {
-            let _ = reply.send(result);
-        })?;
-        answer.await.map_err(|_| StoreError::Unavailable)?
+        match &self.inner {
+            Inner::Sqlite { writer, .. } => {
+                let (reply, answer) = tokio::sync::oneshot::channel();
+                writer.submit(f, move |result| {
+                    let _ = reply.send(result);
+                })?;
+                answer.await.map_err(|_| StoreError::Unavailable)?
+            }
+            Inner::Pg { .. } => {
+                let db = self.clone();
+                actix_web::web::block(move || write_transaction(&mut db.reader()?, f))
+                    .await
+                    .map_err(|_| StoreError::Unavailable)?
+            }
+        }
     }
 
     /// [`Db::write`] for synchronous callers (start-up, tests); never from a handler
     /// (it blocks the thread) nor from a write (it would wait for itself).
     pub fn write_blocking<T, F>(&self, f: F) -> Result<T, StoreError>
     where
-        F: FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
+        F: FnMut(&mut Conn) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        if std::thread::current().name() == Some(WRITER_THREAD) {
-            debug_assert!(false, "write_blocking inside a write would wait for itself");
-            return Err(StoreError::Unavailable);
+        match &self.inner {
+            Inner::Sqlite { writer, .. } => {
+                if std::thread::current().name() == Some(WRITER_THREAD) {
+                    debug_assert!(false, "write_blocking inside a write would wait for itself");
+                    return Err(StoreError::Unavailable);
+                }
+                let (reply, answer) = mpsc::sync_channel(1);
+                writer.submit(f, move |result| {
+                    let _ = reply.send(result);
+                })?;
+                answer.recv().map_err(|_| StoreError::Unavailable)?
+            }
+            Inner::Pg { .. } => write_transaction(&mut self.reader()?, f),
         }
-        let (reply, answer) = mpsc::sync_channel(1);
-        self.writer.submit(f, move |result| {
-            let _ = reply.send(result);
-        })?;
-        answer.recv().map_err(|_| StoreError::Unavailable)?
+    }
+}
+
+fn depth<C>(conn: &mut C) -> QueryResult<Option<NonZeroU32>>
+where
+    C: Connection<TransactionManager = AnsiTransactionManager>,
+{
+    AnsiTransactionManager::transaction_manager_status_mut(conn).transaction_depth()
+}
+
+fn begin<C>(conn: &mut C, sql: Option<&str>) -> QueryResult<()>
+where
+    C: Connection<TransactionManager = AnsiTransactionManager>,
+{
+    match sql {
+        Some(sql) => AnsiTransactionManager::begin_transaction_sql(conn, sql),
+        None => AnsiTransactionManager::begin_transaction(conn),
+    }
+}
+
+/// Runs `f` in a transaction begun by `begin_sql` (or, inside one already or without
+/// `begin_sql`, a plain transaction or savepoint): committed when `f` succeeds, rolled
+/// back when it fails.
+fn run_in_transaction<T, F>(conn: &mut Conn, begin_sql: Option<&str>, f: F) -> Result<T, StoreError>
+where
+    F: FnOnce(&mut Conn) -> Result<T, StoreError>,
+{
+    on_backend!(conn, |c| begin(c, begin_sql))?;
+    match f(conn) {
+        Ok(value) => {
+            on_backend!(conn, |c| AnsiTransactionManager::commit_transaction(c))?;
+            Ok(value)
+        }
+        Err(failed) => {
+            match on_backend!(conn, |c| AnsiTransactionManager::rollback_transaction(c)) {
+                Ok(()) | Err(DieselError::BrokenTransactionManager) => Err(failed),
+                Err(rollback) => Err(rollback.into()),
+            }
+        }
+    }
+}
+
+/// A plain transaction, or a savepoint inside one: `f`'s changes stand or fall together.
+pub fn transaction<T, F>(conn: &mut Conn, f: F) -> Result<T, StoreError>
+where
+    F: FnOnce(&mut Conn) -> Result<T, StoreError>,
+{
+    run_in_transaction(conn, None, f)
+}
+
+/// A write transaction. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`),
+/// so a writer in another process queues instead of failing to upgrade a read lock; on
+/// PostgreSQL it is `SERIALIZABLE`, run again when PostgreSQL aborts it as a
+/// serialization failure or deadlock. Inside a transaction already (the SQLite writer
+/// runs every write in a batch transaction) it is a savepoint, and a retry is the outer
+/// transaction's business.
+pub fn write_transaction<T, F>(conn: &mut Conn, mut f: F) -> Result<T, StoreError>
+where
+    F: FnMut(&mut Conn) -> Result<T, StoreError>,
+{
+    if on_backend!(conn, |c| depth(c))?.is_some() {
+        return transaction(conn, f);
+    }
+    if !conn.is_postgres() {
+        return run_in_transaction(conn, Some("BEGIN IMMEDIATE"), f);
+    }
+    for attempt in 1..=SERIALIZATION_ATTEMPTS {
+        match run_in_transaction(conn, Some("BEGIN ISOLATION LEVEL SERIALIZABLE"), &mut f) {
+            Err(e) if must_retry(&e) && attempt < SERIALIZATION_ATTEMPTS => {
+                if conn.is_broken() {
+                    return Err(StoreError::Unavailable);
+                }
+                let pause = rand::random_range(1..=(2u64 << attempt.min(6)));
+                std::thread::sleep(Duration::from_millis(pause));
+            }
+            Err(e) if must_retry(&e) => {
+                tracing::warn!(
+                    "a write lost {SERIALIZATION_ATTEMPTS} serialization races in a row"
+                );
+                return Err(StoreError::Unavailable);
+            }
+            other => return other,
+        }
+    }
+    unreachable!("the last attempt returns")
+}
+
+/// PostgreSQL aborted the transaction because of a concurrent one: running it again
+/// is the remedy.
+fn must_retry(e: &StoreError) -> bool {
+    match e {
+        StoreError::Database(DieselError::DatabaseError(kind, info)) => {
+            matches!(kind, DatabaseErrorKind::SerializationFailure)
+                || info.message().contains("deadlock detected")
+        }
+        _ => false,
     }
 }
 
@@ -213,11 +521,12 @@ impl Writer {
                     batch.extend(queue.try_iter().take(MAX_BATCH - 1));
                     if conn.is_none() {
                         conn = open_writer(&path)
+                            .map(|c| Conn::Sqlite(Box::new(Owned(c))))
                             .map_err(|e| tracing::error!(error = %e, "cannot reopen the writer"))
                             .ok();
                     }
                     let healthy = run_batch(conn.as_mut(), batch);
-                    if !healthy || conn.as_mut().is_some_and(R2D2Connection::is_broken) {
+                    if !healthy || conn.as_mut().is_some_and(Conn::is_broken) {
                         conn = None;
                     }
                 }
@@ -239,7 +548,7 @@ impl Writer {
         let queued = Instant::now();
         let job: Job = Box::new(move |conn| {
             let result = match conn {
-                Some(conn) if queued.elapsed() <= WAIT => conn.transaction(f),
+                Some(conn) if queued.elapsed() <= WAIT => transaction(conn, f),
                 _ => Err(StoreError::Unavailable),
             };
             Ran {
@@ -272,7 +581,7 @@ fn run_batch(conn: Option<&mut Conn>, batch: Vec<Job>) -> bool {
     let mut committed = false;
     if let Some(conn) = conn {
         let outcome = panic::catch_unwind(AssertUnwindSafe(|| {
-            conn.immediate_transaction::<(), StoreError, _>(|conn| {
+            run_in_transaction(conn, Some("BEGIN IMMEDIATE"), |conn| {
                 for job in pending.by_ref() {
                     let ran = job(Some(conn));
                     answers.push(ran.answer);
@@ -299,7 +608,7 @@ fn run_batch(conn: Option<&mut Conn>, batch: Vec<Job>) -> bool {
 /// Whether diesel still holds a transaction open on `conn`. (`is_broken` is r2d2's test
 /// for "cannot go back to a pool": a transaction is open, or diesel's state is in error.)
 fn in_transaction(conn: &mut Conn) -> bool {
-    R2D2Connection::is_broken(conn)
+    conn.is_broken()
 }
 
 #[cfg(test)]
@@ -319,10 +628,22 @@ mod tests {
     use super::*;
 
     #[test]
-    fn sqlite_urls_and_paths_name_the_same_file() {
-        assert_eq!(database_path("sqlite:///tmp/x.db"), "/tmp/x.db");
-        assert_eq!(database_path("sqlite:x.db"), "x.db");
-        assert_eq!(database_path("x.db"), "x.db");
+    fn urls_pick_the_backend_and_other_schemes_are_refused() {
+        assert_eq!(
+            locate("sqlite:///tmp/x.db").unwrap(),
+            Location::Sqlite("/tmp/x.db")
+        );
+        assert_eq!(locate("sqlite:x.db").unwrap(), Location::Sqlite("x.db"));
+        assert_eq!(locate("x.db").unwrap(), Location::Sqlite("x.db"));
+        let pg = "postgres://lk@127.0.0.1:5432/lk";
+        assert_eq!(locate(pg).unwrap(), Location::Postgres(pg));
+        let pg = "postgresql:///lk?host=/tmp";
+        assert_eq!(locate(pg).unwrap(), Location::Postgres(pg));
+        let refused = locate("mysql://root:hunter2@db/lk")
+            .unwrap_err()
+            .to_string();
+        assert!(refused.contains("mysql://root:<set>@db/lk"), "{refused}");
+        assert!(locate("").is_err());
     }
 
     fn temp_db() -> (tempfile::TempDir, Db) {
@@ -337,10 +658,11 @@ mod tests {
     }
 
     fn scalar(conn: &mut Conn, query: &str) -> i64 {
-        diesel::select(diesel::dsl::sql::<diesel::sql_types::BigInt>(&format!(
-            "({query})"
-        )))
-        .get_result(conn)
+        let sql = format!("({query})");
+        on_backend!(conn, |c| diesel::select(diesel::dsl::sql::<
+            diesel::sql_types::BigInt,
+        >(&sql))
+        .get_result(c))
         .unwrap()
     }
 
@@ -382,7 +704,7 @@ mod tests {
         (release, blocker)
     }
 
-    fn insert(x: i64) -> impl FnOnce(&mut Conn) -> Result<(), StoreError> {
+    fn insert(x: i64) -> impl FnMut(&mut Conn) -> Result<(), StoreError> {
         move |conn| Ok(conn.batch_execute(&format!("INSERT INTO t VALUES ({x})"))?)
     }
 

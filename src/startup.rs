@@ -116,7 +116,7 @@ fn build_state(settings: Settings, db: Db) -> anyhow::Result<AppState> {
         JwtAlg::Hs256 { secret } => KeySet::hs256(secret),
         JwtAlg::EdDsa => {
             let now = clock::now();
-            let usable = key_store::usable(&mut *db.reader()?, now)?;
+            let usable = key_store::usable(&mut db.reader()?, now)?;
             if usable.iter().filter(|k| k.retired_at.is_none()).count() < 2 {
                 // The first start (or one after an upgrade): a current and a next key.
                 let fresh = [generate_ed25519(now)?, generate_ed25519(now + 1)?];
@@ -125,13 +125,13 @@ fn build_state(settings: Settings, db: Db) -> anyhow::Result<AppState> {
                 })?;
             }
             KeySet::eddsa(&key_store::usable(
-                &mut *db.reader()?,
+                &mut db.reader()?,
                 key_horizon(&settings, now),
             )?)
         }
     };
     let revoked = RevokedSessions::new(token_horizon(&settings));
-    revoked.sync(&mut *db.reader()?, clock::now())?;
+    revoked.sync(&mut db.reader()?, clock::now())?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let successor_key = successor_key(&db)?;
     Ok(AppState {

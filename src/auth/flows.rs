@@ -35,10 +35,19 @@ fn seconds_until(at: Millis, now: Millis) -> i64 {
 fn lockout_name(typed: &str, parsed: Option<&Username>) -> String {
     match parsed {
         Some(name) => name.as_str().to_owned(),
+        // Kept for the lockout and the audit log, but never a control character (a NUL
+        // cannot even be stored in PostgreSQL text).
         None => typed
             .to_lowercase()
             .chars()
             .take(Username::MAX_LEN)
+            .map(|c| {
+                if c.is_control() {
+                    char::REPLACEMENT_CHARACTER
+                } else {
+                    c
+                }
+            })
             .collect(),
     }
 }
@@ -320,9 +329,10 @@ pub async fn sign_out(
 /// if that read fails, the 250 ms poll catches up.
 pub async fn revoking<T, F>(state: &Data<AppState>, change: F) -> Result<T, ApiError>
 where
-    F: FnOnce(&mut Conn, Millis) -> Result<T, StoreError> + Send + 'static,
+    F: FnMut(&mut Conn, Millis) -> Result<T, StoreError> + Send + 'static,
     T: Send + 'static,
 {
+    let mut change = change;
     let result = state
         .db
         .write(move |conn| change(conn, clock::now()))

@@ -1,6 +1,6 @@
 use diesel::prelude::*;
 
-use super::{Actor, StoreError};
+use super::{columns, Actor, Statement, StoreError};
 use crate::clock::Millis;
 use crate::db::Conn;
 use crate::schema::audit_events;
@@ -66,12 +66,12 @@ pub fn record(conn: &mut Conn, at: Millis, event: Event<'_>) -> Result<(), Store
             audit_events::user_agent.eq(event.actor.user_agent.as_deref()),
             audit_events::detail.eq(event.detail),
         ))
-        .execute(conn)?;
+        .run(conn)?;
     Ok(())
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = audit_events, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = audit_events, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct AuditRow {
     pub id: i64,
     pub at: Millis,
@@ -92,16 +92,18 @@ pub fn list(
     before: Option<i64>,
     limit: i64,
 ) -> Result<Vec<AuditRow>, StoreError> {
-    let mut query = audit_events::table
-        .select(AuditRow::as_select())
-        .order(audit_events::id.desc())
-        .limit(limit)
-        .into_boxed();
-    if let Some(name) = subject_username {
-        query = query.filter(audit_events::subject_username.eq(name.to_owned()));
-    }
-    if let Some(before) = before {
-        query = query.filter(audit_events::id.lt(before));
-    }
-    Ok(query.load(conn)?)
+    Ok(crate::on_backend!(conn, |c| {
+        let mut query = audit_events::table
+            .select(columns::<AuditRow>())
+            .order(audit_events::id.desc())
+            .limit(limit)
+            .into_boxed();
+        if let Some(name) = subject_username {
+            query = query.filter(audit_events::subject_username.eq(name.to_owned()));
+        }
+        if let Some(before) = before {
+            query = query.filter(audit_events::id.lt(before));
+        }
+        query.load(c)
+    })?)
 }

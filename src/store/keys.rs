@@ -1,13 +1,13 @@
 use diesel::prelude::*;
 
 use super::audit::{self, Event, EventKind};
-use super::{write_tx, Actor, StoreError};
+use super::{columns, write_tx, Actor, Statement, StoreError};
 use crate::clock::Millis;
 use crate::db::Conn;
 use crate::schema::signing_keys;
 
 #[derive(Clone, Queryable, Selectable, Insertable)]
-#[diesel(table_name = signing_keys, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = signing_keys, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct KeyRow {
     pub kid: String,
     pub algorithm: String,
@@ -29,9 +29,9 @@ impl std::fmt::Debug for KeyRow {
 
 pub fn list(conn: &mut Conn) -> Result<Vec<KeyRow>, StoreError> {
     Ok(signing_keys::table
-        .select(KeyRow::as_select())
+        .select(columns::<KeyRow>())
         .order((signing_keys::created_at.desc(), signing_keys::kid.desc()))
-        .load(conn)?)
+        .all(conn)?)
 }
 
 /// Keys that may still verify a live token: not retired, or retired after `since`.
@@ -43,13 +43,13 @@ pub fn usable(conn: &mut Conn, since: Millis) -> Result<Vec<KeyRow>, StoreError>
                 .is_null()
                 .or(signing_keys::retired_at.gt(since)),
         )
-        .select(KeyRow::as_select())
+        .select(columns::<KeyRow>())
         .order((
             signing_keys::retired_at.is_not_null(),
             signing_keys::created_at.desc(),
             signing_keys::kid.desc(),
         ))
-        .load(conn)?)
+        .all(conn)?)
 }
 
 /// Makes sure two keys are unretired — the `current` one (the older, which signs) and the
@@ -64,7 +64,7 @@ pub fn ensure_current_and_next(
         let unretired: i64 = signing_keys::table
             .filter(signing_keys::retired_at.is_null())
             .count()
-            .get_result(conn)?;
+            .one(conn)?;
         let missing: Vec<&KeyRow> = fresh
             .iter()
             .take(2usize.saturating_sub(unretired as usize))
@@ -72,7 +72,7 @@ pub fn ensure_current_and_next(
         for key in &missing {
             diesel::insert_into(signing_keys::table)
                 .values(*key)
-                .execute(conn)?;
+                .run(conn)?;
         }
         if !missing.is_empty() {
             let kids: Vec<&str> = missing.iter().map(|k| k.kid.as_str()).collect();
@@ -106,15 +106,15 @@ pub fn rotate(
             .filter(signing_keys::retired_at.is_null())
             .order((signing_keys::created_at.asc(), signing_keys::kid.asc()))
             .select(signing_keys::kid)
-            .load(conn)?;
+            .all(conn)?;
         if unretired.len() >= 2 {
             diesel::update(signing_keys::table.find(&unretired[0]))
                 .set(signing_keys::retired_at.eq(now))
-                .execute(conn)?;
+                .run(conn)?;
         }
         diesel::insert_into(signing_keys::table)
             .values(new_next)
-            .execute(conn)?;
+            .run(conn)?;
         let current = if unretired.len() >= 2 {
             unretired.get(1).cloned()
         } else {

@@ -17,7 +17,7 @@
 use diesel::prelude::*;
 
 use super::audit::{self, Event, EventKind};
-use super::{write_tx, Actor, StoreError};
+use super::{write_tx, Actor, Statement, StoreError};
 use crate::clock::{Millis, SECOND};
 use crate::db::Conn;
 use crate::schema::{login_failures, login_failures_by_ip};
@@ -184,7 +184,7 @@ fn pair_counter(
             t::locked_until,
             t::refusal_audited,
         ))
-        .get_result::<CounterRow>(conn)
+        .one::<CounterRow>(conn)
         .optional()?
         .map(from_row))
 }
@@ -201,41 +201,46 @@ fn ip_counter(conn: &mut Conn, client: &str) -> Result<Option<Counter>, StoreErr
             t::locked_until,
             t::refusal_audited,
         ))
-        .get_result::<CounterRow>(conn)
+        .one::<CounterRow>(conn)
         .optional()?
         .map(from_row))
 }
 
 fn store_pair(conn: &mut Conn, username: &str, client: &str, c: Counter) -> Result<(), StoreError> {
     use login_failures as t;
-    diesel::replace_into(t::table)
-        .values((
-            t::username.eq(username),
-            t::ip.eq(client),
-            t::failures.eq(c.failures),
-            t::pending.eq(c.pending),
-            t::pending_since.eq(c.pending_since),
-            t::window_started_at.eq(c.started),
-            t::locked_until.eq(c.locked_until),
-            t::refusal_audited.eq(c.refusal_audited),
-        ))
-        .execute(conn)?;
+    let counts = (
+        t::failures.eq(c.failures),
+        t::pending.eq(c.pending),
+        t::pending_since.eq(c.pending_since),
+        t::window_started_at.eq(c.started),
+        t::locked_until.eq(c.locked_until),
+        t::refusal_audited.eq(c.refusal_audited),
+    );
+    diesel::insert_into(t::table)
+        .values((t::username.eq(username), t::ip.eq(client), counts))
+        .on_conflict((t::username, t::ip))
+        .do_update()
+        .set(counts)
+        .run(conn)?;
     Ok(())
 }
 
 fn store_ip(conn: &mut Conn, client: &str, c: Counter) -> Result<(), StoreError> {
     use login_failures_by_ip as t;
-    diesel::replace_into(t::table)
-        .values((
-            t::ip.eq(client),
-            t::failures.eq(c.failures),
-            t::pending.eq(c.pending),
-            t::pending_since.eq(c.pending_since),
-            t::window_started_at.eq(c.started),
-            t::locked_until.eq(c.locked_until),
-            t::refusal_audited.eq(c.refusal_audited),
-        ))
-        .execute(conn)?;
+    let counts = (
+        t::failures.eq(c.failures),
+        t::pending.eq(c.pending),
+        t::pending_since.eq(c.pending_since),
+        t::window_started_at.eq(c.started),
+        t::locked_until.eq(c.locked_until),
+        t::refusal_audited.eq(c.refusal_audited),
+    );
+    diesel::insert_into(t::table)
+        .values((t::ip.eq(client), counts))
+        .on_conflict(t::ip)
+        .do_update()
+        .set(counts)
+        .run(conn)?;
     Ok(())
 }
 
@@ -484,10 +489,10 @@ pub fn purge_stale(
             )
             .select((login_failures::username, login_failures::ip))
             .limit(limit)
-            .load(conn)?;
+            .all(conn)?;
         let mut purged = 0;
         for (username, ip) in &pairs {
-            purged += diesel::delete(login_failures::table.find((username, ip))).execute(conn)?;
+            purged += diesel::delete(login_failures::table.find((username, ip))).run(conn)?;
         }
         let ips: Vec<String> = login_failures_by_ip::table
             .filter(login_failures_by_ip::window_started_at.lt(stale))
@@ -498,11 +503,11 @@ pub fn purge_stale(
             )
             .select(login_failures_by_ip::ip)
             .limit(limit)
-            .load(conn)?;
+            .all(conn)?;
         purged += diesel::delete(
             login_failures_by_ip::table.filter(login_failures_by_ip::ip.eq_any(&ips)),
         )
-        .execute(conn)?;
+        .run(conn)?;
         Ok(purged)
     })
 }

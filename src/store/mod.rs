@@ -14,12 +14,15 @@ pub mod secrets;
 pub mod sessions;
 pub mod users;
 
+use diesel::backend::Backend as DieselBackend;
+use diesel::pg::PgConnection;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
+use diesel::query_dsl::methods::{ExecuteDsl, LoadQuery};
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
-use diesel::sqlite::Sqlite;
-use diesel::{Connection, QueryResult, RunQueryDsl};
+use diesel::sqlite::{Sqlite, SqliteConnection};
+use diesel::{QueryResult, RunQueryDsl, Selectable};
 
-use crate::db::Conn;
+use crate::db::{Backend, Conn};
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
@@ -37,9 +40,21 @@ impl From<DieselError> for StoreError {
     fn from(e: DieselError) -> Self {
         match e {
             DieselError::NotFound => StoreError::NotFound,
-            // SQLite's busy/locked after busy_timeout ran out: a capacity problem, not a bug.
+            // PostgreSQL went away (restarted, unreachable): a pooled connection finds out
+            // at its next statement.
+            DieselError::DatabaseError(
+                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
+                _,
+            ) => StoreError::Unavailable,
+            // Text no row can hold (PostgreSQL refuses a NUL in text): a lookup by it
+            // finds nothing. Inputs are checked before they get here; this is the net.
+            DieselError::DatabaseError(_, ref info)
+                if info.message().starts_with("invalid byte sequence") =>
+            {
+                StoreError::NotFound
+            }
             DieselError::DatabaseError(DatabaseErrorKind::Unknown, ref info)
-                if info.message().contains("locked") || info.message().contains("busy") =>
+                if unavailable(info.message()) =>
             {
                 StoreError::Unavailable
             }
@@ -48,22 +63,82 @@ impl From<DieselError> for StoreError {
     }
 }
 
-/// A write transaction that takes the write lock up front (`BEGIN IMMEDIATE`), so a
-/// writer in another process queues instead of failing to upgrade a read lock. Inside
-/// a transaction already (the server's writer runs every write in a batch transaction)
-/// it is a savepoint: `f`'s changes stand or fall together either way.
+/// Messages of a database that cannot serve now, rather than of a bug: SQLite's
+/// busy/locked after `busy_timeout` ran out, PostgreSQL shutting down or gone.
+fn unavailable(message: &str) -> bool {
+    [
+        "locked",
+        "busy",
+        "lock timeout",
+        "statement timeout",
+        "terminating connection",
+        "server closed the connection",
+        "no connection to the server",
+        "the database system is",
+    ]
+    .iter()
+    .any(|m| message.contains(m))
+}
+
+/// A write transaction (see [`crate::db::write_transaction`]): `BEGIN IMMEDIATE` on
+/// SQLite, `SERIALIZABLE` (run again on a serialization failure) on PostgreSQL, and a
+/// savepoint inside a transaction already: `f`'s changes stand or fall together.
 pub fn write_tx<T, F>(conn: &mut Conn, f: F) -> Result<T, StoreError>
 where
-    F: FnOnce(&mut Conn) -> Result<T, StoreError>,
+    F: FnMut(&mut Conn) -> Result<T, StoreError>,
 {
-    let mut f = Some(f);
-    // Diesel refuses a nested `BEGIN` before it calls `f`, so `f` is still here then.
-    match conn.immediate_transaction(|conn| f.take().expect("runs once")(conn)) {
-        Err(StoreError::Database(DieselError::AlreadyInTransaction)) if f.is_some() => {
-            conn.transaction(|conn| f.take().expect("runs once")(conn))
+    crate::db::write_transaction(conn, f)
+}
+
+/// Runs a diesel statement on whichever backend `conn` is: `one` for `get_result`, `all`
+/// for `load`, `run` for `execute`. The statement is checked against both backends at
+/// compile time. (Boxed queries name one backend: run those with `on_backend!`.)
+pub trait Statement: Sized {
+    fn one<'query, U>(self, conn: &mut Conn) -> QueryResult<U>
+    where
+        Self: RunQueryDsl<SqliteConnection>
+            + RunQueryDsl<PgConnection>
+            + LoadQuery<'query, SqliteConnection, U>
+            + LoadQuery<'query, PgConnection, U>
+            + 'query,
+    {
+        match conn.backend() {
+            Backend::Sqlite(c) => RunQueryDsl::<SqliteConnection>::get_result(self, c),
+            Backend::Pg(c) => RunQueryDsl::<PgConnection>::get_result(self, c),
         }
-        other => other,
     }
+
+    fn all<'query, U>(self, conn: &mut Conn) -> QueryResult<Vec<U>>
+    where
+        Self: RunQueryDsl<SqliteConnection>
+            + RunQueryDsl<PgConnection>
+            + LoadQuery<'query, SqliteConnection, U>
+            + LoadQuery<'query, PgConnection, U>
+            + 'query,
+    {
+        match conn.backend() {
+            Backend::Sqlite(c) => RunQueryDsl::<SqliteConnection>::load(self, c),
+            Backend::Pg(c) => RunQueryDsl::<PgConnection>::load(self, c),
+        }
+    }
+
+    fn run(self, conn: &mut Conn) -> QueryResult<usize>
+    where
+        Self: ExecuteDsl<SqliteConnection> + ExecuteDsl<PgConnection>,
+    {
+        match conn.backend() {
+            Backend::Sqlite(c) => ExecuteDsl::<SqliteConnection>::execute(self, c),
+            Backend::Pg(c) => ExecuteDsl::<PgConnection>::execute(self, c),
+        }
+    }
+}
+
+impl<T> Statement for T {}
+
+/// The columns of a row type (`#[derive(Selectable)]`), as a plain column tuple that
+/// both backends load into the row's `Queryable` (`as_select()` names one backend).
+pub fn columns<T: Selectable<Sqlite>>() -> T::SelectExpression {
+    T::construct_selection()
 }
 
 /// A statement kept in the connection's statement cache, keyed by its SQL text.
@@ -72,17 +147,17 @@ where
 /// could vary with the values of one Rust type); SQLite then parses and plans them again.
 /// The SQL text determines a prepared statement completely, so caching by it is sound:
 /// wrap the statements of hot paths (refresh rotation, sign-in) in `Prepared(...)`.
-/// Run them with `get_result` / `load` (a `RETURNING` clause where needed): `execute`
-/// hands diesel a reference, whose blanket impl does not see this override.
+/// Run them with `one` / `all` (a `RETURNING` clause where needed): `execute` hands
+/// diesel a reference, whose blanket impl does not see this override.
 #[derive(Debug, Clone, Copy)]
 pub struct Prepared<Q>(pub Q);
 
-impl<Q: QueryFragment<Sqlite>> QueryFragment<Sqlite> for Prepared<Q> {
-    fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, Sqlite>) -> QueryResult<()> {
+impl<DB: DieselBackend, Q: QueryFragment<DB>> QueryFragment<DB> for Prepared<Q> {
+    fn walk_ast<'b>(&'b self, pass: AstPass<'_, 'b, DB>) -> QueryResult<()> {
         self.0.walk_ast(pass)
     }
 
-    fn is_safe_to_cache_prepared(&self, _backend: &Sqlite) -> QueryResult<bool> {
+    fn is_safe_to_cache_prepared(&self, _backend: &DB) -> QueryResult<bool> {
         Ok(true)
     }
 }

@@ -2,7 +2,7 @@
 
 use diesel::prelude::*;
 
-use super::StoreError;
+use super::{Statement, StoreError};
 use crate::clock::Millis;
 use crate::db::Conn;
 use crate::schema::app_secrets;
@@ -22,9 +22,9 @@ pub fn get_or_create(
             app_secrets::created_at.eq(now),
         ))
         .on_conflict_do_nothing()
-        .execute(conn)?;
+        .run(conn)?;
     Ok(app_secrets::table
         .find(name)
         .select(app_secrets::value)
-        .get_result(conn)?)
+        .one(conn)?)
 }

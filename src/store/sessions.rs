@@ -5,13 +5,13 @@ use diesel::prelude::*;
 
 use super::audit::{self, Event, EventKind};
 use super::users::UserRow;
-use super::{write_tx, Actor, Prepared, StoreError};
+use super::{columns, write_tx, Actor, Prepared, Statement, StoreError};
 use crate::clock::Millis;
 use crate::db::Conn;
 use crate::schema::{refresh_tokens, revocation_counter, revocations, sessions, users};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = sessions, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = sessions, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct SessionRow {
     pub id: i64,
     pub user_id: i64,
@@ -33,7 +33,7 @@ pub struct SessionWithUser {
 }
 
 #[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = refresh_tokens, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = refresh_tokens, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 struct RefreshRow {
     id: i64,
     session_id: i64,
@@ -91,14 +91,14 @@ pub fn start(
     write_tx(conn, |conn| {
         let user = users::table
             .find(verified.user_id)
-            .select(UserRow::as_select())
-            .get_result::<UserRow>(conn)
+            .select(columns::<UserRow>())
+            .one::<UserRow>(conn)
             .optional()?;
         let Some(user) = user.filter(|u| !u.disabled && u.password_hash == verified.password_hash)
         else {
             return Ok(None);
         };
-        let session = Prepared(
+        let session: SessionRow = Prepared(
             diesel::insert_into(sessions::table)
                 .values((
                     sessions::user_id.eq(user.id),
@@ -109,9 +109,9 @@ pub fn start(
                     sessions::ip.eq(&client.ip),
                     sessions::user_agent.eq(&client.user_agent),
                 ))
-                .returning(SessionRow::as_returning()),
+                .returning(columns::<SessionRow>()),
         )
-        .get_result(conn)?;
+        .one(conn)?;
         insert_token(conn, session.id, token_hash, now, expires)?;
         let actor = Actor::of(Some(user.id), client);
         audit::record(
@@ -147,7 +147,7 @@ fn insert_token(
             ))
             .returning(refresh_tokens::id),
     )
-    .get_result::<i64>(conn)?;
+    .one::<i64>(conn)?;
     Ok(())
 }
 
@@ -172,7 +172,7 @@ pub fn token_exists(conn: &mut Conn, hash: &[u8]) -> Result<bool, StoreError> {
     Ok(refresh_tokens::table
         .filter(refresh_tokens::token_hash.eq(hash))
         .select(refresh_tokens::id)
-        .get_result::<i64>(conn)
+        .one::<i64>(conn)
         .optional()?
         .is_some())
 }
@@ -190,10 +190,10 @@ pub fn rotate(
     life: Lifetimes,
 ) -> Result<Rotation, StoreError> {
     write_tx(conn, |conn| {
-        let Some(token) = refresh_tokens::table
+        let Some::<RefreshRow>(token) = refresh_tokens::table
             .filter(refresh_tokens::token_hash.eq(presented))
-            .select(RefreshRow::as_select())
-            .get_result(conn)
+            .select(columns::<RefreshRow>())
+            .one(conn)
             .optional()?
         else {
             return Ok(Rotation::Refused);
@@ -201,8 +201,8 @@ pub fn rotate(
         let (session, user) = sessions::table
             .inner_join(users::table)
             .filter(sessions::id.eq(token.session_id))
-            .select((SessionRow::as_select(), UserRow::as_select()))
-            .get_result::<(SessionRow, UserRow)>(conn)?;
+            .select((columns::<SessionRow>(), columns::<UserRow>()))
+            .one::<(SessionRow, UserRow)>(conn)?;
         if session.revoked_at.is_some() || session.absolute_expires_at <= now || user.disabled {
             return Ok(Rotation::Refused);
         }
@@ -214,13 +214,13 @@ pub fn rotate(
                         .set(refresh_tokens::rotated_at.eq(now))
                         .returning(refresh_tokens::id),
                 )
-                .get_result::<i64>(conn)?;
+                .one::<i64>(conn)?;
             }
             Some(rotated) if now - rotated <= life.reuse_grace => {
                 let issued: Option<(i64, Millis)> = refresh_tokens::table
                     .filter(refresh_tokens::token_hash.eq(successor))
                     .select((refresh_tokens::session_id, refresh_tokens::expires_at))
-                    .get_result(conn)
+                    .one(conn)
                     .optional()?;
                 let Some((_, expires_at)) = issued.filter(|(sid, _)| *sid == session.id) else {
                     return Ok(Rotation::Refused);
@@ -292,9 +292,9 @@ fn touch(
                 sessions::ip.eq(&client.ip),
                 sessions::user_agent.eq(&client.user_agent),
             ))
-            .returning(SessionRow::as_returning()),
+            .returning(columns::<SessionRow>()),
     )
-    .get_result(conn)?)
+    .one(conn)?)
 }
 
 /// The session a refresh token belongs to, if the token is known (used by sign-out).
@@ -302,8 +302,8 @@ pub fn find_by_token(conn: &mut Conn, hash: &[u8]) -> Result<Option<SessionRow>,
     Ok(refresh_tokens::table
         .inner_join(sessions::table)
         .filter(refresh_tokens::token_hash.eq(hash))
-        .select(SessionRow::as_select())
-        .get_result(conn)
+        .select(columns::<SessionRow>())
+        .one(conn)
         .optional()?)
 }
 
@@ -311,8 +311,8 @@ pub fn find(conn: &mut Conn, id: i64) -> Result<SessionWithUser, StoreError> {
     let (session, username) = sessions::table
         .inner_join(users::table)
         .filter(sessions::id.eq(id))
-        .select((SessionRow::as_select(), users::username))
-        .get_result::<(SessionRow, String)>(conn)?;
+        .select((columns::<SessionRow>(), users::username))
+        .one::<(SessionRow, String)>(conn)?;
     Ok(SessionWithUser { session, username })
 }
 
@@ -325,22 +325,24 @@ pub fn list_active(
     before_id: Option<i64>,
     limit: i64,
 ) -> Result<Vec<SessionWithUser>, StoreError> {
-    let mut query = sessions::table
-        .inner_join(users::table)
-        .filter(sessions::revoked_at.is_null())
-        .filter(sessions::expires_at.gt(now))
-        .select((SessionRow::as_select(), users::username))
-        .order(sessions::id.desc())
-        .limit(limit)
-        .into_boxed();
-    if let Some(user_id) = user_id {
-        query = query.filter(sessions::user_id.eq(user_id));
-    }
-    if let Some(before) = before_id {
-        query = query.filter(sessions::id.lt(before));
-    }
-    Ok(query
-        .load::<(SessionRow, String)>(conn)?
+    let rows: Vec<(SessionRow, String)> = crate::on_backend!(conn, |c| {
+        let mut query = sessions::table
+            .inner_join(users::table)
+            .filter(sessions::revoked_at.is_null())
+            .filter(sessions::expires_at.gt(now))
+            .select((columns::<SessionRow>(), users::username))
+            .order(sessions::id.desc())
+            .limit(limit)
+            .into_boxed();
+        if let Some(user_id) = user_id {
+            query = query.filter(sessions::user_id.eq(user_id));
+        }
+        if let Some(before) = before_id {
+            query = query.filter(sessions::id.lt(before));
+        }
+        query.load(c)
+    })?;
+    Ok(rows
         .into_iter()
         .map(|(session, username)| SessionWithUser { session, username })
         .collect())
@@ -353,7 +355,7 @@ pub fn count_active_by_user(conn: &mut Conn, now: Millis) -> Result<Vec<(i64, i6
         .filter(sessions::expires_at.gt(now))
         .group_by(sessions::user_id)
         .select((sessions::user_id, diesel::dsl::count_star()))
-        .load(conn)?)
+        .all(conn)?)
 }
 
 /// Revokes session `id`; with `owner`, only if that user owns it (otherwise `NotFound`,
@@ -397,7 +399,7 @@ fn revoke_in_tx(
         sessions::revoked_at.eq(now),
         sessions::revoked_reason.eq(reason),
     ))
-    .execute(conn)?;
+    .run(conn)?;
     if changed > 0 {
         diesel::insert_into(revocations::table)
             .values((
@@ -405,7 +407,7 @@ fn revoke_in_tx(
                 revocations::session_id.eq(session.id),
                 revocations::revoked_at.eq(now),
             ))
-            .execute(conn)?;
+            .run(conn)?;
     }
     if changed > 0 {
         audit::record(
@@ -451,8 +453,8 @@ pub(super) fn revoke_all_of_user_in_tx(
         .filter(sessions::user_id.eq(user_id))
         .filter(sessions::revoked_at.is_null())
         .filter(sessions::id.ne(except.unwrap_or(0)))
-        .select((SessionRow::as_select(), users::username))
-        .load(conn)?;
+        .select((columns::<SessionRow>(), users::username))
+        .all(conn)?;
     for (session, username) in &live {
         revoke_in_tx(conn, now, session, username, reason, actor)?;
     }
@@ -465,7 +467,7 @@ fn next_revocation_seq(conn: &mut Conn) -> Result<i64, StoreError> {
     Ok(diesel::update(revocation_counter::table.find(1))
         .set(revocation_counter::value.eq(revocation_counter::value + 1))
         .returning(revocation_counter::value)
-        .get_result(conn)?)
+        .one(conn)?)
 }
 
 /// The number of the latest committed revocation.
@@ -473,7 +475,7 @@ pub fn last_revocation_seq(conn: &mut Conn) -> Result<i64, StoreError> {
     Ok(revocation_counter::table
         .find(1)
         .select(revocation_counter::value)
-        .get_result(conn)?)
+        .one(conn)?)
 }
 
 /// Sessions revoked with a number above `after`, with their numbers: what the
@@ -482,7 +484,7 @@ pub fn revoked_after(conn: &mut Conn, after: i64) -> Result<Vec<(i64, i64)>, Sto
     Ok(revocations::table
         .filter(revocations::seq.gt(after))
         .select((revocations::session_id, revocations::seq))
-        .load(conn)?)
+        .all(conn)?)
 }
 
 /// Sessions revoked at or after `since` (by the revoking writer's clock), for filling
@@ -491,7 +493,7 @@ pub fn revoked_since(conn: &mut Conn, since: Millis) -> Result<Vec<(i64, Millis)
     let logged: Vec<(i64, Millis)> = revocations::table
         .filter(revocations::revoked_at.ge(since))
         .select((revocations::session_id, revocations::revoked_at))
-        .load(conn)?;
+        .all(conn)?;
     let mut rows = revoked_sessions_since(conn, since)?;
     rows.extend(logged);
     Ok(rows)
@@ -506,7 +508,7 @@ fn revoked_sessions_since(
     let rows: Vec<(i64, Option<Millis>)> = sessions::table
         .filter(sessions::revoked_at.ge(since))
         .select((sessions::id, sessions::revoked_at))
-        .load(conn)?;
+        .all(conn)?;
     Ok(rows
         .into_iter()
         .filter_map(|(id, at)| at.map(|at| (id, at)))
@@ -518,7 +520,7 @@ pub fn is_revoked(conn: &mut Conn, id: i64) -> Result<bool, StoreError> {
     let revoked: Option<Option<Millis>> = sessions::table
         .find(id)
         .select(sessions::revoked_at)
-        .get_result(conn)
+        .one(conn)
         .optional()?;
     Ok(!matches!(revoked, Some(None)))
 }
@@ -537,10 +539,10 @@ pub fn purge_expired_tokens(
             .select(refresh_tokens::id)
             .order(refresh_tokens::id.asc())
             .limit(limit)
-            .load(conn)?;
+            .all(conn)?;
         Ok(
             diesel::delete(refresh_tokens::table.filter(refresh_tokens::id.eq_any(&ids)))
-                .execute(conn)?,
+                .run(conn)?,
         )
     })
 }
@@ -561,17 +563,17 @@ pub fn purge_ended(conn: &mut Conn, before: Millis, limit: i64) -> Result<usize,
             .select(sessions::id)
             .order(sessions::id.asc())
             .limit(limit)
-            .load(conn)?;
+            .all(conn)?;
         diesel::delete(refresh_tokens::table.filter(refresh_tokens::session_id.eq_any(&ids)))
-            .execute(conn)?;
+            .run(conn)?;
         // The revocation log needs only as much history as the revocation set (far less).
         let old: Vec<i64> = revocations::table
             .filter(revocations::revoked_at.lt(before))
             .select(revocations::seq)
             .order(revocations::seq.asc())
             .limit(limit)
-            .load(conn)?;
-        diesel::delete(revocations::table.filter(revocations::seq.eq_any(&old))).execute(conn)?;
-        Ok(diesel::delete(sessions::table.filter(sessions::id.eq_any(&ids))).execute(conn)?)
+            .all(conn)?;
+        diesel::delete(revocations::table.filter(revocations::seq.eq_any(&old))).run(conn)?;
+        Ok(diesel::delete(sessions::table.filter(sessions::id.eq_any(&ids))).run(conn)?)
     })
 }

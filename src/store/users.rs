@@ -2,14 +2,14 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 use super::audit::{self, Event, EventKind};
-use super::{sessions, write_tx, Actor, StoreError};
+use super::{columns, sessions, write_tx, Actor, Statement, StoreError};
 use crate::clock::Millis;
 use crate::db::Conn;
 use crate::domain::{Role, Username};
 use crate::schema::users;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = users, check_for_backend(diesel::sqlite::Sqlite))]
+#[diesel(table_name = users, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct UserRow {
     pub id: i64,
     pub username: String,
@@ -29,23 +29,23 @@ impl UserRow {
 pub fn find_by_name(conn: &mut Conn, name: &Username) -> Result<Option<UserRow>, StoreError> {
     Ok(users::table
         .filter(users::username.eq(name.as_str()))
-        .select(UserRow::as_select())
-        .get_result(conn)
+        .select(columns::<UserRow>())
+        .one(conn)
         .optional()?)
 }
 
 pub fn find_by_id(conn: &mut Conn, id: i64) -> Result<UserRow, StoreError> {
     Ok(users::table
         .find(id)
-        .select(UserRow::as_select())
-        .get_result(conn)?)
+        .select(columns::<UserRow>())
+        .one(conn)?)
 }
 
 pub fn list(conn: &mut Conn) -> Result<Vec<UserRow>, StoreError> {
     Ok(users::table
-        .select(UserRow::as_select())
+        .select(columns::<UserRow>())
         .order(users::id.asc())
-        .load(conn)?)
+        .all(conn)?)
 }
 
 pub fn create(
@@ -57,7 +57,7 @@ pub fn create(
     actor: &Actor,
 ) -> Result<UserRow, StoreError> {
     write_tx(conn, |conn| {
-        let row = diesel::insert_into(users::table)
+        let row: UserRow = diesel::insert_into(users::table)
             .values((
                 users::username.eq(name.as_str()),
                 users::password_hash.eq(password_hash),
@@ -65,8 +65,8 @@ pub fn create(
                 users::disabled.eq(false),
                 users::created_at.eq(now),
             ))
-            .returning(UserRow::as_returning())
-            .get_result(conn)
+            .returning(columns::<UserRow>())
+            .one(conn)
             .map_err(|e| match e {
                 DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _) => {
                     StoreError::Conflict(format!("the user '{name}' already exists"))
@@ -114,7 +114,7 @@ fn check_an_admin_remains(conn: &mut Conn, actor: &Actor) -> Result<(), StoreErr
         .filter(users::role.eq(Role::Admin.as_str()))
         .filter(users::disabled.eq(false))
         .count()
-        .get_result(conn)?;
+        .one(conn)?;
     if admins == 0 {
         return Err(StoreError::Conflict(
             "that would leave no enabled admin; promote another admin first".into(),
@@ -135,10 +135,10 @@ pub fn set_role(
     write_tx(conn, |conn| {
         check_admin_change(conn, actor)?;
         let before = find_by_id(conn, id)?;
-        let row = diesel::update(users::table.find(id))
+        let row: UserRow = diesel::update(users::table.find(id))
             .set(users::role.eq(role.as_str()))
-            .returning(UserRow::as_returning())
-            .get_result(conn)?;
+            .returning(columns::<UserRow>())
+            .one(conn)?;
         check_an_admin_remains(conn, actor)?;
         if before.role != row.role {
             audit::record(
@@ -174,10 +174,10 @@ pub fn set_disabled(
     write_tx(conn, |conn| {
         check_admin_change(conn, actor)?;
         let before = find_by_id(conn, id)?;
-        let row = diesel::update(users::table.find(id))
+        let row: UserRow = diesel::update(users::table.find(id))
             .set(users::disabled.eq(disabled))
-            .returning(UserRow::as_returning())
-            .get_result(conn)?;
+            .returning(columns::<UserRow>())
+            .one(conn)?;
         check_an_admin_remains(conn, actor)?;
         if disabled {
             sessions::revoke_all_of_user_in_tx(conn, now, id, None, "user_disabled", actor)?;
@@ -224,7 +224,7 @@ pub fn delete(conn: &mut Conn, now: Millis, id: i64, actor: &Actor) -> Result<us
                 detail: None,
             },
         )?;
-        diesel::delete(users::table.find(id)).execute(conn)?;
+        diesel::delete(users::table.find(id)).run(conn)?;
         Ok(revoked)
     })
 }
@@ -240,10 +240,10 @@ pub fn set_password(
     actor: &Actor,
 ) -> Result<UserRow, StoreError> {
     write_tx(conn, |conn| {
-        let row = diesel::update(users::table.find(id))
+        let row: UserRow = diesel::update(users::table.find(id))
             .set(users::password_hash.eq(password_hash))
-            .returning(UserRow::as_returning())
-            .get_result(conn)?;
+            .returning(columns::<UserRow>())
+            .one(conn)?;
         sessions::revoke_all_of_user_in_tx(conn, now, id, keep, "password_changed", actor)?;
         audit::record(
             conn,
@@ -266,5 +266,5 @@ pub fn names_by_ids(conn: &mut Conn, ids: &[i64]) -> Result<Vec<(i64, String)>, 
     Ok(users::table
         .filter(users::id.eq_any(ids))
         .select((users::id, users::username))
-        .load(conn)?)
+        .all(conn)?)
 }

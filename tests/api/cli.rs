@@ -47,7 +47,7 @@ async fn the_database_flag_may_follow_the_subcommand() {
     app.add_user("alice", Role::User);
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
         .args(["user", "list", "--database"])
-        .arg(&app.db_path)
+        .arg(&app.database)
         .output()
         .unwrap();
     assert!(stdout(&out).contains("alice"));
@@ -143,19 +143,28 @@ fn serve(db: &std::path::Path, args: &[&str], envs: &[(&str, &str)]) -> std::pro
 #[actix_web::test]
 async fn an_unopenable_database_fails_at_once_with_the_reason() {
     let started = std::time::Instant::now();
-    let out = run_cli(
-        std::path::Path::new("/nonexistent/dir/x.db"),
-        &["user", "list"],
-        None,
-    );
+    let out = run_cli("/nonexistent/dir/x.db", &["user", "list"], None);
     assert!(one_line_error(&out).contains("unable to open database file"));
     assert!(
         started.elapsed() < std::time::Duration::from_secs(4),
         "no pool timeout"
     );
+    let started = std::time::Instant::now();
     let out = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
         .args(["user", "list"])
-        .env("DATABASE_URL", "postgres://u@127.0.0.1/db")
+        .env("DATABASE_URL", "postgres://u:hunter2@127.0.0.1:1/db")
+        .output()
+        .unwrap();
+    let error = one_line_error(&out);
+    assert!(
+        error.contains("cannot connect to postgres://u:<set>@127.0.0.1:1/db"),
+        "{error}"
+    );
+    assert!(!String::from_utf8_lossy(&out.stderr).contains("hunter2"));
+    assert!(started.elapsed() < std::time::Duration::from_secs(4));
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["user", "list"])
+        .env("DATABASE_URL", "mysql://u@127.0.0.1/db")
         .output()
         .unwrap();
     assert!(one_line_error(&out).contains("DATABASE_URL"));
@@ -262,7 +271,7 @@ async fn no_password_or_token_reaches_the_log_even_at_trace_level() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("x.db");
     let out = run_cli(
-        &db,
+        db.to_str().unwrap(),
         &["user", "add", "alice", "--password-stdin"],
         Some(&format!("{PASSWORD}\n")),
     );

@@ -1,5 +1,4 @@
 use std::io::Write;
-use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -12,7 +11,7 @@ use latchkey::passwords;
 use latchkey::schema::{login_failures, login_failures_by_ip};
 use latchkey::startup::Application;
 use latchkey::store::lockout::{self, Attempt};
-use latchkey::store::{users, Actor, StoreError};
+use latchkey::store::{users, Actor, Statement, StoreError};
 use reqwest::header::{HeaderMap, HeaderValue};
 use serde_json::{json, Value};
 
@@ -22,7 +21,8 @@ pub struct TestApp {
     pub address: String,
     #[allow(dead_code)]
     pub port: u16,
-    pub db_path: PathBuf,
+    /// The database: a SQLite file path, or a fresh PostgreSQL database's URL.
+    pub database: String,
     pub db: Db,
     /// Keeps cookies, never follows redirects.
     pub client: reqwest::Client,
@@ -53,31 +53,82 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_with(adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    let db_path = dir.path().join("latchkey.db");
-    spawn_on(dir, db_path, adjust)
+    let database = match postgres_server() {
+        Some(server) => fresh_postgres_database(&server),
+        None => dir.path().join("latchkey.db").to_str().unwrap().to_owned(),
+    };
+    spawn_on(dir, database, adjust)
 }
 
-/// Starts another server on an existing database file (a restart, or a second instance).
+/// Starts another server on an existing database (a restart, or a second instance).
 pub async fn spawn_on_same_db(app: &TestApp, adjust: impl FnOnce(&mut Settings)) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    spawn_on(dir, app.db_path.clone(), adjust)
+    spawn_on(dir, app.database.clone(), adjust)
+}
+
+/// The PostgreSQL server the suite runs against (`TEST_DATABASE_URL`, a superuser URL, as
+/// `scripts/with-postgres` sets it), or `None` for SQLite.
+pub fn postgres_server() -> Option<String> {
+    std::env::var("TEST_DATABASE_URL")
+        .ok()
+        .filter(|url| url.starts_with("postgres"))
+}
+
+/// A test that needs SQLite itself (its file, its pragmas, its triggers): on the
+/// PostgreSQL run it says so and returns true, and the test returns.
+pub fn sqlite_only(why: &str) -> bool {
+    if postgres_server().is_some() {
+        eprintln!("SQLite only ({why}): runs in the SQLite pass of the suite");
+        return true;
+    }
+    false
+}
+
+/// Creates an empty database on the test server; its URL.
+pub fn fresh_postgres_database(server: &str) -> String {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let name = format!(
+        "lk_{}_{}_{:08x}",
+        std::process::id(),
+        NEXT.fetch_add(1, Ordering::Relaxed),
+        rand_u32()
+    );
+    let mut admin = diesel::PgConnection::establish(server).expect("test PostgreSQL answers");
+    diesel::sql_query(format!("CREATE DATABASE {name}"))
+        .execute(&mut admin)
+        .expect("a fresh database");
+    let (base, _) = server.rsplit_once('/').expect("a URL with a database name");
+    format!("{base}/{name}")
+}
+
+fn rand_u32() -> u32 {
+    use std::hash::{BuildHasher, Hasher};
+    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
+    h.write_u128(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos(),
+    );
+    h.finish() as u32
 }
 
 fn spawn_on(
     dir: tempfile::TempDir,
-    db_path: PathBuf,
+    database: String,
     adjust: impl FnOnce(&mut Settings),
 ) -> TestApp {
     let mut settings = default_settings();
     adjust(&mut settings);
-    let db = db::open(db_path.to_str().unwrap(), 8).expect("database opens");
+    let db = db::open(&database, 8).expect("database opens");
     let app = Application::build(settings.clone(), db.clone()).expect("app builds");
     let port = app.port();
     actix_web::rt::spawn(app.run());
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
-        db_path,
+        database,
         db,
         client: client(),
         settings,
@@ -100,7 +151,7 @@ impl TestApp {
 
     /// A writable connection of the test's own, as another process would have.
     pub fn conn(&self) -> db::Conn {
-        db::connect(self.db_path.to_str().unwrap()).expect("database opens")
+        db::connect(&self.database).expect("database opens")
     }
 
     /// Creates a user directly in the database.
@@ -189,19 +240,19 @@ impl TestApp {
 
     /// Runs the built `latchkey` binary against this app's database.
     pub fn cli(&self, args: &[&str]) -> Output {
-        run_cli(&self.db_path, args, None)
+        run_cli(&self.database, args, None)
     }
 
     pub fn cli_with_stdin(&self, args: &[&str], stdin: &str) -> Output {
-        run_cli(&self.db_path, args, Some(stdin))
+        run_cli(&self.database, args, Some(stdin))
     }
 }
 
-pub fn run_cli(db_path: &std::path::Path, args: &[&str], stdin: Option<&str>) -> Output {
+pub fn run_cli(database: &str, args: &[&str], stdin: Option<&str>) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_latchkey"));
     command
         .arg("--database")
-        .arg(db_path)
+        .arg(database)
         .args(args)
         .env_remove("DATABASE_URL")
         .stdout(Stdio::piped())
@@ -296,13 +347,13 @@ pub fn locked_until(conn: &mut db::Conn, now: Millis, username: &str, ip: &str) 
     let pair: Option<Option<Millis>> = login_failures::table
         .find((username, ip))
         .select(login_failures::locked_until)
-        .get_result(conn)
+        .one(conn)
         .optional()
         .unwrap();
     let whole: Option<Option<Millis>> = login_failures_by_ip::table
         .find(ip)
         .select(login_failures_by_ip::locked_until)
-        .get_result(conn)
+        .one(conn)
         .optional()
         .unwrap();
     [pair.flatten(), whole.flatten()]

@@ -13,7 +13,7 @@ use latchkey::passwords;
 use latchkey::schema::{login_failures, login_failures_by_ip, sessions as sessions_table};
 use latchkey::startup::Application;
 use latchkey::store::sessions::{self, Client, Lifetimes, Rotation};
-use latchkey::store::{lockout, users, Actor, StoreError};
+use latchkey::store::{lockout, users, Actor, Statement, StoreError};
 use latchkey::tokens::refresh::RefreshToken;
 
 use crate::helpers::*;
@@ -100,11 +100,8 @@ fn token_exists(conn: &mut Conn, seed: u8) -> bool {
 
 fn failure_rows(conn: &mut Conn) -> (i64, i64) {
     (
-        login_failures::table.count().get_result(conn).unwrap(),
-        login_failures_by_ip::table
-            .count()
-            .get_result(conn)
-            .unwrap(),
+        login_failures::table.count().one(conn).unwrap(),
+        login_failures_by_ip::table.count().one(conn).unwrap(),
     )
 }
 
@@ -232,7 +229,7 @@ async fn a_far_future_pass_purges_everything_in_bounded_batches() {
         [(2, 2), (2, 2), (1, 1)],
         "at most one batch per table per run"
     );
-    let left: i64 = sessions_table::table.count().get_result(conn).unwrap();
+    let left: i64 = sessions_table::table.count().one(conn).unwrap();
     assert_eq!(left, 0);
 }
 

@@ -123,7 +123,12 @@ async fn a_right_password_racing_wrong_ones_never_lifts_a_running_lock() {
     let app = spawn_app_with(|s| s.login_max_failures = 3).await;
     app.add_user("alice", Role::User);
     for _ in 0..3 {
-        assert_eq!(app.post_token(&client(), "alice", "wrong password!").await.status(), 401);
+        assert_eq!(
+            app.post_token(&client(), "alice", "wrong password!")
+                .await
+                .status(),
+            401
+        );
     }
     let statuses = right_password_among_wrong_ones(&app).await;
     assert_eq!(count(&statuses, 429), 12, "{statuses:?}");
@@ -143,7 +148,10 @@ async fn a_right_password_racing_wrong_ones_forgives_only_what_came_before_it() 
     // have been refused), and three more may follow it before the lock: five at most.
     assert!(count(&statuses, 401) <= 5, "{statuses:?}");
     assert!(count(&statuses, 200) <= 1, "{statuses:?}");
-    assert_eq!(count(&statuses, 401) + count(&statuses, 200) + count(&statuses, 429), 12);
+    assert_eq!(
+        count(&statuses, 401) + count(&statuses, 200) + count(&statuses, 429),
+        12
+    );
 }
 
 /// Sign-ins racing a change of the user that must end all their sessions: whatever

@@ -431,7 +431,7 @@ async fn the_audit_log_is_newest_first_and_paged() {
         );
         // Fresh IPs are not available here, so clear the lockout between rounds.
         let mut conn = app.conn();
-        diesel::RunQueryDsl::execute(diesel::sql_query("DELETE FROM login_failures"), &mut conn)
+        latchkey::store::Statement::run(diesel::sql_query("DELETE FROM login_failures"), &mut conn)
             .unwrap();
     }
     let admin = app.page_client("root").await;

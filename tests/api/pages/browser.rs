@@ -295,7 +295,7 @@ impl Browser<'_> {
 /// A few more sessions from other devices and places, signed in a while ago, so the
 /// lists look like real use (the app trusts 127.0.0.1 as a proxy for `X-Forwarded-For`).
 async fn other_devices(app: &TestApp, username: &str, devices: &[(&str, &str, i64, i64)]) {
-    use diesel::RunQueryDsl;
+    use latchkey::store::Statement;
     for (agent, ip, signed_in_minutes_ago, used_minutes_ago) in devices {
         let client = reqwest::Client::builder()
             .user_agent(*agent)
@@ -314,7 +314,7 @@ async fn other_devices(app: &TestApp, username: &str, devices: &[(&str, &str, i6
             signed_in_minutes_ago * 60_000,
             used_minutes_ago * 60_000
         ))
-        .execute(&mut conn)
+        .run(&mut conn)
         .unwrap();
     }
 }
@@ -441,7 +441,7 @@ async fn an_expired_access_token_is_renewed_silently_on_navigation() {
 }
 
 fn refresh_tokens(app: &TestApp) -> i64 {
-    use diesel::RunQueryDsl;
+    use latchkey::store::Statement;
     #[derive(diesel::QueryableByName)]
     struct Count {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
@@ -449,7 +449,7 @@ fn refresh_tokens(app: &TestApp) -> i64 {
     }
     let mut conn = app.conn();
     diesel::sql_query("SELECT COUNT(*) AS n FROM refresh_tokens")
-        .get_result::<Count>(&mut conn)
+        .one::<Count>(&mut conn)
         .unwrap()
         .n
 }

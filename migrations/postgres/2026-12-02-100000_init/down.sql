@@ -1,0 +1,10 @@
+DROP TABLE revocations;
+DROP TABLE revocation_counter;
+DROP TABLE app_secrets;
+DROP TABLE login_failures_by_ip;
+DROP TABLE login_failures;
+DROP TABLE audit_events;
+DROP TABLE signing_keys;
+DROP TABLE refresh_tokens;
+DROP TABLE sessions;
+DROP TABLE users;
