@@ -391,6 +391,40 @@ impl Db {
     }
 }
 
+/// A dedicated PostgreSQL connection that `LISTEN`s on [`crate::store::CHANNEL`]; it
+/// runs queries too (the catch-up reads after a notice).
+pub struct Listener {
+    conn: Conn,
+}
+
+impl Listener {
+    pub fn connect(url: &str) -> anyhow::Result<Listener> {
+        let mut conn = establish_postgres(url)?;
+        conn.batch_execute(PG_SESSION)?;
+        conn.batch_execute(&format!("LISTEN {}", crate::store::CHANNEL))?;
+        Ok(Listener {
+            conn: Conn::Pg(Box::new(Owned(conn))),
+        })
+    }
+
+    /// The payloads that arrived since the last call, without waiting (libpq reads
+    /// what the socket holds). An error means the connection is gone.
+    pub fn received(&mut self) -> Result<Vec<String>, StoreError> {
+        let Backend::Pg(conn) = self.conn.backend() else {
+            unreachable!("a listener is a PostgreSQL connection")
+        };
+        let mut payloads = Vec::new();
+        for notification in conn.notifications_iter() {
+            payloads.push(notification.map_err(|_| StoreError::Unavailable)?.payload);
+        }
+        Ok(payloads)
+    }
+
+    pub fn conn(&mut self) -> &mut Conn {
+        &mut self.conn
+    }
+}
+
 fn depth<C>(conn: &mut C) -> QueryResult<Option<NonZeroU32>>
 where
     C: Connection<TransactionManager = AnsiTransactionManager>,

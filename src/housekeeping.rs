@@ -1,7 +1,8 @@
 //! Housekeeping: a background task that deletes what can no longer matter — expired
 //! refresh tokens, sessions long past their absolute lifetime, stale sign-in failure
 //! counters — a bounded batch per table per run, so one run never holds the write lock
-//! for long however much has piled up.
+//! for long however much has piled up. Instances sharing a PostgreSQL database take
+//! turns: a pass runs only in the transaction that holds the housekeeping advisory lock.
 
 use std::time::Duration;
 
@@ -11,10 +12,12 @@ use crate::clock::{self, Millis, SECOND};
 use crate::config::Settings;
 use crate::db::Conn;
 use crate::state::AppState;
-use crate::store::{lockout, sessions, StoreError};
+use crate::store::{self, lockout, sessions, StoreError};
 
 /// How often the task runs; the first run is at start-up.
 const INTERVAL: Duration = Duration::from_secs(60);
+/// The advisory lock that gives one instance the turn ("lk-hk").
+const HOUSEKEEPING_TURN: i64 = 0x6c6b_2d68_6b;
 /// Rows deleted per table per run.
 pub const BATCH: i64 = 1000;
 /// How long an ended session (expired or revoked) stays for the audit view.
@@ -52,7 +55,11 @@ pub struct Purged {
 }
 
 /// One pass at `now`.
+/// On PostgreSQL only one instance at a time gets the turn; the others skip this pass.
 pub fn run_once(conn: &mut Conn, now: Millis, policy: &Policy) -> Result<Purged, StoreError> {
+    if !store::take_turn(conn, HOUSEKEEPING_TURN)? {
+        return Ok(Purged::default());
+    }
     Ok(Purged {
         refresh_tokens: sessions::purge_expired_tokens(conn, now, policy.batch)?,
         sessions: sessions::purge_ended(conn, now - policy.keep_ended, policy.batch)?,

@@ -12,6 +12,7 @@ pub mod domain;
 pub mod error;
 pub mod housekeeping;
 pub mod next_path;
+pub mod notices;
 pub mod origin;
 pub mod pages;
 pub mod passwords;

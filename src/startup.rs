@@ -23,7 +23,7 @@ use crate::store::{keys as key_store, secrets};
 use crate::tokens::access::{AccessTokens, LEEWAY_SECS};
 use crate::tokens::keys::{generate_ed25519, KeySet, Keys};
 use crate::tokens::refresh::SuccessorKey;
-use crate::{api, cookies, error, housekeeping, pages};
+use crate::{api, cookies, error, housekeeping, notices, pages};
 
 /// The largest request body accepted anywhere.
 pub const BODY_LIMIT: usize = 16 * 1024;
@@ -57,6 +57,11 @@ impl Application {
         let issuer = settings.public_url.clone();
         let state = Data::new(build_state(settings, db)?);
         spawn_refreshers(state.clone());
+        if let Some(url) = state.db.postgres_url() {
+            let weak = std::sync::Arc::downgrade(&state.clone().into_inner());
+            notices::spawn(url.to_owned(), weak, key_horizon)
+                .map_err(|e| anyhow::anyhow!("cannot start the notification listener: {e}"))?;
+        }
         housekeeping::spawn(state.clone());
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let session_key = session_key(&state.db)?;
@@ -183,23 +188,13 @@ fn spawn_refreshers(state: Data<AppState>) {
             loop {
                 tick.tick().await;
                 let horizon = key_horizon(&state.settings, clock::now());
-                match state
+                let s = state.clone();
+                let reloaded = state
                     .db
-                    .read(move |conn| key_store::usable(conn, horizon))
-                    .await
-                {
-                    Ok(rows) => {
-                        let current = state.tokens.keys.current();
-                        let fresh = KeySet::eddsa(&rows);
-                        let changed = fresh.signing.as_ref().map(|s| &s.0)
-                            != current.signing.as_ref().map(|s| &s.0)
-                            || fresh.jwks != current.jwks;
-                        if changed && fresh.signing.is_some() {
-                            tracing::info!(kid = ?fresh.signing.as_ref().map(|s| &s.0), "signing keys reloaded");
-                            state.tokens.keys.replace(fresh);
-                        }
-                    }
-                    Err(e) => tracing::warn!(error = %e, "cannot reload signing keys"),
+                    .read(move |conn| s.tokens.keys.reload(conn, horizon))
+                    .await;
+                if let Err(e) = reloaded {
+                    tracing::warn!(error = %e, "cannot reload signing keys");
                 }
             }
         });

@@ -75,6 +75,7 @@ pub fn ensure_current_and_next(
                 .run(conn)?;
         }
         if !missing.is_empty() {
+            super::notify(conn, super::Notice::Keys)?;
             let kids: Vec<&str> = missing.iter().map(|k| k.kid.as_str()).collect();
             audit::record(
                 conn,
@@ -115,6 +116,7 @@ pub fn rotate(
         diesel::insert_into(signing_keys::table)
             .values(new_next)
             .run(conn)?;
+        super::notify(conn, super::Notice::Keys)?;
         let current = if unretired.len() >= 2 {
             unretired.get(1).cloned()
         } else {

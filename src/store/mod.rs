@@ -135,6 +135,59 @@ pub trait Statement: Sized {
 
 impl<T> Statement for T {}
 
+/// The PostgreSQL channel on which instances tell each other of changes.
+pub const CHANNEL: &str = "latchkey";
+
+/// A change the other instances must learn of at once (on PostgreSQL; SQLite has one
+/// server per file and its poll).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Notice {
+    /// A session was revoked: refresh the revocation set.
+    Revocation,
+    /// The signing keys changed: reload them.
+    Keys,
+}
+
+impl Notice {
+    pub fn payload(self) -> &'static str {
+        match self {
+            Notice::Revocation => "revocation",
+            Notice::Keys => "keys",
+        }
+    }
+
+    pub fn parse(payload: &str) -> Option<Self> {
+        [Notice::Revocation, Notice::Keys]
+            .into_iter()
+            .find(|n| n.payload() == payload)
+    }
+}
+
+/// Sends `notice` on [`CHANNEL`] from inside the caller's transaction: PostgreSQL
+/// delivers it when (and only if) that transaction commits.
+pub fn notify(conn: &mut Conn, notice: Notice) -> Result<(), StoreError> {
+    if conn.is_postgres() {
+        use diesel::connection::SimpleConnection;
+        conn.batch_execute(&format!("NOTIFY {CHANNEL}, '{}'", notice.payload()))?;
+    }
+    Ok(())
+}
+
+/// Whether this instance's transaction may run the periodic job `job` now: on
+/// PostgreSQL the one instance that takes the transaction-scoped advisory lock, on
+/// SQLite always (the write lock serializes runs already).
+pub fn take_turn(conn: &mut Conn, job: i64) -> Result<bool, StoreError> {
+    if !conn.is_postgres() {
+        return Ok(true);
+    }
+    Ok(
+        diesel::select(diesel::dsl::sql::<diesel::sql_types::Bool>(&format!(
+            "pg_try_advisory_xact_lock({job})"
+        )))
+        .one(conn)?,
+    )
+}
+
 /// The columns of a row type (`#[derive(Selectable)]`), as a plain column tuple that
 /// both backends load into the row's `Queryable` (`as_select()` names one backend).
 pub fn columns<T: Selectable<Sqlite>>() -> T::SelectExpression {

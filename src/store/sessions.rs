@@ -216,7 +216,9 @@ pub fn rotate(
                 )
                 .one::<i64>(conn)?;
             }
-            Some(rotated) if now - rotated <= life.reuse_grace => {
+            // `now` may be before `rotated` (another instance's clock, or a retried
+            // transaction's earlier stamp): still "at once", and never inside a 0s grace.
+            Some(rotated) if life.reuse_grace > 0 && now - rotated < life.reuse_grace => {
                 let issued: Option<(i64, Millis)> = refresh_tokens::table
                     .filter(refresh_tokens::token_hash.eq(successor))
                     .select((refresh_tokens::session_id, refresh_tokens::expires_at))
@@ -408,6 +410,7 @@ fn revoke_in_tx(
                 revocations::revoked_at.eq(now),
             ))
             .run(conn)?;
+        super::notify(conn, super::Notice::Revocation)?;
     }
     if changed > 0 {
         audit::record(

@@ -15,7 +15,9 @@ use sha2::{Digest, Sha256};
 
 use super::verified::VerifiedCache;
 use crate::clock::Millis;
-use crate::store::keys::KeyRow;
+use crate::db::Conn;
+use crate::store::keys::{self as key_store, KeyRow};
+use crate::store::StoreError;
 
 pub const EDDSA: &str = "EdDSA";
 
@@ -173,6 +175,22 @@ impl Keys {
             .read()
             .map(|k| k.clone())
             .unwrap_or_else(|p| p.into_inner().clone())
+    }
+
+    /// Re-reads the Ed25519 keys usable for tokens since `horizon` and swaps them in when
+    /// the signing key or the published set changed (a rotation by another process).
+    pub fn reload(&self, conn: &mut Conn, horizon: Millis) -> Result<(), StoreError> {
+        let rows = key_store::usable(conn, horizon)?;
+        let current = self.current();
+        let fresh = KeySet::eddsa(&rows);
+        let changed = fresh.signing.as_ref().map(|s| &s.0)
+            != current.signing.as_ref().map(|s| &s.0)
+            || fresh.jwks != current.jwks;
+        if changed && fresh.signing.is_some() {
+            tracing::info!(kid = ?fresh.signing.as_ref().map(|s| &s.0), "signing keys reloaded");
+            self.replace(fresh);
+        }
+        Ok(())
     }
 
     /// Swaps in a new key set. Verified tokens carry over only if their key is still in

@@ -12,6 +12,7 @@ mod faults;
 mod fuzz;
 mod housekeeping;
 mod input_battery;
+mod instances;
 mod integration;
 mod jwt_attacks;
 mod keys;

@@ -1,0 +1,99 @@
+//! On PostgreSQL, every instance learns of revocations and key changes by notification:
+//! the transaction that revokes a session or changes the keys sends `NOTIFY latchkey`
+//! (see `store::notify`), PostgreSQL delivers it when that transaction commits, and a
+//! thread per instance, on a connection of its own that `LISTEN`s, brings the
+//! revocation set or the key set up to date at once. The periodic polls stay as the
+//! safety net. After every (re)connect the thread catches up on both, so nothing sent
+//! while it was not listening is missed: the revocation set reads by sequence number,
+//! which no lost notice can skip.
+
+use std::sync::Weak;
+use std::time::Duration;
+
+use crate::clock::{self, Millis};
+use crate::config::{JwtAlg, Settings};
+use crate::db::Listener;
+use crate::state::AppState;
+use crate::store::{Notice, StoreError};
+
+/// How often the thread looks at what the socket received (a non-blocking read).
+const POLL: Duration = Duration::from_millis(5);
+/// How long it waits before connecting again after losing the connection.
+const RECONNECT: Duration = Duration::from_secs(1);
+
+/// The moment before which retired keys cannot have live tokens, for `Keys::reload`.
+pub type KeyHorizon = fn(&Settings, Millis) -> Millis;
+
+/// Starts the listening thread. It ends once the server's state is gone.
+pub fn spawn(url: String, state: Weak<AppState>, horizon: KeyHorizon) -> std::io::Result<()> {
+    std::thread::Builder::new()
+        .name("latchkey-notices".into())
+        .spawn(move || listen(&url, &state, horizon))
+        .map(|_| ())
+}
+
+fn listen(url: &str, state: &Weak<AppState>, horizon: KeyHorizon) {
+    loop {
+        if state.strong_count() == 0 {
+            return;
+        }
+        match Listener::connect(url) {
+            Ok(mut listener) => {
+                let caught_up = [Notice::Revocation, Notice::Keys]
+                    .into_iter()
+                    .try_for_each(|n| apply(state, &mut listener, n, horizon));
+                if caught_up.is_ok() && !serve(state, &mut listener, horizon) {
+                    return;
+                }
+                tracing::warn!("lost the notification connection; reconnecting");
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot listen for notifications"),
+        }
+        std::thread::sleep(RECONNECT);
+    }
+}
+
+/// Applies notices as they arrive. Returns false when the server is gone, true when
+/// the connection is.
+fn serve(state: &Weak<AppState>, listener: &mut Listener, horizon: KeyHorizon) -> bool {
+    loop {
+        std::thread::sleep(POLL);
+        if state.strong_count() == 0 {
+            return false;
+        }
+        let Ok(payloads) = listener.received() else {
+            return true;
+        };
+        let mut notices: Vec<Notice> = payloads.iter().filter_map(|p| Notice::parse(p)).collect();
+        notices.dedup();
+        for notice in notices {
+            if apply(state, listener, notice, horizon).is_err() {
+                return true;
+            }
+        }
+    }
+}
+
+fn apply(
+    state: &Weak<AppState>,
+    listener: &mut Listener,
+    notice: Notice,
+    horizon: KeyHorizon,
+) -> Result<(), StoreError> {
+    let Some(state) = state.upgrade() else {
+        return Ok(());
+    };
+    let now = clock::now();
+    let applied = match notice {
+        Notice::Revocation => state.revoked.sync(listener.conn(), now),
+        Notice::Keys if matches!(state.settings.jwt_alg, JwtAlg::EdDsa) => state
+            .tokens
+            .keys
+            .reload(listener.conn(), horizon(&state.settings, now)),
+        Notice::Keys => Ok(()),
+    };
+    if let Err(e) = &applied {
+        tracing::warn!(error = %e, ?notice, "cannot apply a notification");
+    }
+    applied
+}
