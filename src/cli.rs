@@ -250,6 +250,10 @@ fn check(database: &str, args: &ServeArgs) -> anyhow::Result<()> {
                 .collect::<Vec<_>>()
                 .join(","),
         ),
+        (
+            "LATCHKEY_DB_POOL",
+            args.db_pool().map_err(anyhow::Error::msg)?.to_string(),
+        ),
         ("RUST_LOG", args.log_filter.clone()),
     ];
     for (name, value) in rows {
@@ -260,6 +264,7 @@ fn check(database: &str, args: &ServeArgs) -> anyhow::Result<()> {
 
 fn serve(database: &str, args: ServeArgs) -> anyhow::Result<()> {
     let settings = Settings::from_args(&args).map_err(anyhow::Error::msg)?;
+    let pool = args.db_pool().map_err(anyhow::Error::msg)?;
     init_logging(&args.log_filter)?;
     if args.demo && !is_loopback(&settings.bind)? {
         bail!(
@@ -270,7 +275,7 @@ fn serve(database: &str, args: ServeArgs) -> anyhow::Result<()> {
     if args.demo {
         create_demo_accounts(&mut db::connect(database)?)?;
     }
-    let db = db::open(database, 16)?;
+    let db = db::open(database, pool)?;
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings.clone(), db)?;
         tracing::info!(

@@ -46,9 +46,28 @@ pub struct ServeArgs {
     /// Comma-separated proxy IPs or CIDR ranges whose X-Forwarded-For is believed.
     #[arg(long, env = "LATCHKEY_TRUSTED_PROXIES")]
     pub trusted_proxies: Option<String>,
+    /// Database connections of this process: readers on SQLite, all on PostgreSQL.
+    #[arg(long, env = "LATCHKEY_DB_POOL", default_value = "16")]
+    pub db_pool: String,
     /// Log filter.
     #[arg(long = "log", env = "RUST_LOG", default_value = "info")]
     pub log_filter: String,
+}
+
+impl ServeArgs {
+    /// `LATCHKEY_DB_POOL`, checked: 1 to 1000 connections.
+    pub fn db_pool(&self) -> Result<u32, String> {
+        self.db_pool
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=1000).contains(n))
+            .ok_or_else(|| {
+                format!(
+                    "LATCHKEY_DB_POOL: '{}' is not a whole number from 1 to 1000",
+                    self.db_pool
+                )
+            })
+    }
 }
 
 #[derive(Clone)]

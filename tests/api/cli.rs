@@ -194,7 +194,8 @@ async fn bad_settings_stop_start_up_naming_the_variable() {
         ("LATCHKEY_LOGIN_MAX_FAILURES", "many"),
         ("LATCHKEY_LOGIN_LOCKOUT", "1y"),
         ("LATCHKEY_TRUSTED_PROXIES", "10.0.0.1,not-an-ip"),
-        ("LATCHKEY_PUBLIC_URL", "ftp://x"),
+        ("LATCHKEY_DB_POOL", "0"),
+        ("LATCHKEY_DB_POOL", "lots"),
     ] {
         let out = serve(&db, &["--bind", "127.0.0.1:0"], &[(var, value)]);
         let err = one_line_error(&out);
@@ -493,6 +494,7 @@ fn check_prints_the_effective_settings_or_the_message_serve_would_stop_with() {
     );
     assert!(out.contains("LATCHKEY_JWT_SECRET=<set>"), "{out}");
     assert!(out.contains("LATCHKEY_REFRESH_REUSE_GRACE=0s"), "{out}");
+    assert!(out.contains("LATCHKEY_DB_POOL=16"), "{out}");
     assert!(!out.contains(secret), "the secret is never printed");
     let bad = run(&[("LATCHKEY_ACCESS_TTL", "soon")]);
     assert!(!bad.status.success());
