@@ -10,10 +10,13 @@
 //! instance) still meet this one at `BEGIN IMMEDIATE` and `busy_timeout`.
 //!
 //! PostgreSQL has many writers (every instance, the CLI): each write runs in its own
-//! `SERIALIZABLE` transaction on a pooled connection, so the store's read-then-write
-//! decisions hold exactly as they do behind SQLite's single writer; a transaction that
-//! PostgreSQL aborts as a serialization failure or deadlock is run again (a few times,
-//! with a short random pause) and never reaches a client as an error.
+//! READ COMMITTED transaction on a pooled connection, and writers that decide on the same
+//! thing take turns on a named lock first (`store::hold`: a session, a user, a lockout
+//! counter), so the store's read-then-write decisions hold exactly as they do behind
+//! SQLite's single writer. (SERIALIZABLE was tried first: its predicate locks on the
+//! token index failed unrelated refreshes under load faster than retries could absorb.)
+//! A transaction PostgreSQL aborts as a deadlock or serialization failure is run again (a
+//! few times, with a short random pause) and never reaches a client as an error.
 //!
 //! Everything SQL lives in `store`; this module only opens connections and runs closures
 //! on them. Store functions take a [`Conn`] and run each statement on the backend's own
@@ -235,7 +238,7 @@ fn establish_postgres(url: &str) -> anyhow::Result<PgConnection> {
 
 /// One writable connection with migrations applied: what the command line uses (a short
 /// process of its own, meeting running servers at `BEGIN IMMEDIATE` on SQLite, and in
-/// serializable transactions on PostgreSQL).
+/// its own transactions and locks on PostgreSQL).
 pub fn connect(url: &str) -> anyhow::Result<Conn> {
     match locate(url)? {
         Location::Sqlite(path) => {
@@ -343,8 +346,7 @@ impl Db {
     }
 
     /// Runs `f` as a write: on SQLite on the writer, after the writes queued before it;
-    /// on PostgreSQL in a serializable transaction of its own, run again if PostgreSQL
-    /// aborts it (so `f` may run more than once: only its last run counts).
+    /// on PostgreSQL in a transaction of its own, run again if PostgreSQL aborts it (so `f` may run more than once: only its last run counts).
     pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         F: FnMut(&mut Conn) -> Result<T, StoreError> + Send + 'static,
@@ -474,8 +476,8 @@ where
 
 /// A write transaction. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`),
 /// so a writer in another process queues instead of failing to upgrade a read lock; on
-/// PostgreSQL it is `SERIALIZABLE`, run again when PostgreSQL aborts it as a
-/// serialization failure or deadlock. Inside a transaction already (the SQLite writer
+/// PostgreSQL it is READ COMMITTED (see the module docs), run again when PostgreSQL
+/// aborts it as a deadlock or serialization failure. Inside a transaction already (the SQLite writer
 /// runs every write in a batch transaction) it is a savepoint, and a retry is the outer
 /// transaction's business.
 pub fn write_transaction<T, F>(conn: &mut Conn, mut f: F) -> Result<T, StoreError>
@@ -489,7 +491,7 @@ where
         return run_in_transaction(conn, Some("BEGIN IMMEDIATE"), f);
     }
     for attempt in 1..=SERIALIZATION_ATTEMPTS {
-        match run_in_transaction(conn, Some("BEGIN ISOLATION LEVEL SERIALIZABLE"), &mut f) {
+        match run_in_transaction(conn, Some("BEGIN ISOLATION LEVEL READ COMMITTED"), &mut f) {
             Err(e) if must_retry(&e) && attempt < SERIALIZATION_ATTEMPTS => {
                 if conn.is_broken() {
                     return Err(StoreError::Unavailable);
@@ -499,7 +501,7 @@ where
             }
             Err(e) if must_retry(&e) => {
                 tracing::warn!(
-                    "a write lost {SERIALIZATION_ATTEMPTS} serialization races in a row"
+                    "a write was aborted by PostgreSQL {SERIALIZATION_ATTEMPTS} times in a row"
                 );
                 return Err(StoreError::Unavailable);
             }

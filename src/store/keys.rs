@@ -27,6 +27,10 @@ impl std::fmt::Debug for KeyRow {
     }
 }
 
+/// Key changes take turns, so instances starting at once add one current/next pair and
+/// only one key is ever current.
+const KEYS_LOCK: &str = "signing-keys";
+
 pub fn list(conn: &mut Conn) -> Result<Vec<KeyRow>, StoreError> {
     Ok(signing_keys::table
         .select(columns::<KeyRow>())
@@ -61,6 +65,7 @@ pub fn ensure_current_and_next(
     fresh: &[KeyRow; 2],
 ) -> Result<(), StoreError> {
     write_tx(conn, |conn| {
+        super::hold(conn, KEYS_LOCK)?;
         let unretired: i64 = signing_keys::table
             .filter(signing_keys::retired_at.is_null())
             .count()
@@ -103,6 +108,7 @@ pub fn rotate(
     actor: &Actor,
 ) -> Result<Option<String>, StoreError> {
     write_tx(conn, |conn| {
+        super::hold(conn, KEYS_LOCK)?;
         let unretired: Vec<String> = signing_keys::table
             .filter(signing_keys::retired_at.is_null())
             .order((signing_keys::created_at.asc(), signing_keys::kid.asc()))

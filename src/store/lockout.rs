@@ -168,6 +168,13 @@ fn from_row(
     }
 }
 
+/// Attempts on one client's counters take turns (the client's, then the pair's, always
+/// in that order), so each reads what the ones before it wrote.
+fn hold_counters(conn: &mut Conn, username: &str, client: &str) -> Result<(), StoreError> {
+    super::hold(conn, &format!("lockout:{client}"))?;
+    super::hold(conn, &format!("lockout:{client}:{username}"))
+}
+
 fn pair_counter(
     conn: &mut Conn,
     username: &str,
@@ -312,6 +319,7 @@ pub fn reserve(
     policy: Policy,
 ) -> Result<Attempt, StoreError> {
     write_tx(conn, |conn| {
+        hold_counters(conn, username, client)?;
         let pair = pair_counter(conn, username, client)?;
         let ip = ip_counter(conn, client)?;
         let pair_step = reserve_step(pair, now, policy.max_failures, policy.window);
@@ -400,6 +408,7 @@ pub fn confirm_failure(
 ) -> Result<Option<Millis>, StoreError> {
     let (username, client) = (reservation.username.as_str(), reservation.client.as_str());
     write_tx(conn, |conn| {
+        hold_counters(conn, username, client)?;
         let (pair, pair_locks) = failure_step(
             pair_counter(conn, username, client)?,
             now,
@@ -455,6 +464,7 @@ pub fn release(
 ) -> Result<(), StoreError> {
     let (username, client) = (reservation.username.as_str(), reservation.client.as_str());
     write_tx(conn, |conn| {
+        hold_counters(conn, username, client)?;
         if let Some(pair) = pair_counter(conn, username, client)? {
             store_pair(
                 conn,

@@ -81,7 +81,7 @@ fn unavailable(message: &str) -> bool {
 }
 
 /// A write transaction (see [`crate::db::write_transaction`]): `BEGIN IMMEDIATE` on
-/// SQLite, `SERIALIZABLE` (run again on a serialization failure) on PostgreSQL, and a
+/// SQLite, READ COMMITTED (run again on a deadlock) on PostgreSQL, and a
 /// savepoint inside a transaction already: `f`'s changes stand or fall together.
 pub fn write_tx<T, F>(conn: &mut Conn, f: F) -> Result<T, StoreError>
 where
@@ -169,6 +169,20 @@ pub fn notify(conn: &mut Conn, notice: Notice) -> Result<(), StoreError> {
     if conn.is_postgres() {
         use diesel::connection::SimpleConnection;
         conn.batch_execute(&format!("NOTIFY {CHANNEL}, '{}'", notice.payload()))?;
+    }
+    Ok(())
+}
+
+/// Holds the lock named `key` until the caller's transaction ends, so writers that decide
+/// on the same thing (a session, a user, a lockout counter) take turns. PostgreSQL runs
+/// writes at READ COMMITTED: each statement after the lock reads what the writers before
+/// it committed. A transaction-scoped advisory lock, taken again by the same transaction
+/// at no cost. On SQLite the writer holds the whole database already.
+pub fn hold(conn: &mut Conn, key: &str) -> Result<(), StoreError> {
+    if conn.is_postgres() {
+        diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+            .bind::<diesel::sql_types::Text, _>(key)
+            .run(conn)?;
     }
     Ok(())
 }

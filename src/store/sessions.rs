@@ -89,6 +89,7 @@ pub fn start(
     let absolute = now + life.session_max;
     let expires = (now + life.refresh_ttl).min(absolute);
     write_tx(conn, |conn| {
+        super::hold(conn, &user_lock(verified.user_id))?;
         let user = users::table
             .find(verified.user_id)
             .select(columns::<UserRow>())
@@ -190,12 +191,25 @@ pub fn rotate(
     life: Lifetimes,
 ) -> Result<Rotation, StoreError> {
     write_tx(conn, |conn| {
-        let Some::<RefreshRow>(token) = refresh_tokens::table
-            .filter(refresh_tokens::token_hash.eq(presented))
-            .select(columns::<RefreshRow>())
-            .one(conn)
-            .optional()?
-        else {
+        let find = |conn: &mut Conn| {
+            refresh_tokens::table
+                .filter(refresh_tokens::token_hash.eq(presented))
+                .select(columns::<RefreshRow>())
+                .one::<RefreshRow>(conn)
+                .optional()
+        };
+        let Some(token) = find(conn)? else {
+            return Ok(Rotation::Refused);
+        };
+        // Presenters of tokens of one session, and revocations of it, take turns; what
+        // is read from here on is what those before committed.
+        super::hold(conn, &session_lock(token.session_id))?;
+        let token = if conn.is_postgres() {
+            find(conn)?
+        } else {
+            Some(token)
+        };
+        let Some(token) = token else {
             return Ok(Rotation::Refused);
         };
         let (session, user) = sessions::table
@@ -276,6 +290,18 @@ pub fn rotate(
             expires_at,
         })
     })
+}
+
+/// The lock rotations and revocations of session `id` take turns on (see `store::hold`).
+fn session_lock(id: i64) -> String {
+    format!("session:{id}")
+}
+
+/// The lock sign-ins of user `id` and changes of that user take turns on: a session
+/// starts either before a change that revokes the user's sessions, or after it (and
+/// then sees it).
+pub(super) fn user_lock(id: i64) -> String {
+    format!("user:{id}")
 }
 
 /// Records a use of the session: when, from where, and its new idle expiry.
@@ -391,6 +417,7 @@ fn revoke_in_tx(
     if session.revoked_at.is_some() {
         return Ok(());
     }
+    super::hold(conn, &session_lock(session.id))?;
     let seq = next_revocation_seq(conn)?;
     let changed = diesel::update(
         sessions::table

@@ -93,6 +93,13 @@ pub fn create(
 /// inside the change's transaction, so two admins demoting each other at once cannot
 /// both succeed. The acting admin must still be an enabled admin, and one enabled admin
 /// must remain. The CLI, the operator's way back in, is not held to the second rule.
+/// Role and account changes take turns on one lock (whether an enabled admin remains is
+/// a question about every admin row), then on the user's own (see `sessions::start`).
+fn hold_for_change(conn: &mut Conn, id: i64) -> Result<(), StoreError> {
+    super::hold(conn, "admins")?;
+    super::hold(conn, &sessions::user_lock(id))
+}
+
 fn check_admin_change(conn: &mut Conn, actor: &Actor) -> Result<(), StoreError> {
     let Some(acting) = actor.user_id else {
         return Ok(());
@@ -133,6 +140,7 @@ pub fn set_role(
     actor: &Actor,
 ) -> Result<(UserRow, usize), StoreError> {
     write_tx(conn, |conn| {
+        hold_for_change(conn, id)?;
         check_admin_change(conn, actor)?;
         let before = find_by_id(conn, id)?;
         let row: UserRow = diesel::update(users::table.find(id))
@@ -172,6 +180,7 @@ pub fn set_disabled(
     actor: &Actor,
 ) -> Result<UserRow, StoreError> {
     write_tx(conn, |conn| {
+        hold_for_change(conn, id)?;
         check_admin_change(conn, actor)?;
         let before = find_by_id(conn, id)?;
         let row: UserRow = diesel::update(users::table.find(id))
@@ -209,6 +218,7 @@ pub fn set_disabled(
 /// sessions and refresh tokens. The audit log keeps its rows.
 pub fn delete(conn: &mut Conn, now: Millis, id: i64, actor: &Actor) -> Result<usize, StoreError> {
     write_tx(conn, |conn| {
+        hold_for_change(conn, id)?;
         let row = find_by_id(conn, id)?;
         let revoked =
             sessions::revoke_all_of_user_in_tx(conn, now, id, None, "user_deleted", actor)?;
@@ -240,6 +250,7 @@ pub fn set_password(
     actor: &Actor,
 ) -> Result<UserRow, StoreError> {
     write_tx(conn, |conn| {
+        super::hold(conn, &sessions::user_lock(id))?;
         let row: UserRow = diesel::update(users::table.find(id))
             .set(users::password_hash.eq(password_hash))
             .returning(columns::<UserRow>())

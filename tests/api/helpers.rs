@@ -1,4 +1,5 @@
 use std::io::Write;
+use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
@@ -361,4 +362,116 @@ pub fn locked_until(conn: &mut db::Conn, now: Millis, username: &str, ip: &str) 
         .flatten()
         .filter(|until| *until > now)
         .max()
+}
+
+/// A PostgreSQL cluster of one test's own, to stop and start under a running server
+/// (the shared test server must stay up for the other tests). Needs `TEST_POSTGRES_BIN`
+/// (set by `scripts/with-postgres`); stopped by `pg_ctl` on its own data directory.
+pub struct OwnPostgres {
+    dir: tempfile::TempDir,
+    bin: PathBuf,
+    pub port: u16,
+}
+
+impl OwnPostgres {
+    pub fn start() -> Self {
+        let bin = PathBuf::from(std::env::var("TEST_POSTGRES_BIN").expect("TEST_POSTGRES_BIN"));
+        let dir = tempfile::tempdir().unwrap();
+        // initdb refuses root: the cluster belongs to the postgres user when we are root.
+        std::fs::set_permissions(
+            dir.path(),
+            std::os::unix::fs::PermissionsExt::from_mode(0o777),
+        )
+        .unwrap();
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let cluster = OwnPostgres { dir, bin, port };
+        cluster.pg(&[
+            "initdb",
+            "-D",
+            &cluster.data(),
+            "-U",
+            "postgres",
+            "--auth=trust",
+        ]);
+        cluster.resume();
+        cluster
+    }
+
+    fn data(&self) -> String {
+        self.dir.path().join("data").to_str().unwrap().to_owned()
+    }
+
+    fn pg(&self, args: &[&str]) {
+        let program = self.bin.join(args[0]);
+        let root = unsafe { libc::geteuid() } == 0;
+        let mut command = if root {
+            let mut c = Command::new("runuser");
+            c.args(["-u", "postgres", "--"]).arg(&program);
+            c
+        } else {
+            Command::new(&program)
+        };
+        let out = command
+            .args(&args[1..])
+            .stdout(Stdio::null())
+            .output()
+            .expect("PostgreSQL tools run");
+        assert!(
+            out.status.success(),
+            "{args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+
+    /// Starts (again) on the same port and data.
+    pub fn resume(&self) {
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -c port={} -c unix_socket_directories={} -c fsync=off",
+            self.port,
+            self.dir.path().display()
+        );
+        let log = self.dir.path().join("server.log");
+        self.pg(&[
+            "pg_ctl",
+            "-D",
+            &self.data(),
+            "-l",
+            log.to_str().unwrap(),
+            "-w",
+            "-o",
+            &options,
+            "start",
+        ]);
+    }
+
+    /// Stops it (fast: open connections are cut, as in a crash of the server's host).
+    pub fn stop(&self) {
+        self.pg(&["pg_ctl", "-D", &self.data(), "-m", "fast", "-w", "stop"]);
+    }
+
+    /// A fresh database on it; its URL.
+    pub fn database(&self) -> String {
+        fresh_postgres_database(&format!(
+            "postgres://postgres@127.0.0.1:{}/postgres",
+            self.port
+        ))
+    }
+}
+
+impl Drop for OwnPostgres {
+    fn drop(&mut self) {
+        let data = self.data();
+        if std::path::Path::new(&data).join("postmaster.pid").exists() {
+            self.pg(&["pg_ctl", "-D", &data, "-m", "immediate", "-w", "stop"]);
+        }
+    }
+}
+
+/// A server on `database` (a URL or path made by the caller).
+pub async fn spawn_on_database(database: String, adjust: impl FnOnce(&mut Settings)) -> TestApp {
+    spawn_on(tempfile::tempdir().expect("temp dir"), database, adjust)
 }
