@@ -4,6 +4,8 @@
 //!   verifying an EdDSA or HS256 JWT with jsonwebtoken on every request;
 //! - `sqlite`: the refresh rotation transaction in raw SQLite (prepared statements,
 //!   WAL, synchronous=NORMAL) on latchkey's own schema;
+//! - `postgres`: the same rotation transaction in raw PostgreSQL statements through libpq
+//!   (diesel's `PgConnection`), from several connections at once;
 //! - `argon2`: argon2id verifications back to back on one thread.
 
 use std::time::{Duration, Instant};
@@ -46,6 +48,18 @@ enum Command {
         #[arg(long, default_value_t = 32)]
         chains: usize,
     },
+    /// Raw PostgreSQL refresh rotations for SECONDS on the (migrated, empty) database at
+    /// URL, CHAINS chains over CONNECTIONS connections.
+    Postgres {
+        #[arg(long)]
+        url: String,
+        #[arg(long, default_value_t = 10.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 32)]
+        chains: usize,
+        #[arg(long, default_value_t = 8)]
+        connections: usize,
+    },
     /// argon2id (m=19456 KiB, t=2, p=1) verifications for SECONDS.
     Argon2 {
         #[arg(long, default_value_t = 10.0)]
@@ -62,6 +76,12 @@ fn main() -> anyhow::Result<()> {
             seconds,
             chains,
         } => sqlite(&db, &schema, Duration::from_secs_f64(seconds), chains),
+        Command::Postgres {
+            url,
+            seconds,
+            chains,
+            connections,
+        } => postgres::run(&url, Duration::from_secs_f64(seconds), chains, connections),
         Command::Argon2 { seconds } => argon2(Duration::from_secs_f64(seconds)),
     }
 }
@@ -357,4 +377,170 @@ fn argon2(window: Duration) -> anyhow::Result<()> {
     }
     println!("{}", recorder.summary("argon2", start.elapsed()));
     Ok(())
+}
+
+mod postgres {
+    //! The rotation transaction of `rotate` above, on PostgreSQL: what latchkey's store
+    //! does for a refresh, without the service around it.
+
+    use std::time::{Duration, Instant};
+
+    use diesel::connection::SimpleConnection;
+    use diesel::pg::PgConnection;
+    use diesel::sql_types::{BigInt, Binary, Bool, Nullable, Text};
+    use diesel::{Connection, QueryableByName, RunQueryDsl};
+    use latchkey_bench::stats::Recorder;
+
+    const DAY: i64 = 86_400_000;
+
+    #[derive(QueryableByName)]
+    struct Token {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+        #[diesel(sql_type = BigInt)]
+        session_id: i64,
+        #[diesel(sql_type = BigInt)]
+        expires_at: i64,
+        #[diesel(sql_type = Nullable<BigInt>)]
+        rotated_at: Option<i64>,
+    }
+
+    #[derive(QueryableByName)]
+    struct Session {
+        #[diesel(sql_type = Nullable<BigInt>)]
+        revoked_at: Option<i64>,
+        #[diesel(sql_type = BigInt)]
+        absolute_expires_at: i64,
+        #[diesel(sql_type = Bool)]
+        disabled: bool,
+    }
+
+    #[derive(QueryableByName)]
+    struct Id {
+        #[diesel(sql_type = BigInt)]
+        id: i64,
+    }
+
+    fn rotate(conn: &mut PgConnection, presented: &[u8], next: &[u8]) -> diesel::QueryResult<bool> {
+        let now = super::now_ms();
+        conn.transaction(|conn| {
+            let token: Option<Token> = diesel::sql_query(
+                "SELECT id, session_id, expires_at, rotated_at FROM refresh_tokens WHERE token_hash = $1",
+            )
+            .bind::<Binary, _>(presented)
+            .get_result(conn)
+            .map(Some)
+            .or_else(|e| if e == diesel::result::Error::NotFound { Ok(None) } else { Err(e) })?;
+            let Some(token) = token else { return Ok(false) };
+            let session: Session = diesel::sql_query(
+                "SELECT s.revoked_at, s.absolute_expires_at, u.disabled FROM sessions s
+                 JOIN users u ON u.id = s.user_id WHERE s.id = $1",
+            )
+            .bind::<BigInt, _>(token.session_id)
+            .get_result(conn)?;
+            if session.revoked_at.is_some()
+                || session.absolute_expires_at <= now
+                || session.disabled
+                || token.rotated_at.is_some()
+                || token.expires_at <= now
+            {
+                return Ok(false);
+            }
+            let rotated = diesel::sql_query(
+                "UPDATE refresh_tokens SET rotated_at = $1 WHERE id = $2 AND rotated_at IS NULL",
+            )
+            .bind::<BigInt, _>(now)
+            .bind::<BigInt, _>(token.id)
+            .execute(conn)?;
+            if rotated != 1 {
+                return Ok(false);
+            }
+            let expires = (now + 7 * DAY).min(session.absolute_expires_at);
+            diesel::sql_query(
+                "INSERT INTO refresh_tokens (session_id, token_hash, created_at, expires_at)
+                 VALUES ($1, $2, $3, $4)",
+            )
+            .bind::<BigInt, _>(token.session_id)
+            .bind::<Binary, _>(next)
+            .bind::<BigInt, _>(now)
+            .bind::<BigInt, _>(expires)
+            .execute(conn)?;
+            diesel::sql_query(
+                "UPDATE sessions SET last_used_at = $1, expires_at = $2, ip = $3, user_agent = $4
+                 WHERE id = $5",
+            )
+            .bind::<BigInt, _>(now)
+            .bind::<BigInt, _>(expires)
+            .bind::<Text, _>("127.0.0.1")
+            .bind::<Text, _>("lk-load")
+            .bind::<BigInt, _>(token.session_id)
+            .execute(conn)?;
+            Ok(true)
+        })
+    }
+
+    pub fn run(url: &str, window: Duration, chains: usize, connections: usize) -> anyhow::Result<()> {
+        let mut setup = PgConnection::establish(url)?;
+        let now = super::now_ms();
+        setup.batch_execute(&format!(
+            "INSERT INTO users (username, password_hash, role, created_at)
+             VALUES ('raw-bench', '!', 'user', {now}) ON CONFLICT DO NOTHING"
+        ))?;
+        let user: Id = diesel::sql_query("SELECT id FROM users WHERE username = 'raw-bench'")
+            .get_result(&mut setup)?;
+        let mut chains_of: Vec<Vec<Vec<u8>>> = vec![Vec::new(); connections];
+        for chain in 0..chains {
+            let session: Id = diesel::sql_query(
+                "INSERT INTO sessions (user_id, created_at, last_used_at, expires_at, absolute_expires_at, ip, user_agent)
+                 VALUES ($1, $2, $2, $3, $4, '127.0.0.1', 'lk-load') RETURNING id",
+            )
+            .bind::<BigInt, _>(user.id)
+            .bind::<BigInt, _>(now)
+            .bind::<BigInt, _>(now + 7 * DAY)
+            .bind::<BigInt, _>(now + 30 * DAY)
+            .get_result(&mut setup)?;
+            let hash = super::random_hash();
+            diesel::sql_query(
+                "INSERT INTO refresh_tokens (session_id, token_hash, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+            )
+            .bind::<BigInt, _>(session.id)
+            .bind::<Binary, _>(&hash)
+            .bind::<BigInt, _>(now)
+            .bind::<BigInt, _>(now + 7 * DAY)
+            .execute(&mut setup)?;
+            chains_of[chain % connections].push(hash);
+        }
+        let start = Instant::now();
+        let workers: Vec<_> = chains_of
+            .into_iter()
+            .map(|mut current| {
+                let url = url.to_owned();
+                std::thread::spawn(move || -> anyhow::Result<Recorder> {
+                    let mut conn = PgConnection::establish(&url)?;
+                    let mut recorder = Recorder::default();
+                    let mut i = 0;
+                    while start.elapsed() < window && !current.is_empty() {
+                        let chain = i % current.len();
+                        i += 1;
+                        let next = super::random_hash();
+                        let began = Instant::now();
+                        match rotate(&mut conn, &current[chain], &next) {
+                            Ok(true) => {
+                                recorder.success(began.elapsed());
+                                current[chain] = next;
+                            }
+                            _ => recorder.error(),
+                        }
+                    }
+                    Ok(recorder)
+                })
+            })
+            .collect();
+        let mut all = Recorder::default();
+        for worker in workers {
+            all.merge(worker.join().map_err(|_| anyhow::anyhow!("a worker panicked"))??);
+        }
+        println!("{}", all.summary("postgres", start.elapsed()));
+        Ok(())
+    }
 }

@@ -62,6 +62,17 @@ enum Command {
         #[command(flatten)]
         account: Account,
     },
+    /// Revocation reach, ROUNDS times: sign in and sign out on ADDR, then poll GET
+    /// /api/me on OTHER with the signed-out access token until it is refused; the
+    /// latency is from the sign-out's answer to the first refusal.
+    Reach {
+        #[arg(long)]
+        other: String,
+        #[arg(long, default_value_t = 50)]
+        rounds: usize,
+        #[command(flatten)]
+        account: Account,
+    },
     /// One connection, REQUESTS sequential GETs of PATH (a heavy page's latency).
     Latency {
         path: String,
@@ -148,6 +159,45 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 "{}",
                 storm.summary(&format!("{}.storm", cli.name), storm_elapsed)
             );
+        }
+        Command::Reach {
+            other,
+            rounds,
+            account,
+        } => {
+            let mut recorder = Recorder::default();
+            let start = Instant::now();
+            let mut here = Connection::open(addr).await?;
+            let mut there = Connection::open(&other).await?;
+            for _ in 0..rounds {
+                let (token, cookie) = sign_in(addr, &account).await?;
+                let me = http::get("/api/me", &format!("Authorization: Bearer {token}\r\n"));
+                let first = there.send(&me).await?.status;
+                if first != 200 {
+                    bail!("the other instance refused a fresh token: {first}");
+                }
+                let out = here
+                    .send(&http::post_with_cookie("/auth/logout", &format!("lk_refresh={cookie}")))
+                    .await?
+                    .status;
+                if out != 204 {
+                    bail!("sign-out answered {out}");
+                }
+                let signed_out = Instant::now();
+                loop {
+                    let status = there.send(&me).await?.status;
+                    if status == 401 {
+                        recorder.success(signed_out.elapsed());
+                        break;
+                    }
+                    if signed_out.elapsed() > Duration::from_secs(5) {
+                        recorder.error();
+                        break;
+                    }
+                    tokio::time::sleep(Duration::from_micros(500)).await;
+                }
+            }
+            println!("{}", recorder.summary(&cli.name, start.elapsed()));
         }
         Command::Latency {
             path,
