@@ -479,7 +479,12 @@ mod postgres {
         })
     }
 
-    pub fn run(url: &str, window: Duration, chains: usize, connections: usize) -> anyhow::Result<()> {
+    pub fn run(
+        url: &str,
+        window: Duration,
+        chains: usize,
+        connections: usize,
+    ) -> anyhow::Result<()> {
         let mut setup = PgConnection::establish(url)?;
         let now = super::now_ms();
         setup.batch_execute(&format!(
@@ -538,7 +543,11 @@ mod postgres {
             .collect();
         let mut all = Recorder::default();
         for worker in workers {
-            all.merge(worker.join().map_err(|_| anyhow::anyhow!("a worker panicked"))??);
+            all.merge(
+                worker
+                    .join()
+                    .map_err(|_| anyhow::anyhow!("a worker panicked"))??,
+            );
         }
         println!("{}", all.summary("postgres", start.elapsed()));
         Ok(())

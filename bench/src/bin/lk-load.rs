@@ -177,7 +177,10 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                     bail!("the other instance refused a fresh token: {first}");
                 }
                 let out = here
-                    .send(&http::post_with_cookie("/auth/logout", &format!("lk_refresh={cookie}")))
+                    .send(&http::post_with_cookie(
+                        "/auth/logout",
+                        &format!("lk_refresh={cookie}"),
+                    ))
                     .await?
                     .status;
                 if out != 204 {
