@@ -69,10 +69,16 @@ fn parse_head(buf: &[u8]) -> io::Result<Option<Head>> {
             cookie = Some((start, start + end));
         }
     }
+    let status = response.code.unwrap_or(0);
+    // 204 and 304 have no body and need no length (RFC 9110 §8.6).
+    let content_length = match status {
+        204 | 304 => content_length.unwrap_or(0),
+        _ => content_length.ok_or_else(|| invalid("no Content-Length"))?,
+    };
     Ok(Some(Head {
-        status: response.code.unwrap_or(0),
+        status,
         len,
-        content_length: content_length.ok_or_else(|| invalid("no Content-Length"))?,
+        content_length,
         cookie,
     }))
 }
