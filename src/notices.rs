@@ -14,7 +14,7 @@ use crate::clock::{self, Millis};
 use crate::config::{JwtAlg, Settings};
 use crate::db::Listener;
 use crate::state::AppState;
-use crate::store::{Notice, StoreError};
+use crate::store::{keys, sessions, Notice, StoreError};
 
 /// How often the thread looks at what the socket received (a non-blocking read).
 const POLL: Duration = Duration::from_millis(5);
@@ -85,11 +85,15 @@ fn apply(
     };
     let now = clock::now();
     let applied = match notice {
-        Notice::Revocation => state.revoked.sync(listener.conn(), now),
-        Notice::Keys if matches!(state.settings.jwt_alg, JwtAlg::EdDsa) => state
-            .tokens
-            .keys
-            .reload(listener.conn(), horizon(&state.settings, now)),
+        Notice::Revocation => {
+            let (after, since) = state.revoked.wanted(now);
+            sessions::revocations(listener.conn(), after, since)
+                .map(|fresh| state.revoked.apply(fresh, now))
+        }
+        Notice::Keys if matches!(state.settings.jwt_alg, JwtAlg::EdDsa) => {
+            keys::usable(listener.conn(), horizon(&state.settings, now))
+                .map(|rows| state.tokens.keys.reload(&rows))
+        }
         Notice::Keys => Ok(()),
     };
     if let Err(e) = &applied {

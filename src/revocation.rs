@@ -10,22 +10,28 @@
 //! an access token of that session could still be valid, then forgotten.
 
 use std::collections::HashMap;
-use std::sync::{Mutex, RwLock};
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::RwLock;
 
-use crate::clock::Millis;
-use crate::db::Conn;
+use crate::clock::{self, Millis};
 use crate::domain::SessionId;
-use crate::store::{sessions, StoreError};
+use crate::store::sessions::Revocations;
+use crate::store::{Store, StoreError};
 
 /// At start-up the set is filled by revocation time; this much further back covers the
 /// clock skew between this machine and the writers.
 const START_OVERLAP: Millis = 15 * crate::clock::SECOND;
 
+/// `seen` before the first sync.
+const NONE_SEEN: i64 = -1;
+
 pub struct RevokedSessions {
     /// session id → when this process learned of the revocation
     entries: RwLock<HashMap<i64, Millis>>,
-    /// The number of the latest revocation already in the set; `None` before the first sync.
-    seen: Mutex<Option<i64>>,
+    /// The number of the latest revocation already in the set; `NONE_SEEN` before the
+    /// first sync. Syncs running at once may read overlapping ranges: adding a session
+    /// twice is harmless, and the number only grows.
+    seen: AtomicI64,
     keep_for: Millis,
 }
 
@@ -34,7 +40,7 @@ impl RevokedSessions {
     pub fn new(keep_for: Millis) -> Self {
         RevokedSessions {
             entries: RwLock::new(HashMap::new()),
-            seen: Mutex::new(None),
+            seen: AtomicI64::new(NONE_SEEN),
             keep_for,
         }
     }
@@ -52,32 +58,38 @@ impl RevokedSessions {
         }
     }
 
-    /// Pulls new revocations from the database and forgets entries past `keep_for`.
-    pub fn sync(&self, conn: &mut Conn, now: Millis) -> Result<(), StoreError> {
-        let Ok(mut seen) = self.seen.lock() else {
-            return Err(StoreError::Unavailable);
-        };
-        let fresh: Vec<(i64, Millis)> = match *seen {
-            Some(after) => {
-                let rows = sessions::revoked_after(conn, after)?;
-                if let Some(max) = rows.iter().map(|(_, seq)| *seq).max() {
-                    *seen = Some(max.max(after));
-                }
-                rows.into_iter().map(|(id, _)| (id, now)).collect()
-            }
-            None => {
-                // The number first: a revocation committed between the two reads has a
-                // higher one and comes with the next poll.
-                let last = sessions::last_revocation_seq(conn)?;
-                let rows = sessions::revoked_since(conn, now - self.keep_for - START_OVERLAP)?;
-                *seen = Some(last);
-                rows.into_iter().map(|(id, _)| (id, now)).collect()
-            }
-        };
+    /// What to ask the store for: revocations after the last number seen, or (before
+    /// the first sync) every revocation since this moment.
+    pub fn wanted(&self, now: Millis) -> (Option<i64>, Millis) {
+        let seen = self.seen.load(Ordering::Acquire);
+        (
+            (seen != NONE_SEEN).then_some(seen),
+            now - self.keep_for - START_OVERLAP,
+        )
+    }
+
+    /// Adds what the store answered and forgets entries past `keep_for`.
+    pub fn apply(&self, fresh: Revocations, now: Millis) {
         if let Ok(mut entries) = self.entries.write() {
-            entries.extend(fresh);
+            entries.extend(fresh.sessions.into_iter().map(|id| (id, now)));
             entries.retain(|_, at| *at > now - self.keep_for);
         }
+        self.seen.fetch_max(fresh.up_to, Ordering::AcqRel);
+    }
+
+    /// Pulls new revocations from the database.
+    pub async fn sync(&self, store: &Store) -> Result<(), StoreError> {
+        let (after, since) = self.wanted(clock::now());
+        let fresh = store.revocations(after, since).await?;
+        self.apply(fresh, clock::now());
+        Ok(())
+    }
+
+    /// [`RevokedSessions::sync`] for synchronous callers (start-up).
+    pub fn sync_blocking(&self, store: &Store) -> Result<(), StoreError> {
+        let (after, since) = self.wanted(clock::now());
+        let fresh = store.revocations_blocking(after, since)?;
+        self.apply(fresh, clock::now());
         Ok(())
     }
 }

@@ -19,7 +19,7 @@ use crate::db::Db;
 use crate::passwords::Hasher;
 use crate::revocation::RevokedSessions;
 use crate::state::AppState;
-use crate::store::{keys as key_store, secrets};
+use crate::store::Store;
 use crate::tokens::access::{AccessTokens, LEEWAY_SECS};
 use crate::tokens::keys::{generate_ed25519, KeySet, Keys};
 use crate::tokens::refresh::SuccessorKey;
@@ -55,16 +55,16 @@ impl Application {
             settings.public_url = format!("http://{bound}");
         }
         let issuer = settings.public_url.clone();
-        let state = Data::new(build_state(settings, db)?);
+        let state = Data::new(build_state(settings, Store::new(db))?);
         spawn_refreshers(state.clone());
-        if let Some(url) = state.db.postgres_url() {
+        if let Some(url) = state.store.postgres_url() {
             let weak = std::sync::Arc::downgrade(&state.clone().into_inner());
             notices::spawn(url.to_owned(), weak, key_horizon)
                 .map_err(|e| anyhow::anyhow!("cannot start the notification listener: {e}"))?;
         }
         housekeeping::spawn(state.clone());
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let session_key = session_key(&state.db)?;
+        let session_key = session_key(&state.store)?;
         let server = HttpServer::new(move || {
             App::new()
                 .app_data(state.clone())
@@ -116,29 +116,24 @@ impl Application {
     }
 }
 
-fn build_state(settings: Settings, db: Db) -> anyhow::Result<AppState> {
+fn build_state(settings: Settings, store: Store) -> anyhow::Result<AppState> {
     let keys = match &settings.jwt_alg {
         JwtAlg::Hs256 { secret } => KeySet::hs256(secret),
         JwtAlg::EdDsa => {
             let now = clock::now();
-            let usable = key_store::usable(&mut db.reader()?, now)?;
+            let usable = store.usable_keys_blocking(now)?;
             if usable.iter().filter(|k| k.retired_at.is_none()).count() < 2 {
                 // The first start (or one after an upgrade): a current and a next key.
                 let fresh = [generate_ed25519(now)?, generate_ed25519(now + 1)?];
-                db.write_blocking(move |conn| {
-                    key_store::ensure_current_and_next(conn, now, &fresh)
-                })?;
+                store.ensure_signing_keys_blocking(fresh)?;
             }
-            KeySet::eddsa(&key_store::usable(
-                &mut db.reader()?,
-                key_horizon(&settings, now),
-            )?)
+            KeySet::eddsa(&store.usable_keys_blocking(key_horizon(&settings, now))?)
         }
     };
     let revoked = RevokedSessions::new(token_horizon(&settings));
-    revoked.sync(&mut db.reader()?, clock::now())?;
+    revoked.sync_blocking(&store)?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
-    let successor_key = successor_key(&db)?;
+    let successor_key = successor_key(&store)?;
     Ok(AppState {
         successor_key,
         tokens: AccessTokens::new(
@@ -148,7 +143,7 @@ fn build_state(settings: Settings, db: Db) -> anyhow::Result<AppState> {
         ),
         hasher: Hasher::new(workers)?,
         revoked,
-        db,
+        store,
         settings,
     })
 }
@@ -172,12 +167,7 @@ fn spawn_refreshers(state: Data<AppState>) {
         let mut tick = actix_web::rt::time::interval(REVOCATION_POLL);
         loop {
             tick.tick().await;
-            let s = revocations.clone();
-            let result = revocations
-                .db
-                .read(move |conn| s.revoked.sync(conn, clock::now()))
-                .await;
-            if let Err(e) = result {
+            if let Err(e) = revocations.revoked.sync(&revocations.store).await {
                 tracing::warn!(error = %e, "cannot refresh the revocation set");
             }
         }
@@ -188,13 +178,9 @@ fn spawn_refreshers(state: Data<AppState>) {
             loop {
                 tick.tick().await;
                 let horizon = key_horizon(&state.settings, clock::now());
-                let s = state.clone();
-                let reloaded = state
-                    .db
-                    .read(move |conn| s.tokens.keys.reload(conn, horizon))
-                    .await;
-                if let Err(e) = reloaded {
-                    tracing::warn!(error = %e, "cannot reload signing keys");
+                match state.store.usable_keys(horizon).await {
+                    Ok(rows) => state.tokens.keys.reload(&rows),
+                    Err(e) => tracing::warn!(error = %e, "cannot reload signing keys"),
                 }
             }
         });
@@ -203,11 +189,10 @@ fn spawn_refreshers(state: Data<AppState>) {
 
 /// A secret shared by every instance on the database (and every restart): made by the
 /// first to ask, kept in `app_secrets`.
-fn shared_secret<const N: usize>(db: &Db, name: &'static str) -> anyhow::Result<[u8; N]> {
+fn shared_secret<const N: usize>(store: &Store, name: &'static str) -> anyhow::Result<[u8; N]> {
     let mut fresh = [0u8; N];
     rand::fill(&mut fresh[..]);
-    let stored =
-        db.write_blocking(move |conn| secrets::get_or_create(conn, clock::now(), name, &fresh))?;
+    let stored = store.shared_secret_blocking(name, fresh.to_vec())?;
     stored
         .as_slice()
         .try_into()
@@ -216,16 +201,16 @@ fn shared_secret<const N: usize>(db: &Db, name: &'static str) -> anyhow::Result<
 
 /// The key that signs and encrypts the pages' cookie session (CSRF token, flash), so
 /// every instance on the database, and every restart, accepts the same cookies.
-fn session_key(db: &Db) -> anyhow::Result<Key> {
-    let stored: [u8; 64] = shared_secret(db, "session_key")?;
+fn session_key(store: &Store) -> anyhow::Result<Key> {
+    let stored: [u8; 64] = shared_secret(store, "session_key")?;
     Ok(Key::from(&stored))
 }
 
 /// The secret refresh-token successors are derived with: every instance must derive the
 /// same successor for a repeat within the grace.
-fn successor_key(db: &Db) -> anyhow::Result<SuccessorKey> {
+fn successor_key(store: &Store) -> anyhow::Result<SuccessorKey> {
     Ok(SuccessorKey::new(shared_secret(
-        db,
+        store,
         "refresh_successor_key",
     )?))
 }

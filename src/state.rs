@@ -1,16 +1,16 @@
 //! What every handler can reach.
 
 use crate::config::Settings;
-use crate::db::Db;
 use crate::passwords::Hasher;
 use crate::revocation::RevokedSessions;
 use crate::store::sessions::Lifetimes;
+use crate::store::Store;
 use crate::tokens::access::AccessTokens;
 use crate::tokens::refresh::SuccessorKey;
 
 pub struct AppState {
     pub settings: Settings,
-    pub db: Db,
+    pub store: Store,
     pub hasher: Hasher,
     pub tokens: AccessTokens,
     pub revoked: RevokedSessions,

@@ -7,12 +7,11 @@ use serde::Deserialize;
 use super::views::{SessionList, SessionView, UserList, UserView};
 use crate::auth::flows::revoking;
 use crate::auth::{Admin, Auth};
-use crate::clock;
 use crate::domain::{SessionId, Username};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::sessions::{self, Client};
-use crate::store::{split_page, users, Actor};
+use crate::store::{split_page, Actor};
 
 pub const DEFAULT_PAGE: i64 = 50;
 pub const MAX_PAGE: i64 = 500;
@@ -52,17 +51,8 @@ pub async fn sessions(
         Some(raw) => Some(Username::parse(raw).map_err(ApiError::BadRequest)?),
     };
     let page = state
-        .db
-        .read(move |conn| {
-            let user_id = match &user {
-                None => None,
-                Some(name) => match users::find_by_name(conn, name)? {
-                    Some(u) => Some(u.id),
-                    None => return Ok(Vec::new()),
-                },
-            };
-            sessions::list_active(conn, clock::now(), user_id, cursor.map(|c| c.0), limit + 1)
-        })
+        .store
+        .active_sessions(user, cursor.map(|c| c.0), limit + 1)
         .await?;
     Ok(HttpResponse::Ok().json(paged(page, limit, auth.session_id)))
 }
@@ -90,15 +80,18 @@ pub async fn revoke_session(
 ) -> Result<HttpResponse, ApiError> {
     let id: SessionId = id.parse().map_err(|_| ApiError::NotFound)?;
     let actor = Actor::of(Some(auth.user_id.0), &client);
-    revoking(&state, move |conn, now| {
-        sessions::revoke(conn, now, id.0, None, "revoked_by_admin", &actor)
-    })
+    revoking(
+        &state,
+        state
+            .store
+            .revoke_session(id.0, None, "revoked_by_admin", actor),
+    )
     .await?;
     Ok(HttpResponse::NoContent().finish())
 }
 
 pub async fn users(_: Auth<Admin>, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let rows = state.db.read(users::list).await?;
+    let rows = state.store.users().await?;
     Ok(HttpResponse::Ok().json(UserList {
         users: rows.into_iter().map(UserView::from).collect(),
     }))

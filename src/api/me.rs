@@ -7,11 +7,10 @@ use serde_json::json;
 use super::views::{SessionList, SessionView};
 use crate::auth::flows::revoking;
 use crate::auth::Auth;
-use crate::clock;
 use crate::domain::{Role, SessionId};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::sessions::{self, Client};
+use crate::store::sessions::Client;
 use crate::store::Actor;
 
 /// The most sessions one user's list shows (the rest are still revocable by id).
@@ -52,10 +51,8 @@ pub async fn verify(auth: Auth, query: web::Query<VerifyQuery>) -> Result<HttpRe
 pub async fn sessions(auth: Auth, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
     let user_id = auth.user_id.0;
     let rows = state
-        .db
-        .read(move |conn| {
-            sessions::list_active(conn, clock::now(), Some(user_id), None, OWN_SESSIONS_LIMIT)
-        })
+        .store
+        .own_sessions(user_id, OWN_SESSIONS_LIMIT)
         .await?;
     Ok(HttpResponse::Ok().json(SessionList {
         sessions: rows
@@ -76,9 +73,12 @@ pub async fn revoke_session(
     let id: SessionId = id.parse().map_err(|_| ApiError::NotFound)?;
     let actor = Actor::of(Some(auth.user_id.0), &client);
     let owner = auth.user_id.0;
-    revoking(&state, move |conn, now| {
-        sessions::revoke(conn, now, id.0, Some(owner), "signed_out_by_user", &actor)
-    })
+    revoking(
+        &state,
+        state
+            .store
+            .revoke_session(id.0, Some(owner), "signed_out_by_user", actor),
+    )
     .await?;
     Ok(HttpResponse::NoContent().finish())
 }

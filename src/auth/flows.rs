@@ -4,15 +4,14 @@ use actix_web::web::Data;
 
 use crate::client;
 use crate::clock::{self, Millis, SECOND};
-use crate::db::Conn;
 use crate::domain::{Password, SessionId, UserId, Username};
 use crate::error::ApiError;
 use crate::state::AppState;
 use std::time::Duration;
 
 use crate::store::lockout::{self, Attempt, Peek, Reservation};
-use crate::store::sessions::{self, Client, Rotation, SessionRow};
-use crate::store::users::{self, UserRow};
+use crate::store::sessions::{Client, Rotation, SessionRow};
+use crate::store::users::UserRow;
 use crate::store::{Actor, StoreError};
 use crate::tokens::access::{Amr, Issued, SessionClaims};
 use crate::tokens::refresh::RefreshToken;
@@ -73,21 +72,24 @@ async fn reserve_attempt(
     let started = std::time::Instant::now();
     loop {
         let now = clock::now();
-        let (read_name, read_key) = (name.clone(), key.clone());
         let peek = state
-            .db
-            .read(move |conn| lockout::peek(conn, now, &read_name, &read_key, policy))
+            .store
+            .peek_lockout(now, name.clone(), key.clone(), policy)
             .await?;
         let attempt = match peek {
             Peek::Locked(until) => Attempt::Locked(until),
             Peek::Busy => Attempt::Busy,
             Peek::Open => {
-                let (name, key, actor) = (name.clone(), key.clone(), actor.clone());
                 state
-                    .db
-                    .write(move |conn| {
-                        lockout::reserve(conn, now, &name, user_id, &key, &actor, policy)
-                    })
+                    .store
+                    .reserve_attempt(
+                        now,
+                        name.clone(),
+                        user_id,
+                        key.clone(),
+                        actor.clone(),
+                        policy,
+                    )
                     .await?
             }
         };
@@ -114,13 +116,10 @@ async fn attempt_failed(
     client: &Client,
     now: Millis,
 ) -> Result<(), ApiError> {
-    let actor = actor.clone();
     let policy = lockout_policy(state);
     let locked = state
-        .db
-        .write(move |conn| {
-            lockout::confirm_failure(conn, now, &reservation, user_id, &actor, policy)
-        })
+        .store
+        .record_failure(now, reservation, user_id, actor.clone(), policy)
         .await?;
     if locked.is_some() {
         tracing::warn!(ip = %client.ip, "sign-in locked out after repeated failures");
@@ -141,12 +140,7 @@ pub async fn sign_in(
     let parsed = Username::parse(username).ok();
     let name = lockout_name(username, parsed.as_ref());
     let user = match parsed {
-        Some(parsed) => {
-            state
-                .db
-                .read(move |conn| users::find_by_name(conn, &parsed))
-                .await?
-        }
+        Some(parsed) => state.store.user_by_name(parsed).await?,
         None => None,
     };
     let known_id = user.as_ref().map(|u| u.id);
@@ -168,19 +162,18 @@ pub async fn sign_in(
     let refresh = RefreshToken::generate();
     let hash = refresh.hash();
     let life = state.lifetimes();
-    let start_client = client.clone();
-    let attempt = reservation.clone();
     let policy = lockout_policy(state);
-    // One write job: on the server's writer it commits or rolls back as a whole.
     let started = state
-        .db
-        .write(move |conn| {
-            let started = sessions::start(conn, now, (&user).into(), &start_client, &hash, life)?;
-            if started.is_some() {
-                lockout::release(conn, now, &attempt, policy)?;
-            }
-            Ok(started)
-        })
+        .store
+        .start_session(
+            now,
+            user,
+            client.clone(),
+            hash.to_vec(),
+            life,
+            reservation.clone(),
+            policy,
+        )
         .await?;
     let Some((session, user)) = started else {
         // Disabled, or its password changed, while this one was being checked.
@@ -219,8 +212,8 @@ pub async fn confirm_password(
     {
         let policy = lockout_policy(state);
         state
-            .db
-            .write(move |conn| lockout::release(conn, now, &reservation, policy))
+            .store
+            .release_attempt(now, reservation, policy)
             .await?;
         return Ok(());
     }
@@ -274,22 +267,22 @@ pub async fn refresh(
     let old_hash = presented.hash();
     // Unknown tokens (junk, expired and purged, from another database) are answered from
     // a read: only a token that exists can take the writer's time.
-    let exists = state
-        .db
-        .read(move |conn| sessions::token_exists(conn, &old_hash))
-        .await?;
+    let exists = state.store.refresh_token_exists(old_hash.to_vec()).await?;
     if !exists {
         return Err(ApiError::InvalidRefreshToken);
     }
     let next = presented.successor(&state.successor_key);
     let new_hash = next.hash();
     let life = state.lifetimes();
-    let rotation_client = client.clone();
     let rotation = state
-        .db
-        .write(move |conn| {
-            sessions::rotate(conn, now, &old_hash, &new_hash, &rotation_client, life)
-        })
+        .store
+        .rotate_refresh(
+            now,
+            old_hash.to_vec(),
+            new_hash.to_vec(),
+            client.clone(),
+            life,
+        )
         .await?;
     match rotation {
         Rotation::Rotated { session, user, .. } => signed_in(state, &user, &session, next, now),
@@ -311,15 +304,10 @@ pub async fn sign_out(
     let Some(token) = presented.and_then(RefreshToken::parse) else {
         return Ok(());
     };
-    let hash = token.hash();
-    let client = client.clone();
-    revoking(state, move |conn, now| {
-        if let Some(session) = sessions::find_by_token(conn, &hash)? {
-            let actor = Actor::of(Some(session.user_id), &client);
-            sessions::revoke(conn, now, session.id, None, "signed_out", &actor)?;
-        }
-        Ok(())
-    })
+    revoking(
+        state,
+        state.store.sign_out(token.hash().to_vec(), client.clone()),
+    )
     .await
 }
 
@@ -327,22 +315,12 @@ pub async fn sign_out(
 /// up to date before answering, so the revoked access tokens stop working at once. The
 /// set is read after the change has committed (never from a batch that may roll back);
 /// if that read fails, the 250 ms poll catches up.
-pub async fn revoking<T, F>(state: &Data<AppState>, change: F) -> Result<T, ApiError>
-where
-    F: FnMut(&mut Conn, Millis) -> Result<T, StoreError> + Send + 'static,
-    T: Send + 'static,
-{
-    let mut change = change;
-    let result = state
-        .db
-        .write(move |conn| change(conn, clock::now()))
-        .await?;
-    let synced = state.clone();
-    let sync = state
-        .db
-        .read(move |conn| synced.revoked.sync(conn, clock::now()))
-        .await;
-    if let Err(e) = sync {
+pub async fn revoking<T>(
+    state: &Data<AppState>,
+    change: impl std::future::Future<Output = Result<T, StoreError>>,
+) -> Result<T, ApiError> {
+    let result = change.await?;
+    if let Err(e) = state.revoked.sync(&state.store).await {
         tracing::warn!(error = %e, "cannot refresh the revocation set after a change");
     }
     Ok(result)

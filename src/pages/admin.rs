@@ -23,9 +23,9 @@ use crate::clock;
 use crate::domain::{Password, Role, SessionId, UserId, Username};
 use crate::next_path;
 use crate::state::AppState;
-use crate::store::audit::{self, AuditRow};
-use crate::store::sessions::{self, Client};
-use crate::store::{split_page, users, Actor, StoreError};
+use crate::store::audit::AuditRow;
+use crate::store::sessions::Client;
+use crate::store::{split_page, Actor, StoreError};
 
 /// Rows per page of the session list and the audit log.
 const PAGE_SIZE: i64 = 50;
@@ -84,17 +84,8 @@ pub async fn sessions(
     let after = cursor(q.after.as_deref())?;
     let filter = user.clone();
     let rows = state
-        .db
-        .read(move |conn| {
-            let user_id = match &filter {
-                None => None,
-                Some(name) => match users::find_by_name(conn, name)? {
-                    Some(u) => Some(u.id),
-                    None => return Ok(Vec::new()),
-                },
-            };
-            sessions::list_active(conn, clock::now(), user_id, after, PAGE_SIZE + 1)
-        })
+        .store
+        .active_sessions(filter, after, PAGE_SIZE + 1)
         .await?;
     let (rows, more) = split_page(rows, PAGE_SIZE);
     let now = clock::now();
@@ -140,11 +131,14 @@ pub async fn revoke_session(
     page.check_csrf(&form.csrf_token)?;
     let id: SessionId = id.parse().map_err(|_| PageError::NotFound)?;
     let actor = actor(&page, client);
-    let revoked = revoking(&state, move |conn, now| {
-        let row = sessions::revoke(conn, now, id.0, None, "revoked_by_admin", &actor)?;
-        Ok(sessions::find(conn, row.id)?.username)
-    })
-    .await?;
+    let revoked = revoking(
+        &state,
+        state
+            .store
+            .revoke_session(id.0, None, "revoked_by_admin", actor),
+    )
+    .await?
+    .username;
     if id == page.identity.session_id {
         return Ok(signed_out(
             &state,
@@ -198,15 +192,7 @@ async fn users_page(
     state: &AppState,
     new_user: NewUser,
 ) -> Result<UsersPage, PageError> {
-    let (rows, counts) = state
-        .db
-        .read(|conn| {
-            Ok((
-                users::list(conn)?,
-                sessions::count_active_by_user(conn, clock::now())?,
-            ))
-        })
-        .await?;
+    let (rows, counts) = state.store.users_with_session_counts().await?;
     let counts: HashMap<i64, i64> = counts.into_iter().collect();
     let now = clock::now();
     let me = page.identity.user_id.0;
@@ -282,10 +268,9 @@ pub async fn create_user(
         PageError::Internal
     })?;
     let actor = actor(&page, client);
-    let created_name = name.clone();
     let created = state
-        .db
-        .write(move |conn| users::create(conn, clock::now(), &created_name, &hash, role, &actor))
+        .store
+        .create_user(name.clone(), hash, role, actor)
         .await;
     match created {
         Ok(row) => {
@@ -350,11 +335,8 @@ pub async fn set_role(
         .map_err(|e: String| PageError::BadRequest(e))?;
     not_myself(&page, id, "change the role of")?;
     let actor = actor(&page, client);
-    let (name, revoked) = revoking(&state, move |conn, now| {
-        let (row, revoked) = users::set_role(conn, now, id, role, &actor)?;
-        Ok((row.username, revoked))
-    })
-    .await?;
+    let (row, revoked) = revoking(&state, state.store.set_role(id, role, actor)).await?;
+    let name = row.username;
     let mut message = format!("{name} is now {role}.");
     if revoked > 0 {
         message.push_str(" Their sessions were signed out.");
@@ -399,10 +381,7 @@ async fn set_disabled(
         not_myself(&page, id, "disable")?;
     }
     let actor = actor(&page, client);
-    let row = revoking(&state, move |conn, now| {
-        users::set_disabled(conn, now, id, disabled, &actor)
-    })
-    .await?;
+    let row = revoking(&state, state.store.set_disabled(id, disabled, actor)).await?;
     flash::ok(
         &page.session,
         if disabled {
@@ -425,11 +404,12 @@ pub async fn revoke_user_sessions(
     page.check_csrf(&form.csrf_token)?;
     let id = user_id(&id)?;
     let actor = actor(&page, client);
-    let (name, n) = revoking(&state, move |conn, now| {
-        let user = users::find_by_id(conn, id)?;
-        let n = sessions::revoke_all_of_user(conn, now, id, None, "revoked_by_admin", &actor)?;
-        Ok((user.username, n))
-    })
+    let (name, n) = revoking(
+        &state,
+        state
+            .store
+            .revoke_user_sessions(id, None, "revoked_by_admin", actor),
+    )
     .await?;
     if id == page.identity.user_id.0 {
         return Ok(signed_out(
@@ -506,14 +486,8 @@ pub async fn audit(
     let before = cursor(q.before.as_deref())?;
     let filter = user.as_ref().map(|u| u.to_string());
     let (rows, names) = state
-        .db
-        .read(move |conn| {
-            let rows = audit::list(conn, filter.as_deref(), before, PAGE_SIZE + 1)?;
-            let mut ids: Vec<i64> = rows.iter().filter_map(|r| r.actor_user_id).collect();
-            ids.sort_unstable();
-            ids.dedup();
-            Ok((rows, users::names_by_ids(conn, &ids)?))
-        })
+        .store
+        .audit_page(filter, before, PAGE_SIZE + 1)
         .await?;
     let (rows, more) = split_page(rows, PAGE_SIZE);
     let names: HashMap<i64, String> = names.into_iter().collect();

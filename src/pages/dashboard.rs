@@ -20,8 +20,8 @@ use crate::clock;
 use crate::domain::{Password, SessionId};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::sessions::{self, Client};
-use crate::store::{users, Actor};
+use crate::store::sessions::Client;
+use crate::store::Actor;
 
 /// The most sessions the dashboard lists (the rest stay revocable with "everywhere else").
 const OWN_SESSIONS_LIMIT: i64 = 200;
@@ -45,13 +45,8 @@ async fn render(
 ) -> Result<DashboardPage, PageError> {
     let user_id = page.identity.user_id.0;
     let (user, rows) = state
-        .db
-        .read(move |conn| {
-            let user = users::find_by_id(conn, user_id)?;
-            let rows =
-                sessions::list_active(conn, clock::now(), Some(user_id), None, OWN_SESSIONS_LIMIT)?;
-            Ok((user, rows))
-        })
+        .store
+        .user_with_sessions(user_id, OWN_SESSIONS_LIMIT)
         .await?;
     let now = clock::now();
     let current = page.identity.session_id;
@@ -96,9 +91,12 @@ pub async fn revoke(
     let id: SessionId = id.parse().map_err(|_| PageError::NotFound)?;
     let owner = page.identity.user_id.0;
     let actor = actor(&page, client);
-    revoking(&state, move |conn, now| {
-        sessions::revoke(conn, now, id.0, Some(owner), "signed_out_by_user", &actor)
-    })
+    revoking(
+        &state,
+        state
+            .store
+            .revoke_session(id.0, Some(owner), "signed_out_by_user", actor),
+    )
     .await?;
     if id == page.identity.session_id {
         return Ok(signed_out(&state, &page.session, "You have signed out."));
@@ -117,9 +115,12 @@ pub async fn revoke_others(
     page.check_csrf(&form.csrf_token)?;
     let (user_id, keep) = (page.identity.user_id.0, page.identity.session_id.0);
     let actor = actor(&page, client);
-    let n = revoking(&state, move |conn, now| {
-        sessions::revoke_all_of_user(conn, now, user_id, Some(keep), "signed_out_by_user", &actor)
-    })
+    let (_, n) = revoking(
+        &state,
+        state
+            .store
+            .revoke_user_sessions(user_id, Some(keep), "signed_out_by_user", actor),
+    )
     .await?;
     flash::ok(
         &page.session,
@@ -170,10 +171,7 @@ pub async fn change_password(
         }
     };
     let user_id = page.identity.user_id.0;
-    let user = state
-        .db
-        .read(move |conn| users::find_by_id(conn, user_id))
-        .await?;
+    let user = state.store.user(user_id).await?;
     match flows::confirm_password(&state, &user, &form.current_password, &client).await {
         Ok(()) => {}
         Err(ApiError::InvalidCredentials) => {
@@ -196,9 +194,10 @@ pub async fn change_password(
     })?;
     let keep = page.identity.session_id.0;
     let actor = actor(&page, client);
-    revoking(&state, move |conn, now| {
-        users::set_password(conn, now, user_id, &hash, Some(keep), &actor)
-    })
+    revoking(
+        &state,
+        state.store.set_password(user_id, hash, Some(keep), actor),
+    )
     .await?;
     tracing::info!(user = %page.identity.username, "password changed");
     flash::ok(

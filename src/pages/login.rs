@@ -15,8 +15,8 @@ use crate::auth::flows::{self, revoking};
 use crate::auth::guard::authenticate;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::sessions::{self, Client};
-use crate::store::{Actor, StoreError};
+use crate::store::sessions::Client;
+use crate::store::Actor;
 use crate::{cookies, next_path};
 
 /// The longest username echoed back into a refused form.
@@ -153,13 +153,11 @@ pub async fn logout(
         .or_else(|| session.get::<i64>(SID_KEY).ok().flatten());
     if let Some(sid) = sid {
         let actor = Actor::of(identity.map(|i| i.user_id.0), &client);
-        revoking(&state, move |conn, now| {
-            match sessions::revoke(conn, now, sid, None, "signed_out", &actor) {
-                Ok(_) | Err(StoreError::NotFound) => Ok(()),
-                Err(e) => Err(e),
-            }
-        })
-        .await?;
+        let revoked = state.store.revoke_session(sid, None, "signed_out", actor);
+        match revoking(&state, revoked).await {
+            Ok(_) | Err(ApiError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
     }
     Ok(signed_out(&state, &session, "You have signed out."))
 }

@@ -10,9 +10,13 @@
 pub mod audit;
 pub mod keys;
 pub mod lockout;
+mod ops;
+pub mod purge;
 pub mod secrets;
 pub mod sessions;
 pub mod users;
+
+pub use ops::{AuditPage, Store};
 
 use diesel::backend::Backend as DieselBackend;
 use diesel::pg::PgConnection;

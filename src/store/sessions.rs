@@ -500,6 +500,43 @@ fn next_revocation_seq(conn: &mut Conn) -> Result<i64, StoreError> {
         .one(conn)?)
 }
 
+/// Sessions revoked since a sync, and the number of the latest revocation they cover.
+#[derive(Debug, Clone, Default)]
+pub struct Revocations {
+    pub sessions: Vec<i64>,
+    pub up_to: i64,
+}
+
+/// What the revocation set asks for: the revocations numbered above `after`; or, for a
+/// set's first sync (`None`), every session revoked since `since` (by the revoking
+/// writer's clock) and the number of the latest revocation.
+pub fn revocations(
+    conn: &mut Conn,
+    after: Option<i64>,
+    since: Millis,
+) -> Result<Revocations, StoreError> {
+    Ok(match after {
+        Some(after) => {
+            let rows = revoked_after(conn, after)?;
+            let up_to = rows.iter().map(|(_, seq)| *seq).max().unwrap_or(after);
+            Revocations {
+                sessions: rows.into_iter().map(|(id, _)| id).collect(),
+                up_to,
+            }
+        }
+        None => {
+            // The number first: a revocation committed between the two reads has a
+            // higher one and comes with the next sync.
+            let up_to = last_revocation_seq(conn)?;
+            let rows = revoked_since(conn, since)?;
+            Revocations {
+                sessions: rows.into_iter().map(|(id, _)| id).collect(),
+                up_to,
+            }
+        }
+    })
+}
+
 /// The number of the latest committed revocation.
 pub fn last_revocation_seq(conn: &mut Conn) -> Result<i64, StoreError> {
     Ok(revocation_counter::table

@@ -15,9 +15,7 @@ use sha2::{Digest, Sha256};
 
 use super::verified::VerifiedCache;
 use crate::clock::Millis;
-use crate::db::Conn;
-use crate::store::keys::{self as key_store, KeyRow};
-use crate::store::StoreError;
+use crate::store::keys::KeyRow;
 
 pub const EDDSA: &str = "EdDSA";
 
@@ -177,12 +175,11 @@ impl Keys {
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
-    /// Re-reads the Ed25519 keys usable for tokens since `horizon` and swaps them in when
+    /// Swaps in the Ed25519 keys `rows` (those usable now, as the store reads them) when
     /// the signing key or the published set changed (a rotation by another process).
-    pub fn reload(&self, conn: &mut Conn, horizon: Millis) -> Result<(), StoreError> {
-        let rows = key_store::usable(conn, horizon)?;
+    pub fn reload(&self, rows: &[KeyRow]) {
         let current = self.current();
-        let fresh = KeySet::eddsa(&rows);
+        let fresh = KeySet::eddsa(rows);
         let changed = fresh.signing.as_ref().map(|s| &s.0)
             != current.signing.as_ref().map(|s| &s.0)
             || fresh.jwks != current.jwks;
@@ -190,7 +187,6 @@ impl Keys {
             tracing::info!(kid = ?fresh.signing.as_ref().map(|s| &s.0), "signing keys reloaded");
             self.replace(fresh);
         }
-        Ok(())
     }
 
     /// Swaps in a new key set. Verified tokens carry over only if their key is still in

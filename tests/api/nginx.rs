@@ -144,7 +144,12 @@ async fn two_instances_behind_nginx_serve_one_client_as_one() {
             .await
             .unwrap();
         let status = refreshed.status();
-        assert_eq!(status, 200, "refresh {i} through nginx: {}", refreshed.text().await.unwrap());
+        assert_eq!(
+            status,
+            200,
+            "refresh {i} through nginx: {}",
+            refreshed.text().await.unwrap()
+        );
     }
     let me = reqwest::Client::new()
         .get(nginx.url("/api/me"))

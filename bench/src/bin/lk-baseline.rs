@@ -549,7 +549,7 @@ mod postgres {
                     .map_err(|_| anyhow::anyhow!("a worker panicked"))??,
             );
         }
-        println!("{}", all.summary("postgres", start.elapsed()));
+        println!("{}", all.summary("pg.raw", start.elapsed()));
         Ok(())
     }
 }

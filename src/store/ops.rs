@@ -1,0 +1,416 @@
+//! The store in domain terms: every operation the service runs on the database, by name.
+//! Handlers, flows, pages and background tasks call these; none of them holds a
+//! connection. Each operation is one read (a pooled connection) or one write (one
+//! transaction: on SQLite on the writer, on PostgreSQL retried when aborted), made of the
+//! synchronous functions of the modules beside this one, which the command line calls
+//! directly on its own connection.
+
+use super::audit::{self, AuditRow};
+use super::keys::{self, KeyRow};
+use super::lockout::{self, Attempt, Peek, Policy, Reservation};
+use super::purge::{self, Purged};
+use super::sessions::{
+    self, Client, Lifetimes, Revocations, Rotation, SessionRow, SessionWithUser, Verified,
+};
+use super::users::{self, UserRow};
+use super::{secrets, Actor, Statement, StoreError};
+use crate::clock::{self, Millis};
+use crate::db::Db;
+use crate::domain::{Role, Username};
+
+#[derive(Clone)]
+pub struct Store {
+    db: Db,
+}
+
+/// A page of audit events with the names of the users who acted in them.
+pub type AuditPage = (Vec<AuditRow>, Vec<(i64, String)>);
+
+impl Store {
+    pub fn new(db: Db) -> Self {
+        Store { db }
+    }
+
+    /// The PostgreSQL URL, for the notification listener's own connection.
+    pub fn postgres_url(&self) -> Option<&str> {
+        self.db.postgres_url()
+    }
+
+    // ---- health ----
+
+    /// Whether the database answers (reads a table, so a SQLite file must answer too).
+    pub async fn healthy(&self) -> bool {
+        self.db
+            .read(|conn| Ok(diesel::sql_query("SELECT value FROM revocation_counter").run(conn)?))
+            .await
+            .is_ok()
+    }
+
+    // ---- users ----
+
+    pub async fn user(&self, id: i64) -> Result<UserRow, StoreError> {
+        self.db.read(move |conn| users::find_by_id(conn, id)).await
+    }
+
+    pub async fn user_by_name(&self, name: Username) -> Result<Option<UserRow>, StoreError> {
+        self.db
+            .read(move |conn| users::find_by_name(conn, &name))
+            .await
+    }
+
+    pub async fn users(&self) -> Result<Vec<UserRow>, StoreError> {
+        self.db.read(users::list).await
+    }
+
+    /// Every user with the number of their active sessions (users without any: absent).
+    pub async fn users_with_session_counts(
+        &self,
+    ) -> Result<(Vec<UserRow>, Vec<(i64, i64)>), StoreError> {
+        self.db
+            .read(|conn| {
+                Ok((
+                    users::list(conn)?,
+                    sessions::count_active_by_user(conn, clock::now())?,
+                ))
+            })
+            .await
+    }
+
+    pub async fn create_user(
+        &self,
+        name: Username,
+        password_hash: String,
+        role: Role,
+        actor: Actor,
+    ) -> Result<UserRow, StoreError> {
+        self.db
+            .write(move |conn| {
+                users::create(conn, clock::now(), &name, &password_hash, role, &actor)
+            })
+            .await
+    }
+
+    /// Changes a role (revoking a demoted admin's sessions); the row and how many.
+    pub async fn set_role(
+        &self,
+        id: i64,
+        role: Role,
+        actor: Actor,
+    ) -> Result<(UserRow, usize), StoreError> {
+        self.db
+            .write(move |conn| users::set_role(conn, clock::now(), id, role, &actor))
+            .await
+    }
+
+    /// Disables (revoking every session) or enables a user.
+    pub async fn set_disabled(
+        &self,
+        id: i64,
+        disabled: bool,
+        actor: Actor,
+    ) -> Result<UserRow, StoreError> {
+        self.db
+            .write(move |conn| users::set_disabled(conn, clock::now(), id, disabled, &actor))
+            .await
+    }
+
+    /// Sets a new password hash and revokes every session of the user but `keep`.
+    pub async fn set_password(
+        &self,
+        id: i64,
+        password_hash: String,
+        keep: Option<i64>,
+        actor: Actor,
+    ) -> Result<UserRow, StoreError> {
+        self.db
+            .write(move |conn| {
+                users::set_password(conn, clock::now(), id, &password_hash, keep, &actor)
+            })
+            .await
+    }
+
+    // ---- sign-in attempts (see `lockout`) ----
+
+    pub async fn peek_lockout(
+        &self,
+        now: Millis,
+        username: String,
+        client: String,
+        policy: Policy,
+    ) -> Result<Peek, StoreError> {
+        self.db
+            .read(move |conn| lockout::peek(conn, now, &username, &client, policy))
+            .await
+    }
+
+    pub async fn reserve_attempt(
+        &self,
+        now: Millis,
+        username: String,
+        user_id: Option<i64>,
+        client: String,
+        actor: Actor,
+        policy: Policy,
+    ) -> Result<Attempt, StoreError> {
+        self.db
+            .write(move |conn| {
+                lockout::reserve(conn, now, &username, user_id, &client, &actor, policy)
+            })
+            .await
+    }
+
+    /// Counts a reserved attempt as a failure; the end of the lockout it started or met.
+    pub async fn record_failure(
+        &self,
+        now: Millis,
+        reservation: Reservation,
+        user_id: Option<i64>,
+        actor: Actor,
+        policy: Policy,
+    ) -> Result<Option<Millis>, StoreError> {
+        self.db
+            .write(move |conn| {
+                lockout::confirm_failure(conn, now, &reservation, user_id, &actor, policy)
+            })
+            .await
+    }
+
+    /// Gives a reserved attempt back: it succeeded.
+    pub async fn release_attempt(
+        &self,
+        now: Millis,
+        reservation: Reservation,
+        policy: Policy,
+    ) -> Result<(), StoreError> {
+        self.db
+            .write(move |conn| lockout::release(conn, now, &reservation, policy))
+            .await
+    }
+
+    // ---- sessions and refresh tokens ----
+
+    /// Starts a session for the user the password was verified against, if that row is
+    /// unchanged (see `sessions::start`), and gives the sign-in's reserved attempt back,
+    /// in one write.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn start_session(
+        &self,
+        now: Millis,
+        user: UserRow,
+        client: Client,
+        token_hash: Vec<u8>,
+        life: Lifetimes,
+        attempt: Reservation,
+        policy: Policy,
+    ) -> Result<Option<(SessionRow, UserRow)>, StoreError> {
+        self.db
+            .write(move |conn| {
+                let verified = Verified::from(&user);
+                let started = sessions::start(conn, now, verified, &client, &token_hash, life)?;
+                if started.is_some() {
+                    lockout::release(conn, now, &attempt, policy)?;
+                }
+                Ok(started)
+            })
+            .await
+    }
+
+    /// Whether a refresh token of this hash exists (a read, before queueing a rotation).
+    pub async fn refresh_token_exists(&self, hash: Vec<u8>) -> Result<bool, StoreError> {
+        self.db
+            .read(move |conn| sessions::token_exists(conn, &hash))
+            .await
+    }
+
+    pub async fn rotate_refresh(
+        &self,
+        now: Millis,
+        presented: Vec<u8>,
+        successor: Vec<u8>,
+        client: Client,
+        life: Lifetimes,
+    ) -> Result<Rotation, StoreError> {
+        self.db
+            .write(move |conn| sessions::rotate(conn, now, &presented, &successor, &client, life))
+            .await
+    }
+
+    /// Active sessions, newest first: of the user named `user` (none if no such user),
+    /// or of everyone; `limit` at most, before the keyset cursor `before`.
+    pub async fn active_sessions(
+        &self,
+        user: Option<Username>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<SessionWithUser>, StoreError> {
+        self.db
+            .read(move |conn| {
+                let user_id = match &user {
+                    None => None,
+                    Some(name) => match users::find_by_name(conn, name)? {
+                        Some(u) => Some(u.id),
+                        None => return Ok(Vec::new()),
+                    },
+                };
+                sessions::list_active(conn, clock::now(), user_id, before, limit)
+            })
+            .await
+    }
+
+    /// A user's own active sessions, newest first, `limit` at most.
+    pub async fn own_sessions(
+        &self,
+        user_id: i64,
+        limit: i64,
+    ) -> Result<Vec<SessionWithUser>, StoreError> {
+        self.db
+            .read(move |conn| sessions::list_active(conn, clock::now(), Some(user_id), None, limit))
+            .await
+    }
+
+    /// A user's row and own active sessions, in one read.
+    pub async fn user_with_sessions(
+        &self,
+        user_id: i64,
+        limit: i64,
+    ) -> Result<(UserRow, Vec<SessionWithUser>), StoreError> {
+        self.db
+            .read(move |conn| {
+                let user = users::find_by_id(conn, user_id)?;
+                let rows = sessions::list_active(conn, clock::now(), Some(user_id), None, limit)?;
+                Ok((user, rows))
+            })
+            .await
+    }
+
+    /// Revokes session `id` (with `owner`, only that user's: otherwise `NotFound`),
+    /// stamped at the write; the session and its owner's name.
+    pub async fn revoke_session(
+        &self,
+        id: i64,
+        owner: Option<i64>,
+        reason: &'static str,
+        actor: Actor,
+    ) -> Result<SessionWithUser, StoreError> {
+        self.db
+            .write(move |conn| {
+                let row = sessions::revoke(conn, clock::now(), id, owner, reason, &actor)?;
+                sessions::find(conn, row.id)
+            })
+            .await
+    }
+
+    /// Revokes the session a refresh token belongs to, if the token is known.
+    pub async fn sign_out(&self, token_hash: Vec<u8>, client: Client) -> Result<(), StoreError> {
+        self.db
+            .write(move |conn| {
+                if let Some(session) = sessions::find_by_token(conn, &token_hash)? {
+                    let actor = Actor::of(Some(session.user_id), &client);
+                    let now = clock::now();
+                    sessions::revoke(conn, now, session.id, None, "signed_out", &actor)?;
+                }
+                Ok(())
+            })
+            .await
+    }
+
+    /// Revokes every live session of a user but `except`; the user's name and how many.
+    pub async fn revoke_user_sessions(
+        &self,
+        user_id: i64,
+        except: Option<i64>,
+        reason: &'static str,
+        actor: Actor,
+    ) -> Result<(String, usize), StoreError> {
+        self.db
+            .write(move |conn| {
+                let user = users::find_by_id(conn, user_id)?;
+                let n = sessions::revoke_all_of_user(
+                    conn,
+                    clock::now(),
+                    user_id,
+                    except,
+                    reason,
+                    &actor,
+                )?;
+                Ok((user.username, n))
+            })
+            .await
+    }
+
+    /// Revocations to add to a revocation set (see `sessions::revocations`).
+    pub async fn revocations(
+        &self,
+        after: Option<i64>,
+        since: Millis,
+    ) -> Result<Revocations, StoreError> {
+        self.db
+            .read(move |conn| sessions::revocations(conn, after, since))
+            .await
+    }
+
+    pub fn revocations_blocking(
+        &self,
+        after: Option<i64>,
+        since: Millis,
+    ) -> Result<Revocations, StoreError> {
+        sessions::revocations(&mut self.db.reader()?, after, since)
+    }
+
+    // ---- audit ----
+
+    /// Audit events newest first (of the user named `subject`, if given), `limit` at
+    /// most before the cursor, with the names of their acting users.
+    pub async fn audit_page(
+        &self,
+        subject: Option<String>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<AuditPage, StoreError> {
+        self.db
+            .read(move |conn| {
+                let rows = audit::list(conn, subject.as_deref(), before, limit)?;
+                let mut ids: Vec<i64> = rows.iter().filter_map(|r| r.actor_user_id).collect();
+                ids.sort_unstable();
+                ids.dedup();
+                Ok((rows, users::names_by_ids(conn, &ids)?))
+            })
+            .await
+    }
+
+    // ---- signing keys and shared secrets ----
+
+    /// Keys that may still verify a live token (see `keys::usable`).
+    pub async fn usable_keys(&self, since: Millis) -> Result<Vec<KeyRow>, StoreError> {
+        self.db.read(move |conn| keys::usable(conn, since)).await
+    }
+
+    pub fn usable_keys_blocking(&self, since: Millis) -> Result<Vec<KeyRow>, StoreError> {
+        keys::usable(&mut self.db.reader()?, since)
+    }
+
+    /// Adds what is missing of a current and a next key from `fresh` (start-up).
+    pub fn ensure_signing_keys_blocking(&self, fresh: [KeyRow; 2]) -> Result<(), StoreError> {
+        self.db
+            .write_blocking(move |conn| keys::ensure_current_and_next(conn, clock::now(), &fresh))
+    }
+
+    /// The secret `name` shared by every instance on the database: `fresh` if it is the
+    /// first to ask (start-up).
+    pub fn shared_secret_blocking(
+        &self,
+        name: &'static str,
+        fresh: Vec<u8>,
+    ) -> Result<Vec<u8>, StoreError> {
+        self.db
+            .write_blocking(move |conn| secrets::get_or_create(conn, clock::now(), name, &fresh))
+    }
+
+    // ---- housekeeping ----
+
+    pub async fn housekeep(&self, policy: purge::Policy) -> Result<Purged, StoreError> {
+        self.db
+            .write(move |conn| purge::run_once(conn, clock::now(), &policy))
+            .await
+    }
+}
