@@ -22,7 +22,7 @@ use crate::tokens::keys::generate_ed25519;
 #[derive(Parser)]
 #[command(name = "latchkey", version, about = "Self-hosted sign-in service")]
 struct Cli {
-    /// SQLite database file (created and migrated if needed).
+    /// Database: a SQLite file path (created if needed) or a postgres:// URL; migrated by every command.
     #[arg(
         long,
         global = true,
