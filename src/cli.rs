@@ -53,6 +53,18 @@ enum Command {
     /// Check the configuration and the database exactly as `serve` would, print the
     /// effective settings, and exit.
     Check(Box<ServeArgs>),
+    /// Print a shell completion script (e.g. `latchkey completions bash > /etc/bash_completion.d/latchkey`).
+    Completions {
+        /// The shell: bash, zsh or fish.
+        shell: CompletionShell,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum CompletionShell {
+    Bash,
+    Zsh,
+    Fish,
 }
 
 #[derive(Subcommand)]
@@ -196,6 +208,16 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Keys(cmd) => keys_cmd(&mut db::connect(&cli.database)?, cmd),
         Command::Audit(cmd) => audit_cmd(&mut db::connect(&cli.database)?, cmd),
         Command::Check(args) => check(&cli.database, &args),
+        Command::Completions { shell } => {
+            let shell = match shell {
+                CompletionShell::Bash => clap_complete::Shell::Bash,
+                CompletionShell::Zsh => clap_complete::Shell::Zsh,
+                CompletionShell::Fish => clap_complete::Shell::Fish,
+            };
+            let mut command = <Cli as clap::CommandFactory>::command();
+            clap_complete::generate(shell, &mut command, "latchkey", &mut std::io::stdout());
+            Ok(())
+        }
     }
 }
 

@@ -542,3 +542,40 @@ async fn user_delete_revokes_every_session_first_and_keeps_the_audit_log() {
         "already gone"
     );
 }
+
+#[test]
+fn completions_are_printed_for_bash_zsh_and_fish_without_touching_a_database() {
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("never.db");
+    for shell in ["bash", "zsh", "fish"] {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+            .arg("--database")
+            .arg(&db)
+            .args(["completions", shell])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "{shell}");
+        let script = String::from_utf8(out.stdout).unwrap();
+        for word in ["serve", "sessions", "rotate", "password-stdin"] {
+            assert!(script.contains(word), "{shell} completes {word}");
+        }
+    }
+    let bash = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["completions", "bash"])
+        .output()
+        .unwrap();
+    let mut check = std::process::Command::new("bash")
+        .arg("-n")
+        .stdin(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::io::Write::write_all(check.stdin.as_mut().unwrap(), &bash.stdout).unwrap();
+    assert!(check.wait().unwrap().success(), "the bash script parses");
+    assert!(!db.exists(), "no database was created");
+    let refused = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .args(["completions", "tcsh"])
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    assert!(one_line_error(&refused).contains("tcsh"));
+}
