@@ -98,7 +98,18 @@ http {{
 }
 
 impl Drop for Nginx {
+    /// SIGTERM, so the master stops its workers (a SIGKILLed master leaves them running),
+    /// and SIGKILL only if it has not exited within 5 s.
     fn drop(&mut self) {
+        let pid = self.child.id() as libc::pid_t;
+        unsafe { libc::kill(pid, libc::SIGTERM) };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
