@@ -8,7 +8,7 @@ use crate::clock::Millis;
 use crate::db::Conn;
 
 /// The advisory lock that gives one instance the turn ("lk-hk").
-const HOUSEKEEPING_TURN: i64 = 0x6c6b_2d68_6b;
+const HOUSEKEEPING_TURN: i64 = 0x006c_6b2d_686b;
 
 #[derive(Debug, Clone, Copy)]
 pub struct Policy {
