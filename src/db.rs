@@ -259,11 +259,9 @@ pub fn connect(url: &str) -> anyhow::Result<Conn> {
 /// Opens the database for a server: on SQLite `pool` pooled read-only connections and
 /// the writer thread; on PostgreSQL a pool of `pool` connections.
 pub fn open(url: &str, pool: u32) -> anyhow::Result<Db> {
-    let inner = match locate(url)? {
+    Ok(match locate(url)? {
         Location::Sqlite(path) => {
-            let Conn::Sqlite(writer) = connect(url)? else {
-                unreachable!("a SQLite location opens SQLite")
-            };
+            let writer = connect(url)?;
             let readers = Pool::builder()
                 .max_size(pool)
                 .min_idle(Some(1))
@@ -271,9 +269,12 @@ pub fn open(url: &str, pool: u32) -> anyhow::Result<Db> {
                 .connection_customizer(Box::new(ReadOnly))
                 .build(ConnectionManager::<SqliteConnection>::new(path))
                 .map_err(|e| anyhow::anyhow!("cannot open database {path}: {e}"))?;
-            let writer = Writer::spawn(path.to_owned(), Conn::Sqlite(writer))
+            let writer = Writer::spawn(path.to_owned(), writer)
                 .map_err(|e| anyhow::anyhow!("cannot start the database writer: {e}"))?;
-            Inner::Sqlite { readers, writer }
+            Db {
+                pool: Pools::Sqlite(readers),
+                kind: Kind::Sqlite(writer),
+            }
         }
         Location::Postgres(pg_url) => {
             migrate_postgres(&mut establish_postgres(pg_url)?)?;
@@ -284,53 +285,57 @@ pub fn open(url: &str, pool: u32) -> anyhow::Result<Db> {
                 .connection_customizer(Box::new(PgSession))
                 .build(ConnectionManager::<PgConnection>::new(pg_url))
                 .map_err(|e| anyhow::anyhow!("cannot connect to {}: {e}", display_url(pg_url)))?;
-            Inner::Pg {
-                pool,
-                url: pg_url.to_owned(),
+            Db {
+                pool: Pools::Pg(pool),
+                kind: Kind::Pg(pg_url.to_owned()),
             }
         }
-    };
-    Ok(Db { inner })
+    })
 }
 
 #[derive(Clone)]
 pub struct Db {
-    inner: Inner,
+    /// SQLite's read-only readers, or PostgreSQL's connections.
+    pool: Pools,
+    kind: Kind,
 }
 
 #[derive(Clone)]
-enum Inner {
-    Sqlite {
-        readers: Pool<ConnectionManager<SqliteConnection>>,
-        writer: Writer,
-    },
-    Pg {
-        pool: Pool<ConnectionManager<PgConnection>>,
-        url: String,
-    },
+enum Pools {
+    Sqlite(Pool<ConnectionManager<SqliteConnection>>),
+    Pg(Pool<ConnectionManager<PgConnection>>),
+}
+
+impl Pools {
+    fn get(&self) -> Result<Conn, StoreError> {
+        match self {
+            Pools::Sqlite(pool) => pool.get().map(|c| Conn::Sqlite(Box::new(c))),
+            Pools::Pg(pool) => pool.get().map(|c| Conn::Pg(Box::new(c))),
+        }
+        .map_err(|_| StoreError::Unavailable)
+    }
+}
+
+/// Where writes go: SQLite's writer thread, or (PostgreSQL, whose URL this keeps for the
+/// listener) the pool.
+#[derive(Clone)]
+enum Kind {
+    Sqlite(Writer),
+    Pg(String),
 }
 
 impl Db {
     /// The PostgreSQL URL, for a connection of its own (the notification listener).
     pub fn postgres_url(&self) -> Option<&str> {
-        match &self.inner {
-            Inner::Pg { url, .. } => Some(url),
-            Inner::Sqlite { .. } => None,
+        match &self.kind {
+            Kind::Pg(url) => Some(url),
+            Kind::Sqlite(_) => None,
         }
     }
 
     /// A pooled connection for synchronous callers (start-up, tests); read-only on SQLite.
     pub fn reader(&self) -> Result<Conn, StoreError> {
-        match &self.inner {
-            Inner::Sqlite { readers, .. } => readers
-                .get()
-                .map(|c| Conn::Sqlite(Box::new(c)))
-                .map_err(|_| StoreError::Unavailable),
-            Inner::Pg { pool, .. } => pool
-                .get()
-                .map(|c| Conn::Pg(Box::new(c)))
-                .map_err(|_| StoreError::Unavailable),
-        }
+        self.pool.get()
     }
 
     /// Runs `f` on a pooled connection (read-only on SQLite) on the blocking thread pool.
@@ -339,30 +344,31 @@ impl Db {
         F: FnOnce(&mut Conn) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        let db = self.clone();
-        actix_web::web::block(move || f(&mut db.reader()?))
+        let pool = self.pool.clone();
+        actix_web::web::block(move || f(&mut pool.get()?))
             .await
             .map_err(|_| StoreError::Unavailable)?
     }
 
     /// Runs `f` as a write: on SQLite on the writer, after the writes queued before it;
-    /// on PostgreSQL in a transaction of its own, run again if PostgreSQL aborts it (so `f` may run more than once: only its last run counts).
+    /// on PostgreSQL in a transaction of its own, run again if PostgreSQL aborts it (so
+    /// `f` may run more than once: only its last run counts).
     pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         F: FnMut(&mut Conn) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        match &self.inner {
-            Inner::Sqlite { writer, .. } => {
+        match &self.kind {
+            Kind::Sqlite(writer) => {
                 let (reply, answer) = tokio::sync::oneshot::channel();
                 writer.submit(f, move |result| {
                     let _ = reply.send(result);
                 })?;
                 answer.await.map_err(|_| StoreError::Unavailable)?
             }
-            Inner::Pg { .. } => {
-                let db = self.clone();
-                actix_web::web::block(move || write_transaction(&mut db.reader()?, f))
+            Kind::Pg(_) => {
+                let pool = self.pool.clone();
+                actix_web::web::block(move || write_transaction(&mut pool.get()?, f))
                     .await
                     .map_err(|_| StoreError::Unavailable)?
             }
@@ -376,8 +382,8 @@ impl Db {
         F: FnMut(&mut Conn) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        match &self.inner {
-            Inner::Sqlite { writer, .. } => {
+        match &self.kind {
+            Kind::Sqlite(writer) => {
                 if std::thread::current().name() == Some(WRITER_THREAD) {
                     debug_assert!(false, "write_blocking inside a write would wait for itself");
                     return Err(StoreError::Unavailable);
@@ -388,7 +394,7 @@ impl Db {
                 })?;
                 answer.recv().map_err(|_| StoreError::Unavailable)?
             }
-            Inner::Pg { .. } => write_transaction(&mut self.reader()?, f),
+            Kind::Pg(_) => write_transaction(&mut self.reader()?, f),
         }
     }
 }
