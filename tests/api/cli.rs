@@ -223,11 +223,7 @@ async fn bad_settings_stop_start_up_naming_the_variable() {
 #[actix_web::test]
 async fn sigterm_stops_the_server_cleanly() {
     let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
         .arg("--database")
         .arg(dir.path().join("x.db"))
@@ -277,11 +273,7 @@ async fn no_password_or_token_reaches_the_log_even_at_trace_level() {
         Some(&format!("{PASSWORD}\n")),
     );
     assert!(out.status.success());
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = free_port();
     let log_path = dir.path().join("server.log");
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
         .arg("--database")

@@ -3,7 +3,7 @@
 //! never turning SQLite's busy errors into 500s.
 
 use std::io::{Read, Write};
-use std::net::{TcpListener, TcpStream};
+use std::net::TcpStream;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
@@ -30,10 +30,7 @@ struct Server {
 impl Server {
     /// With `log`, the server logs at `info` into that file.
     fn start_logging(db_path: &Path, log: Option<&Path>) -> Self {
-        let port = {
-            let probe = TcpListener::bind("127.0.0.1:0").unwrap();
-            probe.local_addr().unwrap().port()
-        };
+        let port = free_port();
         let child = Command::new(env!("CARGO_BIN_EXE_latchkey"))
             .arg("--database")
             .arg(db_path)

@@ -93,7 +93,7 @@ pub fn fresh_postgres_database(server: &str) -> String {
         "lk_{}_{}_{:08x}",
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed),
-        rand_u32()
+        rand::random::<u32>()
     );
     let mut admin = diesel::PgConnection::establish(server).expect("test PostgreSQL answers");
     diesel::sql_query(format!("CREATE DATABASE {name}"))
@@ -101,18 +101,6 @@ pub fn fresh_postgres_database(server: &str) -> String {
         .expect("a fresh database");
     let (base, _) = server.rsplit_once('/').expect("a URL with a database name");
     format!("{base}/{name}")
-}
-
-fn rand_u32() -> u32 {
-    use std::hash::{BuildHasher, Hasher};
-    let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u128(
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos(),
-    );
-    h.finish() as u32
 }
 
 fn spawn_on(
@@ -135,6 +123,15 @@ fn spawn_on(
         settings,
         _dir: dir,
     }
+}
+
+/// A loopback port free at the moment of asking (a child process binds it next; callers
+/// retry if another test took it first).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("a free loopback port")
+        .port()
 }
 
 pub fn client() -> reqwest::Client {
@@ -383,11 +380,7 @@ impl OwnPostgres {
             std::os::unix::fs::PermissionsExt::from_mode(0o777),
         )
         .unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let cluster = OwnPostgres { dir, bin, port };
         cluster.pg(&[
             "initdb",

@@ -23,11 +23,7 @@ struct Nginx {
 impl Nginx {
     fn start(upstreams: &[u16]) -> Nginx {
         let dir = tempfile::tempdir().unwrap();
-        let port = std::net::TcpListener::bind("127.0.0.1:0")
-            .unwrap()
-            .local_addr()
-            .unwrap()
-            .port();
+        let port = free_port();
         let servers: String = upstreams
             .iter()
             .map(|p| format!("        server 127.0.0.1:{p};\n"))
