@@ -388,7 +388,7 @@ mod postgres {
     use diesel::connection::SimpleConnection;
     use diesel::pg::PgConnection;
     use diesel::sql_types::{BigInt, Binary, Bool, Nullable, Text};
-    use diesel::{Connection, QueryableByName, RunQueryDsl};
+    use diesel::{Connection, OptionalExtension, QueryableByName, RunQueryDsl};
     use latchkey_bench::stats::Recorder;
 
     const DAY: i64 = 86_400_000;
@@ -429,8 +429,7 @@ mod postgres {
             )
             .bind::<Binary, _>(presented)
             .get_result(conn)
-            .map(Some)
-            .or_else(|e| if e == diesel::result::Error::NotFound { Ok(None) } else { Err(e) })?;
+            .optional()?;
             let Some(token) = token else { return Ok(false) };
             let session: Session = diesel::sql_query(
                 "SELECT s.revoked_at, s.absolute_expires_at, u.disabled FROM sessions s
