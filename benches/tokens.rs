@@ -6,15 +6,19 @@ use latchkey::clock;
 use latchkey::domain::{Role, SessionId, UserId};
 use latchkey::revocation::RevokedSessions;
 use latchkey::tokens::access::{AccessTokens, Amr, SessionClaims};
-use latchkey::tokens::keys::{generate_ed25519, KeySet, Keys};
+use latchkey::tokens::keys::{KeyAlg, KeySet, Keys};
 use latchkey::tokens::refresh::RefreshToken;
 use latchkey::tokens::verified;
 
 const ISSUER: &str = "http://127.0.0.1:8080";
 
 fn eddsa() -> (AccessTokens, Vec<latchkey::store::keys::KeyRow>) {
-    let rows = vec![generate_ed25519(0).expect("key")];
-    let tokens = AccessTokens::new(Keys::new(KeySet::eddsa(&rows)), ISSUER.into(), 900);
+    let rows = vec![KeyAlg::EdDsa.generate(0).expect("key")];
+    let tokens = AccessTokens::new(
+        Keys::new(KeySet::stored(KeyAlg::EdDsa, &rows)),
+        ISSUER.into(),
+        900,
+    );
     (tokens, rows)
 }
 
@@ -64,8 +68,8 @@ fn access_tokens(c: &mut Criterion) {
     c.bench_function("verify EdDSA (signature)", |b| {
         b.iter_batched(
             || {
-                ed.keys.replace(KeySet::eddsa(&[]));
-                ed.keys.replace(KeySet::eddsa(&rows));
+                ed.keys.replace(KeySet::stored(KeyAlg::EdDsa, &[]));
+                ed.keys.replace(KeySet::stored(KeyAlg::EdDsa, &rows));
             },
             |()| ed.verify(&ed_token).expect("valid"),
             BatchSize::PerIteration,
@@ -74,7 +78,7 @@ fn access_tokens(c: &mut Criterion) {
     c.bench_function("verify HS256 (signature)", |b| {
         b.iter_batched(
             || {
-                hs.keys.replace(KeySet::eddsa(&[]));
+                hs.keys.replace(KeySet::stored(KeyAlg::EdDsa, &[]));
                 hs.keys.replace(KeySet::hs256(&[7u8; 32]));
             },
             |()| hs.verify(&hs_token).expect("valid"),

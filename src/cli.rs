@@ -11,13 +11,13 @@ use clap::{Parser, Subcommand};
 
 use crate::api::views::{SessionList, SessionView, UserList, UserView};
 use crate::clock::{self, rfc3339};
-use crate::config::{JwtAlg, ServeArgs, Settings};
+use crate::config::{self, ServeArgs, Settings};
 use crate::db::{self, Conn};
 use crate::domain::{Password, Role, SessionId, Username};
 use crate::passwords;
 use crate::startup::Application;
 use crate::store::{audit, keys, sessions, users, Actor, StoreError};
-use crate::tokens::keys::generate_ed25519;
+use crate::tokens::keys::{published_until, KeyAlg};
 
 #[derive(Parser)]
 #[command(name = "latchkey", version, about = "Self-hosted sign-in service")]
@@ -129,15 +129,27 @@ enum SessionsCommand {
 
 #[derive(Subcommand)]
 enum KeysCommand {
-    /// List signing keys.
+    /// List signing keys: kid, algorithm, state (current, next, retired, revoked),
+    /// created, and until when a retired key stays published.
     List {
         /// Print one JSON document instead of a table.
         #[arg(long)]
         json: bool,
+        /// The servers' access-token lifetime: a retired key stays published until the
+        /// last token it signed has expired.
+        #[arg(long, env = "LATCHKEY_ACCESS_TTL", default_value = "15m")]
+        access_ttl: String,
     },
-    /// Promote the next signing key to current and publish a new next key; running
-    /// servers sign with the new current key within 10 seconds.
+    /// Promote the next signing key to current and publish a new next key (for every
+    /// algorithm with keys); running servers sign with the new current key within 10
+    /// seconds.
     Rotate,
+    /// Revoke a (compromised) key: it leaves the JWKS and running servers refuse its
+    /// tokens within 10 seconds; if it was current, the next key is promoted.
+    Revoke {
+        /// The key's kid, as `keys list` shows it.
+        kid: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -242,11 +254,13 @@ fn check(database: &str, args: &ServeArgs) -> anyhow::Result<()> {
             "LATCHKEY_REFRESH_REUSE_GRACE",
             secs(settings.refresh_reuse_grace),
         ),
+        ("LATCHKEY_JWT_ALG", settings.jwt_alg.name().into()),
         (
-            "LATCHKEY_JWT_ALG",
-            match settings.jwt_alg {
-                JwtAlg::EdDsa => "EdDSA".into(),
-                JwtAlg::Hs256 { .. } => "HS256".into(),
+            "LATCHKEY_KEY_ROTATION",
+            match (settings.jwt_alg.stored(), settings.key_rotation) {
+                (None, _) => "off (HS256 has no stored keys)".into(),
+                (Some(_), None) => "off".into(),
+                (Some(_), Some(every)) => secs(every),
             },
         ),
         (
@@ -586,17 +600,16 @@ fn sessions_cmd(conn: &mut Conn, cmd: SessionsCommand) -> anyhow::Result<()> {
 
 fn keys_cmd(conn: &mut Conn, cmd: KeysCommand) -> anyhow::Result<()> {
     match cmd {
-        KeysCommand::List { json } => {
+        KeysCommand::List { json, access_ttl } => {
+            let ttl = config::parse_duration(&access_ttl)
+                .filter(|secs| *secs > 0)
+                .ok_or_else(|| anyhow!("LATCHKEY_ACCESS_TTL: '{access_ttl}' is not a duration"))?;
+            let horizon = Settings::horizon_of(ttl);
             let rows = keys::list(conn)?;
-            let current = rows
-                .iter()
-                .filter(|k| k.retired_at.is_none())
-                .min_by_key(|k| (k.created_at, k.kid.clone()))
-                .map(|k| k.kid.clone());
-            let state = |k: &keys::KeyRow| match k.retired_at {
-                Some(_) => "retired",
-                None if Some(&k.kid) == current.as_ref() => "current",
-                None => "next",
+            let states = keys::states(&rows);
+            let until = |k: &keys::KeyRow| match (states[&k.kid], k.retired_at) {
+                (keys::KeyState::Retired, Some(at)) => Some(published_until(at, horizon)),
+                _ => None,
             };
             if json {
                 let keys: Vec<_> = rows
@@ -605,41 +618,99 @@ fn keys_cmd(conn: &mut Conn, cmd: KeysCommand) -> anyhow::Result<()> {
                         serde_json::json!({
                             "kid": k.kid,
                             "algorithm": k.algorithm,
-                            "state": state(k),
+                            "state": states[&k.kid].as_str(),
                             "created_at": rfc3339(k.created_at),
+                            "activated_at": k.activated_at.map(rfc3339),
                             "retired_at": k.retired_at.map(rfc3339),
+                            "published_until": until(k).map(rfc3339),
+                            "revoked_at": k.revoked_at.map(rfc3339),
                         })
                     })
                     .collect();
                 return print_json(&serde_json::json!({ "keys": keys }));
             }
             print_table(
-                &["KID", "ALG", "STATE", "CREATED", "RETIRED"],
+                &[
+                    "KID",
+                    "ALG",
+                    "STATE",
+                    "CREATED",
+                    "RETIRED",
+                    "PUBLISHED UNTIL",
+                ],
                 rows.iter().map(|k| {
                     vec![
                         k.kid.clone(),
                         k.algorithm.clone(),
-                        state(k).to_owned(),
+                        states[&k.kid].as_str().to_owned(),
                         rfc3339(k.created_at),
-                        k.retired_at.map(rfc3339).unwrap_or_default(),
+                        k.retired_at
+                            .or(k.revoked_at)
+                            .map(rfc3339)
+                            .unwrap_or_default(),
+                        until(k).map(rfc3339).unwrap_or_default(),
                     ]
                 }),
             );
         }
         KeysCommand::Rotate => {
             let now = clock::now();
-            let key = generate_ed25519(now)?;
-            let fresh = [generate_ed25519(now - 2)?, generate_ed25519(now - 1)?];
-            keys::ensure_current_and_next(conn, now, &fresh)?;
-            let current = keys::rotate(conn, now, &key, &Actor::cli())?;
+            let rows = keys::list(conn)?;
+            let mut algorithms: Vec<KeyAlg> = rows
+                .iter()
+                .filter(|k| k.is_live())
+                .filter_map(|k| KeyAlg::parse(&k.algorithm))
+                .collect();
+            algorithms.sort_by_key(|a| a.name());
+            algorithms.dedup();
+            if algorithms.is_empty() {
+                // No server started yet: the keys of the configured algorithm.
+                let alg = configured_key_alg()?;
+                keys::ensure_current_and_next(
+                    conn,
+                    now,
+                    &[alg.generate(now - 2)?, alg.generate(now - 1)?],
+                )?;
+                algorithms.push(alg);
+            }
+            let fresh = algorithms
+                .iter()
+                .map(|alg| alg.generate(now))
+                .collect::<anyhow::Result<Vec<_>>>()?;
+            for rotated in keys::rotate(conn, now, &fresh, keys::When::Now, &Actor::cli())? {
+                println!(
+                    "{}: signing key {} is current (running servers switch within 10 seconds); {} is next",
+                    rotated.algorithm, rotated.current, rotated.next
+                );
+            }
+        }
+        KeysCommand::Revoke { kid } => {
+            let rows = keys::list(conn)?;
+            let row = rows
+                .iter()
+                .find(|k| k.kid == kid)
+                .ok_or_else(|| anyhow!("no signing key {kid}"))?;
+            let alg = KeyAlg::parse(&row.algorithm)
+                .ok_or_else(|| anyhow!("key {kid} has an unknown algorithm {}", row.algorithm))?;
+            let now = clock::now();
+            let replacement = alg.generate(now)?;
+            let revoked = keys::revoke(conn, now, &kid, &replacement, &Actor::cli())?;
             println!(
-                "signing key {} is current (running servers switch within 10 seconds); {} is next",
-                current.as_deref().unwrap_or("-"),
-                key.kid
+                "revoked {} key {kid} (was {}); running servers refuse its tokens within 10 seconds; {} signs",
+                alg.name(),
+                revoked.was.as_str(),
+                revoked.current.as_deref().unwrap_or("-")
             );
         }
     }
     Ok(())
+}
+
+/// `LATCHKEY_JWT_ALG` as `serve` reads it, when it names an algorithm with stored keys.
+fn configured_key_alg() -> anyhow::Result<KeyAlg> {
+    let name = std::env::var("LATCHKEY_JWT_ALG").unwrap_or_else(|_| "EdDSA".into());
+    KeyAlg::parse(&name)
+        .ok_or_else(|| anyhow!("LATCHKEY_JWT_ALG is {name}: there are no stored keys to rotate"))
 }
 
 fn audit_cmd(conn: &mut Conn, cmd: AuditCommand) -> anyhow::Result<()> {

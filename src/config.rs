@@ -5,6 +5,9 @@
 use clap::Args;
 
 use crate::client::ProxyRange;
+use crate::clock::{Millis, SECOND};
+use crate::tokens::access::LEEWAY_SECS;
+use crate::tokens::keys::KeyAlg;
 
 /// Every setting of `serve`; each flag also reads the environment variable SPEC names.
 #[derive(Debug, Clone, Args)]
@@ -31,9 +34,14 @@ pub struct ServeArgs {
     /// Window in which a just-rotated refresh token may be presented again.
     #[arg(long, env = "LATCHKEY_REFRESH_REUSE_GRACE", default_value = "10s")]
     pub refresh_reuse_grace: String,
-    /// Access-token signature algorithm: EdDSA or HS256.
+    /// Access-token signature algorithm: EdDSA, ES256, RS256 (keys kept in the database)
+    /// or HS256 (LATCHKEY_JWT_SECRET).
     #[arg(long, env = "LATCHKEY_JWT_ALG", default_value = "EdDSA")]
     pub jwt_alg: String,
+    /// Automatic rotation of the signing key, counted from when the current key started
+    /// signing (a duration, or `off`); EdDSA, ES256 and RS256 only.
+    #[arg(long, env = "LATCHKEY_KEY_ROTATION", default_value = "30d")]
+    pub key_rotation: String,
     /// HS256 secret (at least 32 bytes); prefer the environment variable over the flag.
     #[arg(long, env = "LATCHKEY_JWT_SECRET", hide_env_values = true)]
     pub jwt_secret: Option<String>,
@@ -72,14 +80,34 @@ impl ServeArgs {
 
 #[derive(Clone)]
 pub enum JwtAlg {
-    EdDsa,
-    Hs256 { secret: Vec<u8> },
+    /// Keys generated and kept in the database, published as JWKS.
+    Stored(KeyAlg),
+    Hs256 {
+        secret: Vec<u8>,
+    },
+}
+
+impl JwtAlg {
+    pub fn name(&self) -> &'static str {
+        match self {
+            JwtAlg::Stored(alg) => alg.name(),
+            JwtAlg::Hs256 { .. } => "HS256",
+        }
+    }
+
+    /// The algorithm of the stored keys, unless the secret signs.
+    pub fn stored(&self) -> Option<KeyAlg> {
+        match self {
+            JwtAlg::Stored(alg) => Some(*alg),
+            JwtAlg::Hs256 { .. } => None,
+        }
+    }
 }
 
 impl std::fmt::Debug for JwtAlg {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            JwtAlg::EdDsa => f.write_str("EdDSA"),
+            JwtAlg::Stored(alg) => f.write_str(alg.name()),
             JwtAlg::Hs256 { .. } => f.write_str("HS256(<secret>)"),
         }
     }
@@ -96,6 +124,8 @@ pub struct Settings {
     pub session_max: i64,
     pub refresh_reuse_grace: i64,
     pub jwt_alg: JwtAlg,
+    /// Seconds a key signs before the automatic rotation; `None`: off.
+    pub key_rotation: Option<i64>,
     pub login_max_failures: u32,
     pub login_lockout: i64,
     pub trusted_proxies: Vec<ProxyRange>,
@@ -110,6 +140,17 @@ impl Settings {
     /// credential stuffing, high enough for many people behind one NAT.
     pub fn login_ip_max_failures(&self) -> u32 {
         self.login_max_failures.saturating_mul(IP_CEILING_FACTOR)
+    }
+
+    /// The longest an access token can outlive the moment its key retired or its session
+    /// was revoked: its lifetime plus the verification leeway, plus a margin.
+    pub fn token_horizon(&self) -> Millis {
+        Self::horizon_of(self.access_ttl)
+    }
+
+    /// `token_horizon` for an access-token lifetime of `access_ttl` seconds.
+    pub fn horizon_of(access_ttl: i64) -> Millis {
+        (access_ttl + LEEWAY_SECS as i64 + 5) * SECOND
     }
 
     pub fn from_args(args: &ServeArgs) -> Result<Self, String> {
@@ -128,7 +169,9 @@ impl Settings {
             ));
         };
         let jwt_alg = match args.jwt_alg.as_str() {
-            "EdDSA" => JwtAlg::EdDsa,
+            name if KeyAlg::parse(name).is_some() => {
+                JwtAlg::Stored(KeyAlg::parse(name).expect("checked"))
+            }
             "HS256" => match &args.jwt_secret {
                 Some(secret) if secret.len() < 32 => {
                     return Err(format!("LATCHKEY_JWT_SECRET: must be at least 32 bytes; {GOOD_SECRET}"))
@@ -149,7 +192,7 @@ impl Settings {
             },
             other => {
                 return Err(format!(
-                    "LATCHKEY_JWT_ALG: '{}' is not EdDSA or HS256",
+                    "LATCHKEY_JWT_ALG: '{}' is not EdDSA, ES256, RS256 or HS256",
                     other.escape_debug()
                 ))
             }
@@ -189,6 +232,12 @@ impl Settings {
                 &args.refresh_reuse_grace,
             )?,
             jwt_alg,
+            key_rotation: match args.key_rotation.as_str() {
+                "off" => None,
+                raw => Some(
+                    duration("LATCHKEY_KEY_ROTATION", raw).map_err(|e| format!("{e}, or off"))?,
+                ),
+            },
             login_max_failures,
             login_lockout: duration("LATCHKEY_LOGIN_LOCKOUT", &args.login_lockout)?,
             trusted_proxies,

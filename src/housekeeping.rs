@@ -24,7 +24,7 @@ impl Policy {
     /// the revocation set of any instance (even one started later) still sees them.
     pub fn from_settings(settings: &Settings) -> Self {
         Policy {
-            keep_ended: KEEP_ENDED.max(crate::startup::token_horizon(settings)),
+            keep_ended: KEEP_ENDED.max(settings.token_horizon()),
             lockout_window: settings.login_lockout * SECOND,
             batch: BATCH,
         }

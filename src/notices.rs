@@ -10,29 +10,26 @@
 use std::sync::Weak;
 use std::time::Duration;
 
-use crate::clock::{self, Millis};
-use crate::config::{JwtAlg, Settings};
+use crate::clock;
 use crate::db::Listener;
 use crate::state::AppState;
 use crate::store::{keys, sessions, Notice, StoreError};
+use crate::tokens::keys::usable_since;
 
 /// How often the thread looks at what the socket received (a non-blocking read).
 const POLL: Duration = Duration::from_millis(5);
 /// How long it waits before connecting again after losing the connection.
 const RECONNECT: Duration = Duration::from_secs(1);
 
-/// The moment before which retired keys cannot have live tokens, for `Keys::reload`.
-pub type KeyHorizon = fn(&Settings, Millis) -> Millis;
-
 /// Starts the listening thread. It ends once the server's state is gone.
-pub fn spawn(url: String, state: Weak<AppState>, horizon: KeyHorizon) -> std::io::Result<()> {
+pub fn spawn(url: String, state: Weak<AppState>) -> std::io::Result<()> {
     std::thread::Builder::new()
         .name("latchkey-notices".into())
-        .spawn(move || listen(&url, &state, horizon))
+        .spawn(move || listen(&url, &state))
         .map(|_| ())
 }
 
-fn listen(url: &str, state: &Weak<AppState>, horizon: KeyHorizon) {
+fn listen(url: &str, state: &Weak<AppState>) {
     loop {
         if state.strong_count() == 0 {
             return;
@@ -41,8 +38,8 @@ fn listen(url: &str, state: &Weak<AppState>, horizon: KeyHorizon) {
             Ok(mut listener) => {
                 let caught_up = [Notice::Revocation, Notice::Keys]
                     .into_iter()
-                    .try_for_each(|n| apply(state, &mut listener, n, horizon));
-                if caught_up.is_ok() && !serve(state, &mut listener, horizon) {
+                    .try_for_each(|n| apply(state, &mut listener, n));
+                if caught_up.is_ok() && !serve(state, &mut listener) {
                     return;
                 }
                 tracing::warn!("lost the notification connection; reconnecting");
@@ -55,7 +52,7 @@ fn listen(url: &str, state: &Weak<AppState>, horizon: KeyHorizon) {
 
 /// Applies notices as they arrive. Returns false when the server is gone, true when
 /// the connection is.
-fn serve(state: &Weak<AppState>, listener: &mut Listener, horizon: KeyHorizon) -> bool {
+fn serve(state: &Weak<AppState>, listener: &mut Listener) -> bool {
     loop {
         std::thread::sleep(POLL);
         if state.strong_count() == 0 {
@@ -67,7 +64,7 @@ fn serve(state: &Weak<AppState>, listener: &mut Listener, horizon: KeyHorizon) -
         let mut notices: Vec<Notice> = payloads.iter().filter_map(|p| Notice::parse(p)).collect();
         notices.dedup();
         for notice in notices {
-            if apply(state, listener, notice, horizon).is_err() {
+            if apply(state, listener, notice).is_err() {
                 return true;
             }
         }
@@ -78,7 +75,6 @@ fn apply(
     state: &Weak<AppState>,
     listener: &mut Listener,
     notice: Notice,
-    horizon: KeyHorizon,
 ) -> Result<(), StoreError> {
     let Some(state) = state.upgrade() else {
         return Ok(());
@@ -90,11 +86,14 @@ fn apply(
             sessions::revocations(listener.conn(), after, since)
                 .map(|fresh| state.revoked.apply(fresh, now))
         }
-        Notice::Keys if matches!(state.settings.jwt_alg, JwtAlg::EdDsa) => {
-            keys::usable(listener.conn(), horizon(&state.settings, now))
-                .map(|rows| state.tokens.keys.reload(&rows))
-        }
-        Notice::Keys => Ok(()),
+        Notice::Keys => match state.settings.jwt_alg.stored() {
+            Some(alg) => {
+                let since = usable_since(now, state.settings.token_horizon());
+                keys::usable(listener.conn(), alg.name(), since)
+                    .map(|rows| state.tokens.keys.reload(alg, &rows))
+            }
+            None => Ok(()),
+        },
     };
     if let Err(e) = &applied {
         tracing::warn!(error = %e, ?notice, "cannot apply a notification");

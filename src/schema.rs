@@ -98,6 +98,8 @@ diesel::table! {
         public_key -> Binary,
         created_at -> BigInt,
         retired_at -> Nullable<BigInt>,
+        activated_at -> Nullable<BigInt>,
+        revoked_at -> Nullable<BigInt>,
     }
 }
 

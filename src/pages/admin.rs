@@ -455,6 +455,7 @@ fn event_name(kind: &str) -> String {
         "user_deleted" => "User deleted".into(),
         "password_changed" => "Password changed".into(),
         "key_rotated" => "Signing key rotated".into(),
+        "key_revoked" => "Signing key revoked".into(),
         other => other.replace('_', " "),
     }
 }

@@ -21,6 +21,7 @@ pub enum EventKind {
     UserDeleted,
     PasswordChanged,
     KeyRotated,
+    KeyRevoked,
 }
 
 impl EventKind {
@@ -39,6 +40,7 @@ impl EventKind {
             EventKind::UserDeleted => "user_deleted",
             EventKind::PasswordChanged => "password_changed",
             EventKind::KeyRotated => "key_rotated",
+            EventKind::KeyRevoked => "key_revoked",
         }
     }
 }

@@ -380,13 +380,43 @@ impl Store {
 
     // ---- signing keys and shared secrets ----
 
-    /// Keys that may still verify a live token (see `keys::usable`).
-    pub async fn usable_keys(&self, since: Millis) -> Result<Vec<KeyRow>, StoreError> {
-        self.db.read(move |conn| keys::usable(conn, since)).await
+    /// Keys of `algorithm` that may still verify a live token (see `keys::usable`).
+    pub async fn usable_keys(
+        &self,
+        algorithm: &'static str,
+        since: Millis,
+    ) -> Result<Vec<KeyRow>, StoreError> {
+        self.db
+            .read(move |conn| keys::usable(conn, algorithm, since))
+            .await
     }
 
-    pub fn usable_keys_blocking(&self, since: Millis) -> Result<Vec<KeyRow>, StoreError> {
-        keys::usable(&mut self.db.reader()?, since)
+    pub fn usable_keys_blocking(
+        &self,
+        algorithm: &'static str,
+        since: Millis,
+    ) -> Result<Vec<KeyRow>, StoreError> {
+        keys::usable(&mut self.db.reader()?, algorithm, since)
+    }
+
+    /// The automatic rotation: rotates the algorithm of `new_next` if its current key
+    /// has signed since before `due` (no other instance rotated it first).
+    pub async fn rotate_key_if_due(
+        &self,
+        new_next: KeyRow,
+        due: Millis,
+    ) -> Result<Vec<keys::Rotated>, StoreError> {
+        self.db
+            .write(move |conn| {
+                keys::rotate(
+                    conn,
+                    clock::now(),
+                    std::slice::from_ref(&new_next),
+                    keys::When::SigningSince(due),
+                    &Actor::default(),
+                )
+            })
+            .await
     }
 
     /// Adds what is missing of a current and a next key from `fresh` (start-up).

@@ -240,14 +240,14 @@ fn verify_signed(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tokens::keys::generate_ed25519;
+    use crate::tokens::keys::KeyAlg;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine as _;
 
     fn eddsa(ttl: i64) -> AccessTokens {
-        let row = generate_ed25519(0).unwrap();
+        let row = KeyAlg::EdDsa.generate(0).unwrap();
         AccessTokens::new(
-            Keys::new(KeySet::eddsa(&[row])),
+            Keys::new(KeySet::stored(KeyAlg::EdDsa, &[row])),
             "http://issuer".into(),
             ttl,
         )
@@ -390,9 +390,12 @@ mod tests {
 
     #[test]
     fn removing_a_key_flushes_its_cached_tokens_and_a_rotation_keeps_them() {
-        let old_key = generate_ed25519(0).unwrap();
+        let old_key = KeyAlg::EdDsa.generate(0).unwrap();
         let tokens = AccessTokens::new(
-            Keys::new(KeySet::eddsa(std::slice::from_ref(&old_key))),
+            Keys::new(KeySet::stored(
+                KeyAlg::EdDsa,
+                std::slice::from_ref(&old_key),
+            )),
             "http://issuer".into(),
             60,
         );
@@ -402,15 +405,17 @@ mod tests {
         // Rotation: a new active key, the old one retired but still published.
         let mut retired = old_key.clone();
         retired.retired_at = Some(1);
-        let new_key = generate_ed25519(1).unwrap();
+        let new_key = KeyAlg::EdDsa.generate(1).unwrap();
         tokens
             .keys
-            .replace(KeySet::eddsa(&[new_key.clone(), retired]));
+            .replace(KeySet::stored(KeyAlg::EdDsa, &[new_key.clone(), retired]));
         assert_eq!(tokens.keys.current().verified.len(), 1);
         assert!(tokens.verify(&token).is_ok());
 
         // Removal: the old key is gone, and so is every token it verified.
-        tokens.keys.replace(KeySet::eddsa(&[new_key]));
+        tokens
+            .keys
+            .replace(KeySet::stored(KeyAlg::EdDsa, &[new_key]));
         assert!(tokens.keys.current().verified.is_empty());
         assert_eq!(tokens.verify(&token), Err(TokenError::Invalid));
     }

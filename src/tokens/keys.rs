@@ -1,75 +1,38 @@
-//! Signing keys: Ed25519 keys kept in the database (published as JWKS), or one HS256
-//! secret from configuration. A `KeySet` is an immutable snapshot; `Keys` swaps in a new
-//! snapshot when the database changes (`keys rotate` from another process).
+//! Signing keys in force: the stored keys of the configured algorithm (EdDSA, ES256 or
+//! RS256; published as JWKS), or one HS256 secret from configuration. A `KeySet` is an
+//! immutable snapshot, parsed once; `Keys` swaps in a new snapshot when the database
+//! changes (a rotation or revocation by another process).
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use base64::Engine as _;
-use ed25519_dalek::pkcs8::{DecodePrivateKey, EncodePrivateKey};
-use ed25519_dalek::Signer as _;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header};
-use serde::Serialize;
+use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use sha2::{Digest, Sha256};
 
+use super::signer::public_key;
+pub use super::signer::{KeyAlg, Signer};
 use super::verified::VerifiedCache;
-use crate::clock::Millis;
+use crate::clock::{Millis, SECOND};
 use crate::store::keys::KeyRow;
-
-pub const EDDSA: &str = "EdDSA";
 
 /// How long verifiers may cache `/.well-known/jwks.json`. Safe however long: the key that
 /// signs after a rotation was published (as `next`) since the rotation before it.
 pub const JWKS_MAX_AGE_SECS: u32 = 300;
 
-/// A new Ed25519 key as a row to store.
-pub fn generate_ed25519(now: Millis) -> anyhow::Result<KeyRow> {
-    let mut seed = [0u8; 32];
-    rand::fill(&mut seed);
-    let key = ed25519_dalek::SigningKey::from_bytes(&seed);
-    let der = key
-        .to_pkcs8_der()
-        .map_err(|e| anyhow::anyhow!("cannot encode the signing key: {e}"))?;
-    Ok(KeyRow {
-        kid: super::random_b64(12),
-        algorithm: EDDSA.into(),
-        private_key: der.as_bytes().to_vec(),
-        public_key: key.verifying_key().to_bytes().to_vec(),
-        created_at: now,
-        retired_at: None,
-    })
+/// How often a server reads the stored keys back (a change by another process, the
+/// automatic rotation); on PostgreSQL a notification brings changes sooner.
+pub const KEY_POLL_SECS: i64 = 3;
+
+/// Until when a key retired at `retired_at` stays published and verifies: past the end of
+/// the last token it can have signed (issued up to a key poll after the retirement, by a
+/// server that had not yet reloaded), with `horizon` being `tokens::horizon`.
+pub fn published_until(retired_at: Millis, horizon: Millis) -> Millis {
+    retired_at + horizon + KEY_POLL_SECS * SECOND
 }
 
-/// A key that signs access tokens, prepared once per key set.
-pub enum Signer {
-    /// Parsed and expanded once: `jsonwebtoken::encode` would parse the PKCS#8 document
-    /// and derive the public key again for every token, doubling the cost of a signature.
-    Ed25519(Box<ed25519_dalek::SigningKey>),
-    Hs256(EncodingKey),
-}
-
-impl Signer {
-    /// The compact JWS of `claims` under `header`: the same bytes `jsonwebtoken::encode`
-    /// produces (Ed25519 signatures are deterministic; a unit test compares them).
-    pub fn sign<T: Serialize>(
-        &self,
-        header: &Header,
-        claims: &T,
-    ) -> jsonwebtoken::errors::Result<String> {
-        match self {
-            Signer::Hs256(key) => jsonwebtoken::encode(header, claims, key),
-            Signer::Ed25519(key) => {
-                let mut token = URL_SAFE_NO_PAD.encode(serde_json::to_vec(header)?);
-                token.push('.');
-                URL_SAFE_NO_PAD.encode_string(serde_json::to_vec(claims)?, &mut token);
-                let signature = key.sign(token.as_bytes());
-                token.push('.');
-                URL_SAFE_NO_PAD.encode_string(signature.to_bytes(), &mut token);
-                Ok(token)
-            }
-        }
-    }
+/// Keys retired before this moment are published no more (`published_until`).
+pub fn usable_since(now: Millis, horizon: Millis) -> Millis {
+    now - horizon - KEY_POLL_SECS * SECOND
 }
 
 /// The keys in force at one moment.
@@ -77,6 +40,9 @@ pub struct KeySet {
     pub algorithm: Algorithm,
     /// The key new tokens are signed with, and its `kid`.
     pub signing: Option<(String, Signer)>,
+    /// Since when the signing key signs (stored keys only): the automatic rotation
+    /// counts from there.
+    pub signing_since: Option<Millis>,
     verifying: HashMap<String, DecodingKey>,
     /// `/.well-known/jwks.json`, serialized once per snapshot.
     pub jwks: Arc<[u8]>,
@@ -92,45 +58,43 @@ impl KeySet {
         KeySet {
             algorithm: Algorithm::HS256,
             signing: Some((kid, Signer::Hs256(EncodingKey::from_secret(secret)))),
+            signing_since: None,
             verifying,
             jwks: Arc::from(&br#"{"keys":[]}"#[..]),
             verified: VerifiedCache::default(),
         }
     }
 
-    /// From stored rows, newest active key first (as `store::keys::usable` returns them).
-    /// Every row verifies and is published; the signing key is chosen by `signing_row`.
-    pub fn eddsa(rows: &[KeyRow]) -> Self {
+    /// From the stored rows of `alg` usable now (`store::keys::usable`): every row
+    /// verifies and is published; the oldest live one signs (`current`), the newer live
+    /// one is `next`: published, and signing once a rotation retires the current one.
+    pub fn stored(alg: KeyAlg, rows: &[KeyRow]) -> Self {
         let rows: Vec<&KeyRow> = rows
             .iter()
-            .filter(|r| r.algorithm == EDDSA && r.public_key.len() == 32)
+            .filter(|r| r.algorithm == alg.name() && r.revoked_at.is_none())
             .collect();
-        let signing = signing_row(&rows).and_then(|row| {
-            match ed25519_dalek::SigningKey::from_pkcs8_der(&row.private_key) {
-                Ok(key) => Some((row.kid.clone(), Signer::Ed25519(Box::new(key)))),
-                Err(_) => {
-                    tracing::error!(kid = %row.kid, "the stored signing key is malformed");
-                    None
-                }
-            }
-        });
+        let signing_row = signing_row(&rows);
+        let signing_since = signing_row.map(|row| row.activated_at.unwrap_or(row.created_at));
+        let signing =
+            signing_row.and_then(|row| Signer::from_row(alg, row).map(|s| (row.kid.clone(), s)));
         let mut verifying = HashMap::new();
         let mut jwks = Vec::new();
         for row in rows {
-            verifying.insert(row.kid.clone(), DecodingKey::from_ed_der(&row.public_key));
-            jwks.push(serde_json::json!({
-                "kty": "OKP",
-                "crv": "Ed25519",
-                "x": URL_SAFE_NO_PAD.encode(&row.public_key),
-                "kid": row.kid,
-                "use": "sig",
-                "alg": EDDSA,
-            }));
+            let Some((key, mut jwk)) = public_key(alg, row) else {
+                tracing::error!(kid = %row.kid, "a stored public key is malformed");
+                continue;
+            };
+            verifying.insert(row.kid.clone(), key);
+            jwk["kid"] = row.kid.clone().into();
+            jwk["use"] = "sig".into();
+            jwk["alg"] = alg.name().into();
+            jwks.push(jwk);
         }
         let jwks = serde_json::to_vec(&serde_json::json!({ "keys": jwks })).unwrap_or_default();
         KeySet {
-            algorithm: Algorithm::EdDSA,
+            algorithm: alg.jwt(),
             signing,
+            signing_since,
             verifying,
             jwks: jwks.into(),
             verified: VerifiedCache::default(),
@@ -143,12 +107,11 @@ impl KeySet {
     }
 }
 
-/// The key to sign with: the `current` key, the oldest unretired one. The newer unretired
-/// key is `next`: published, and signing once a rotation retires the current one.
+/// The key to sign with: the `current` key, the oldest live one.
 fn signing_row<'a>(rows: &[&'a KeyRow]) -> Option<&'a KeyRow> {
     rows.iter()
         .copied()
-        .filter(|r| r.retired_at.is_none())
+        .filter(|r| r.is_live())
         .min_by_key(|r| (r.created_at, r.kid.clone()))
 }
 
@@ -175,11 +138,11 @@ impl Keys {
             .unwrap_or_else(|p| p.into_inner().clone())
     }
 
-    /// Swaps in the Ed25519 keys `rows` (those usable now, as the store reads them) when
-    /// the signing key or the published set changed (a rotation by another process).
-    pub fn reload(&self, rows: &[KeyRow]) {
+    /// Swaps in the keys `rows` of `alg` (those usable now, as the store reads them) when
+    /// the signing key or the published set changed (a rotation or revocation).
+    pub fn reload(&self, alg: KeyAlg, rows: &[KeyRow]) {
         let current = self.current();
-        let fresh = KeySet::eddsa(rows);
+        let fresh = KeySet::stored(alg, rows);
         let changed = fresh.signing.as_ref().map(|s| &s.0)
             != current.signing.as_ref().map(|s| &s.0)
             || fresh.jwks != current.jwks;
@@ -207,50 +170,32 @@ impl Keys {
 mod tests {
     use super::*;
 
-    fn key(created_at: i64, retired_at: Option<i64>) -> KeyRow {
+    fn key(alg: KeyAlg, created_at: i64, retired_at: Option<i64>) -> KeyRow {
         KeyRow {
             retired_at,
-            ..generate_ed25519(created_at).unwrap()
+            ..alg.generate(created_at).unwrap()
         }
     }
 
-    #[derive(Serialize)]
-    struct Claims {
-        sub: &'static str,
-        exp: i64,
-    }
-
-    #[test]
-    fn our_ed25519_tokens_are_the_bytes_jsonwebtoken_would_produce() {
-        let row = key(0, None);
-        let set = KeySet::eddsa(std::slice::from_ref(&row));
-        let (kid, signer) = set.signing.as_ref().unwrap();
-        let mut header = Header::new(Algorithm::EdDSA);
-        header.kid = Some(kid.clone());
-        let claims = Claims { sub: "7", exp: 1 };
-        let ours = signer.sign(&header, &claims).unwrap();
-        let theirs = jsonwebtoken::encode(
-            &header,
-            &claims,
-            &EncodingKey::from_ed_der(&row.private_key),
-        );
-        assert_eq!(ours, theirs.unwrap());
+    fn published(set: &KeySet) -> Vec<serde_json::Value> {
+        let jwks: serde_json::Value = serde_json::from_slice(&set.jwks).unwrap();
+        jwks["keys"].as_array().unwrap().clone()
     }
 
     #[test]
     fn a_malformed_stored_key_does_not_sign() {
         let row = KeyRow {
             private_key: vec![0; 48],
-            ..key(0, None)
+            ..key(KeyAlg::EdDsa, 0, None)
         };
-        assert!(KeySet::eddsa(&[row]).signing.is_none());
+        assert!(KeySet::stored(KeyAlg::EdDsa, &[row]).signing.is_none());
     }
 
     #[test]
-    fn the_oldest_unretired_key_signs() {
-        let retired = key(0, Some(10));
-        let current = key(5, None);
-        let next = key(20, None);
+    fn the_oldest_live_key_signs() {
+        let retired = key(KeyAlg::EdDsa, 0, Some(10));
+        let current = key(KeyAlg::EdDsa, 5, None);
+        let next = key(KeyAlg::EdDsa, 20, None);
         let rows = [&next, &current, &retired];
         assert_eq!(signing_row(&rows).unwrap().kid, current.kid);
         assert!(
@@ -262,11 +207,57 @@ mod tests {
 
     #[test]
     fn the_next_key_is_published_before_it_signs() {
-        let current = key(0, None);
-        let next = key(1, None);
-        let set = KeySet::eddsa(&[next.clone(), current.clone()]);
-        let jwks = String::from_utf8(set.jwks.to_vec()).unwrap();
-        assert!(jwks.contains(&next.kid) && jwks.contains(&current.kid));
-        assert_eq!(set.signing.unwrap().0, current.kid);
+        for alg in KeyAlg::ALL {
+            let current = key(alg, 0, None);
+            let next = key(alg, 1, None);
+            let set = KeySet::stored(alg, &[next.clone(), current.clone()]);
+            let kids: Vec<_> = published(&set).iter().map(|k| k["kid"].clone()).collect();
+            assert_eq!(kids, [next.kid.as_str(), current.kid.as_str()]);
+            assert_eq!(set.signing.unwrap().0, current.kid);
+            assert_eq!(set.algorithm, alg.jwt());
+        }
+    }
+
+    #[test]
+    fn each_algorithm_publishes_its_rfc_members() {
+        let members = |alg: KeyAlg| {
+            let set = KeySet::stored(alg, &[key(alg, 0, None)]);
+            let jwk = published(&set).remove(0);
+            let mut names: Vec<String> = jwk.as_object().unwrap().keys().cloned().collect();
+            names.sort();
+            assert_eq!(jwk["alg"], alg.name());
+            assert_eq!(jwk["use"], "sig");
+            names
+        };
+        assert_eq!(
+            members(KeyAlg::EdDsa),
+            ["alg", "crv", "kid", "kty", "use", "x"]
+        );
+        assert_eq!(
+            members(KeyAlg::Es256),
+            ["alg", "crv", "kid", "kty", "use", "x", "y"]
+        );
+        assert_eq!(
+            members(KeyAlg::Rs256),
+            ["alg", "e", "kid", "kty", "n", "use"]
+        );
+    }
+
+    #[test]
+    fn revoked_keys_and_keys_of_other_algorithms_are_neither_published_nor_used() {
+        let revoked = KeyRow {
+            revoked_at: Some(3),
+            ..key(KeyAlg::Es256, 0, None)
+        };
+        let other = key(KeyAlg::EdDsa, 0, None);
+        let live = key(KeyAlg::Es256, 1, None);
+        let set = KeySet::stored(
+            KeyAlg::Es256,
+            &[revoked.clone(), other.clone(), live.clone()],
+        );
+        assert_eq!(published(&set).len(), 1);
+        assert!(set.verifying_key(&revoked.kid).is_none());
+        assert!(set.verifying_key(&other.kid).is_none());
+        assert_eq!(set.signing.unwrap().0, live.kid);
     }
 }

@@ -3,6 +3,7 @@
 pub mod access;
 pub mod keys;
 pub mod refresh;
+pub mod signer;
 pub mod verified;
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;

@@ -9,7 +9,7 @@ use latchkey::config::parse_duration;
 use latchkey::domain::{Password, Role, SessionId, UserId, Username};
 use latchkey::next_path;
 use latchkey::tokens::access::{AccessTokens, Amr, SessionClaims};
-use latchkey::tokens::keys::{generate_ed25519, KeySet, Keys};
+use latchkey::tokens::keys::{KeyAlg, KeySet, Keys};
 use latchkey::tokens::refresh::RefreshToken;
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
@@ -26,8 +26,12 @@ fn config() -> Config {
 }
 
 fn eddsa_tokens() -> AccessTokens {
-    let key = generate_ed25519(0).unwrap();
-    AccessTokens::new(Keys::new(KeySet::eddsa(&[key])), "http://issuer".into(), 60)
+    let key = KeyAlg::EdDsa.generate(0).unwrap();
+    AccessTokens::new(
+        Keys::new(KeySet::stored(KeyAlg::EdDsa, &[key])),
+        "http://issuer".into(),
+        60,
+    )
 }
 
 fn hs256_tokens() -> AccessTokens {

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use latchkey::clock::{self, Millis};
-use latchkey::config::{JwtAlg, Settings};
+use latchkey::config::{ServeArgs, Settings};
 use latchkey::db::{self, Db};
 use latchkey::domain::{Password, Role, Username};
 use latchkey::passwords;
@@ -32,20 +32,21 @@ pub struct TestApp {
     _dir: tempfile::TempDir,
 }
 
+/// `serve`'s own defaults (its clap arguments, with no environment variable read), on a
+/// free loopback port and with the issuer of a server on port 8080.
 pub fn default_settings() -> Settings {
-    Settings {
-        bind: "127.0.0.1:0".into(),
-        public_url: "http://127.0.0.1:8080".into(),
-        secure_cookies: false,
-        access_ttl: 900,
-        refresh_ttl: 7 * 86_400,
-        session_max: 30 * 86_400,
-        refresh_reuse_grace: 10,
-        jwt_alg: JwtAlg::EdDsa,
-        login_max_failures: 5,
-        login_lockout: 900,
-        trusted_proxies: Vec::new(),
-    }
+    use clap::{Args, FromArgMatches};
+    let command =
+        ServeArgs::augment_args(clap::Command::new("serve")).mut_args(|arg| arg.env(None::<&str>));
+    let matches = command.get_matches_from([
+        "serve",
+        "--bind",
+        "127.0.0.1:0",
+        "--public-url",
+        "http://127.0.0.1:8080",
+    ]);
+    let args = ServeArgs::from_arg_matches(&matches).expect("serve's defaults parse");
+    Settings::from_args(&args).expect("serve's defaults are valid")
 }
 
 pub async fn spawn_app() -> TestApp {

@@ -1,5 +1,5 @@
 //! The JWT attack battery (RFC 8725 and the classics jwt_tool tries), run against an
-//! EdDSA instance and an HS256 instance. Every forged token must be a 401 — on the
+//! instance of every algorithm: EdDSA, ES256, RS256 and HS256. Every forged token must be a 401 — on the
 //! `Authorization` header and on the `lk_access` cookie — and never a 5xx.
 //!
 //! Forgeries that keep everything but one property are signed with the instance's *real*
@@ -17,7 +17,7 @@ use jsonwebtoken::{Algorithm, EncodingKey};
 use latchkey::config::JwtAlg;
 use latchkey::domain::Role;
 use latchkey::store::keys;
-use latchkey::tokens::keys::generate_ed25519;
+use latchkey::tokens::keys::KeyAlg;
 use serde_json::{json, Value};
 
 use crate::helpers::*;
@@ -34,23 +34,18 @@ struct Target {
 }
 
 impl Target {
-    async fn eddsa() -> Self {
-        let app = spawn_app().await;
+    async fn stored(alg: KeyAlg) -> Self {
+        let app = spawn_app_with(|s| s.jwt_alg = JwtAlg::Stored(alg)).await;
         let row = {
             let mut conn = app.conn();
-            keys::usable(&mut conn, 0)
+            keys::usable(&mut conn, alg.name(), 0)
                 .unwrap()
                 .into_iter()
-                .filter(|k| k.retired_at.is_none())
+                .filter(|k| k.is_live())
                 .min_by_key(|k| k.created_at)
-                .expect("the current key: the oldest unretired")
+                .expect("the current key: the oldest live one")
         };
-        Self::with(
-            app,
-            Algorithm::EdDSA,
-            EncodingKey::from_ed_der(&row.private_key),
-        )
-        .await
+        Self::with(app, alg.jwt(), encoding_key(alg, &row)).await
     }
 
     async fn hs256() -> Self {
@@ -164,9 +159,23 @@ fn hs256(header: &Value, claims: &Value, secret: &[u8]) -> String {
     )
 }
 
+/// jsonwebtoken's signing key for a stored key row (RSA keys in PKCS#1, as it wants them).
+fn encoding_key(alg: KeyAlg, row: &keys::KeyRow) -> EncodingKey {
+    use rsa::pkcs1::EncodeRsaPrivateKey as _;
+    use rsa::pkcs8::DecodePrivateKey as _;
+    match alg {
+        KeyAlg::EdDsa => EncodingKey::from_ed_der(&row.private_key),
+        KeyAlg::Es256 => EncodingKey::from_ec_der(&row.private_key),
+        KeyAlg::Rs256 => {
+            let key = rsa::RsaPrivateKey::from_pkcs8_der(&row.private_key).unwrap();
+            EncodingKey::from_rsa_der(key.to_pkcs1_der().unwrap().as_bytes())
+        }
+    }
+}
+
 /// A fresh Ed25519 key that is not the instance's: (kid, signing key, raw public key).
 fn attacker_ed25519() -> (String, EncodingKey, Vec<u8>) {
-    let row = generate_ed25519(0).unwrap();
+    let row = KeyAlg::EdDsa.generate(0).unwrap();
     (
         row.kid,
         EncodingKey::from_ed_der(&row.private_key),
@@ -174,17 +183,43 @@ fn attacker_ed25519() -> (String, EncodingKey, Vec<u8>) {
     )
 }
 
+/// A signature by a key of the same algorithm that is not the instance's.
+fn foreign_signature(target: &Target) -> String {
+    match KeyAlg::ALL.into_iter().find(|a| a.jwt() == target.alg) {
+        Some(alg) => {
+            let row = alg.generate(0).unwrap();
+            sign(
+                &target.header,
+                &target.claims,
+                &encoding_key(alg, &row),
+                target.alg,
+            )
+        }
+        None => hs256(
+            &target.header,
+            &target.claims,
+            b"another secret of thirty-two bytes or more",
+        ),
+    }
+}
+
 fn now_secs() -> i64 {
     latchkey::clock::now() / 1000
 }
 
-async fn both() -> [Target; 2] {
-    [Target::eddsa().await, Target::hs256().await]
+/// An instance of each algorithm.
+async fn all() -> [Target; 4] {
+    [
+        Target::stored(KeyAlg::EdDsa).await,
+        Target::stored(KeyAlg::Es256).await,
+        Target::stored(KeyAlg::Rs256).await,
+        Target::hs256().await,
+    ]
 }
 
 #[actix_web::test]
 async fn the_forger_mints_tokens_the_server_accepts() {
-    for target in both().await {
+    for target in all().await {
         let me = target.app.me(&target.genuine()).await;
         assert_eq!(me["username"], "mallory");
         assert_eq!(me["role"], "user");
@@ -193,7 +228,7 @@ async fn the_forger_mints_tokens_the_server_accepts() {
 
 #[actix_web::test]
 async fn alg_none_in_any_spelling_is_refused() {
-    for target in both().await {
+    for target in all().await {
         let genuine = target.genuine();
         let real_signature = genuine.rsplit('.').next().unwrap();
         for none in ["none", "None", "NONE", "nOnE"] {
@@ -215,23 +250,11 @@ async fn alg_none_in_any_spelling_is_refused() {
 
 #[actix_web::test]
 async fn empty_truncated_zero_and_foreign_signatures_are_refused() {
-    for target in both().await {
+    for target in all().await {
         let genuine = target.genuine();
         let (body, signature) = genuine.rsplit_once('.').unwrap();
         let zero_len = URL_SAFE_NO_PAD.decode(signature).unwrap().len();
-        let foreign = match target.alg {
-            Algorithm::EdDSA => sign(
-                &target.header,
-                &target.claims,
-                &attacker_ed25519().1,
-                Algorithm::EdDSA,
-            ),
-            _ => hs256(
-                &target.header,
-                &target.claims,
-                b"another secret of thirty-two bytes or more",
-            ),
-        };
+        let foreign = foreign_signature(&target);
         let mut flipped = URL_SAFE_NO_PAD.decode(signature).unwrap();
         flipped[0] ^= 1;
         let cases = [
@@ -265,7 +288,7 @@ async fn empty_truncated_zero_and_foreign_signatures_are_refused() {
 
 #[actix_web::test]
 async fn tampered_claims_keep_no_signature() {
-    for target in both().await {
+    for target in all().await {
         let genuine = target.genuine();
         let signature = genuine.rsplit('.').next().unwrap();
         for (field, value) in [
@@ -281,33 +304,62 @@ async fn tampered_claims_keep_no_signature() {
     }
 }
 
-#[actix_web::test]
-async fn hs256_signed_with_our_public_key_in_any_encoding_is_refused() {
-    let target = Target::eddsa().await;
-    let jwks: Value = client()
-        .get(target.app.url("/.well-known/jwks.json"))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
+/// The public key of a published JWK in every encoding an HS256 confusion attack might
+/// use as the HMAC secret.
+fn public_key_encodings(jwk: &Value) -> Vec<(&'static str, Vec<u8>)> {
+    use p256::pkcs8::{EncodePublicKey as _, LineEnding};
+    use rsa::pkcs1::EncodeRsaPublicKey as _;
+    let member = |name: &str| URL_SAFE_NO_PAD.decode(jwk[name].as_str().unwrap()).unwrap();
+    let mut encodings: Vec<(&'static str, Vec<u8>)> =
+        vec![("JWK JSON", jwk.to_string().into_bytes())];
+    let (raw, spki_der, spki_pem) = match jwk["kty"].as_str().unwrap() {
+        "OKP" => {
+            let raw = member("x");
+            // SubjectPublicKeyInfo for Ed25519 (RFC 8410): a fixed prefix and the raw key.
+            let mut der = vec![
+                0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
+            ];
+            der.extend_from_slice(&raw);
+            let pem = format!(
+                "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----",
+                STANDARD.encode(&der)
+            );
+            (raw, der, pem)
+        }
+        "EC" => {
+            let mut point = vec![0x04];
+            point.extend(member("x"));
+            point.extend(member("y"));
+            let key = p256::PublicKey::from_sec1_bytes(&point).unwrap();
+            encodings.push(("x || y", point[1..].to_vec()));
+            let der = key.to_public_key_der().unwrap().into_vec();
+            let pem = key.to_public_key_pem(LineEnding::LF).unwrap();
+            (point, der, pem)
+        }
+        "RSA" => {
+            let key = rsa::RsaPublicKey::new(
+                rsa::BigUint::from_bytes_be(&member("n")),
+                rsa::BigUint::from_bytes_be(&member("e")),
+            )
+            .unwrap();
+            let pkcs1 = key.to_pkcs1_der().unwrap().into_vec();
+            encodings.push((
+                "PKCS#1 PEM",
+                key.to_pkcs1_pem(LineEnding::LF).unwrap().into_bytes(),
+            ));
+            encodings.push(("modulus", member("n")));
+            let der = key.to_public_key_der().unwrap().into_vec();
+            let pem = key.to_public_key_pem(LineEnding::LF).unwrap();
+            (pkcs1, der, pem)
+        }
+        other => panic!("unexpected kty {other}"),
+    };
+    let first = ["x", "n"]
+        .into_iter()
+        .find_map(|m| jwk[m].as_str())
         .unwrap();
-    let jwk = &jwks["keys"][0];
-    let x = jwk["x"].as_str().unwrap();
-    let raw = URL_SAFE_NO_PAD.decode(x).unwrap();
-    assert_eq!(raw.len(), 32);
-    // SubjectPublicKeyInfo for Ed25519 (RFC 8410): a fixed prefix and the raw key.
-    let mut der = vec![
-        0x30, 0x2a, 0x30, 0x05, 0x06, 0x03, 0x2b, 0x65, 0x70, 0x03, 0x21, 0x00,
-    ];
-    der.extend_from_slice(&raw);
-    let pem = format!(
-        "-----BEGIN PUBLIC KEY-----\n{}\n-----END PUBLIC KEY-----",
-        STANDARD.encode(&der)
-    );
-    let encodings: Vec<(&str, Vec<u8>)> = vec![
-        ("raw bytes", raw.clone()),
-        ("base64url x", x.as_bytes().to_vec()),
+    encodings.extend([
+        ("base64url member", first.as_bytes().to_vec()),
         ("standard base64", STANDARD.encode(&raw).into_bytes()),
         (
             "hex",
@@ -316,23 +368,45 @@ async fn hs256_signed_with_our_public_key_in_any_encoding_is_refused() {
                 .collect::<String>()
                 .into_bytes(),
         ),
-        ("SPKI DER", der.clone()),
-        ("SPKI PEM", pem.clone().into_bytes()),
-        ("SPKI PEM + newline", format!("{pem}\n").into_bytes()),
-        ("JWK JSON", jwk.to_string().into_bytes()),
-    ];
-    for (what, secret) in encodings {
-        for typ in [Some("at+jwt"), Some("JWT"), None] {
-            let mut header = target.header_with("alg", "HS256".into());
-            match typ {
-                Some(t) => header["typ"] = t.into(),
-                None => {
-                    header.as_object_mut().unwrap().remove("typ");
+        ("raw bytes", raw),
+        ("SPKI DER", spki_der),
+        (
+            "SPKI PEM + newline",
+            format!("{}\n", spki_pem.trim_end()).into_bytes(),
+        ),
+        ("SPKI PEM", spki_pem.trim_end().as_bytes().to_vec()),
+    ]);
+    encodings
+}
+
+#[actix_web::test]
+async fn hs256_signed_with_our_public_key_in_any_encoding_is_refused() {
+    for alg in KeyAlg::ALL {
+        let target = Target::stored(alg).await;
+        let jwks: Value = client()
+            .get(target.app.url("/.well-known/jwks.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        for jwk in jwks["keys"].as_array().unwrap() {
+            for (what, secret) in public_key_encodings(jwk) {
+                for typ in [Some("at+jwt"), Some("JWT"), None] {
+                    let mut header = target.header_with("alg", "HS256".into());
+                    match typ {
+                        Some(t) => header["typ"] = t.into(),
+                        None => {
+                            header.as_object_mut().unwrap().remove("typ");
+                        }
+                    }
+                    let what = format!("{}: {what}", alg.name());
+                    target
+                        .refuses(&hs256(&header, &target.claims, &secret), &what)
+                        .await;
                 }
             }
-            target
-                .refuses(&hs256(&header, &target.claims, &secret), what)
-                .await;
         }
     }
 }
@@ -356,16 +430,24 @@ async fn hs256_tokens_signed_with_a_wrong_secret_are_refused() {
 }
 
 #[actix_web::test]
-async fn a_token_of_the_other_algorithm_is_refused() {
-    let [eddsa, hs] = both().await;
-    // The HS256 instance's genuine-looking token on the EdDSA instance, and vice versa.
-    eddsa.refuses(&hs.genuine(), "an HS256 token").await;
-    hs.refuses(&eddsa.genuine(), "an EdDSA token").await;
+async fn a_token_of_another_algorithm_is_refused() {
+    let targets = all().await;
+    // Each instance's genuine token on every other instance.
+    for target in &targets {
+        for other in targets.iter().filter(|o| o.alg != target.alg) {
+            let what = format!("a {:?} token on the {:?} instance", other.alg, target.alg);
+            target.refuses(&other.genuine(), &what).await;
+        }
+    }
+    // The instance's own key, with the header naming another algorithm.
     for alg in [
-        "RS256", "ES256", "PS256", "HS512", "EdDSA ", "eddsa", "hs256",
+        "RS256", "ES256", "PS256", "HS512", "ES384", "EdDSA ", "eddsa", "hs256", "HS256", "EdDSA",
     ] {
-        for target in [&eddsa, &hs] {
+        for target in &targets {
             let header = target.header_with("alg", alg.into());
+            if header == target.header {
+                continue;
+            }
             target
                 .refuses(&target.forge(&header, &target.claims), alg)
                 .await;
@@ -399,7 +481,7 @@ impl Tripwire {
 #[actix_web::test]
 async fn keys_named_in_the_token_are_never_trusted_or_fetched() {
     let tripwire = Tripwire::new();
-    for target in both().await {
+    for target in all().await {
         let (kid, attacker_key, public) = attacker_ed25519();
         let attacker_jwk = json!({
             "kty": "OKP", "crv": "Ed25519", "x": b64(&public), "kid": kid, "use": "sig", "alg": "EdDSA"
@@ -461,7 +543,7 @@ async fn keys_named_in_the_token_are_never_trusted_or_fetched() {
 
 #[actix_web::test]
 async fn kid_injection_is_refused() {
-    for target in both().await {
+    for target in all().await {
         let injected = [
             "../../dev/null",
             "../../../../../../dev/null",
@@ -508,7 +590,7 @@ async fn kid_injection_is_refused() {
 
 #[actix_web::test]
 async fn expired_tokens_are_refused_as_expired() {
-    for target in both().await {
+    for target in all().await {
         for exp in [now_secs() - 60, now_secs() - 86_400, 0] {
             let claims = target.claims_with("exp", exp.into());
             target
@@ -524,7 +606,7 @@ async fn expired_tokens_are_refused_as_expired() {
 
 #[actix_web::test]
 async fn a_token_not_yet_valid_is_refused() {
-    for target in both().await {
+    for target in all().await {
         let claims = target.claims_with("nbf", (now_secs() + 3600).into());
         target
             .refuses(&target.forge(&target.header, &claims), "nbf in an hour")
@@ -538,7 +620,7 @@ async fn a_token_not_yet_valid_is_refused() {
 
 #[actix_web::test]
 async fn wrong_issuer_audience_type_and_missing_expiry_are_refused() {
-    for target in both().await {
+    for target in all().await {
         let mut claims_cases = vec![
             (
                 "wrong iss",
@@ -615,7 +697,7 @@ async fn wrong_issuer_audience_type_and_missing_expiry_are_refused() {
 
 #[actix_web::test]
 async fn a_100_kb_header_is_refused_without_a_5xx() {
-    for target in both().await {
+    for target in all().await {
         let header = target.header_with("pad", "A".repeat(100 * 1024).into());
         let token = target.forge(&header, &target.claims);
         assert!(token.len() > 100 * 1024);
