@@ -242,7 +242,7 @@ fn check(database: &str, args: &ServeArgs) -> anyhow::Result<()> {
         )
     })?;
     db::connect(database)?;
-    let secs = |s: i64| format!("{s}s");
+    let secs = config::format_duration;
     let rows: Vec<(&str, String)> = vec![
         ("DATABASE_URL", db::display_url(database)),
         ("LATCHKEY_BIND", settings.bind.clone()),

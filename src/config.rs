@@ -299,6 +299,22 @@ fn duration_or_zero(var: &str, raw: &str) -> Result<i64, String> {
     })
 }
 
+/// Seconds as `parse_duration` reads them, largest units first: `1d12h`, `15m`, `0s`.
+pub fn format_duration(secs: i64) -> String {
+    if secs == 0 {
+        return "0s".into();
+    }
+    let mut out = String::new();
+    let mut rest = secs;
+    for (unit, size) in [('d', 86_400), ('h', 3_600), ('m', 60), ('s', 1)] {
+        if rest >= size {
+            out.push_str(&format!("{}{unit}", rest / size));
+            rest %= size;
+        }
+    }
+    out
+}
+
 /// `30s`, `15m`, `2h`, `7d`, or several in a row from the largest unit down (`1h30m`,
 /// `1d12h`) → seconds. Signs, spaces, repeated or misordered units and overflow are
 /// refused; `0s` is zero (callers decide whether zero can work).
@@ -362,7 +378,7 @@ fn repeat_period(secret: &[u8]) -> usize {
 
 #[cfg(test)]
 mod tests {
-    use super::parse_duration;
+    use super::{format_duration, parse_duration};
 
     #[test]
     fn the_public_url_scheme_is_case_insensitive() {
@@ -380,6 +396,19 @@ mod tests {
         assert_eq!(parse_duration("2h"), Some(7200));
         assert_eq!(parse_duration("7d"), Some(604_800));
         assert_eq!(parse_duration("0s"), Some(0));
+    }
+
+    #[test]
+    fn durations_print_as_they_parse() {
+        for (secs, text) in [
+            (0, "0s"),
+            (900, "15m"),
+            (129_600, "1d12h"),
+            (3_661, "1h1m1s"),
+        ] {
+            assert_eq!(format_duration(secs), text);
+            assert_eq!(parse_duration(text), Some(secs));
+        }
     }
 
     #[test]

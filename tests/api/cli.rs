@@ -190,7 +190,10 @@ async fn bad_settings_stop_start_up_naming_the_variable() {
         ("LATCHKEY_REFRESH_TTL", "0s"),
         ("LATCHKEY_SESSION_MAX", "forever"),
         ("LATCHKEY_REFRESH_REUSE_GRACE", "-1s"),
-        ("LATCHKEY_JWT_ALG", "RS256"),
+        ("LATCHKEY_JWT_ALG", "PS256"),
+        ("LATCHKEY_JWT_ALG", "es256"),
+        ("LATCHKEY_KEY_ROTATION", "soon"),
+        ("LATCHKEY_KEY_ROTATION", "0s"),
         ("LATCHKEY_LOGIN_MAX_FAILURES", "many"),
         ("LATCHKEY_LOGIN_LOCKOUT", "1y"),
         ("LATCHKEY_TRUSTED_PROXIES", "10.0.0.1,not-an-ip"),
@@ -488,6 +491,15 @@ fn check_prints_the_effective_settings_or_the_message_serve_would_stop_with() {
     assert!(out.contains("LATCHKEY_REFRESH_REUSE_GRACE=0s"), "{out}");
     assert!(out.contains("LATCHKEY_DB_POOL=16"), "{out}");
     assert!(!out.contains(secret), "the secret is never printed");
+    let rsa = run(&[
+        ("LATCHKEY_JWT_ALG", "RS256"),
+        ("LATCHKEY_KEY_ROTATION", "1d12h"),
+    ]);
+    let out = String::from_utf8_lossy(&rsa.stdout);
+    assert!(out.contains("LATCHKEY_JWT_ALG=RS256"), "{out}");
+    assert!(out.contains("LATCHKEY_KEY_ROTATION=1d12h"), "{out}");
+    let off = run(&[("LATCHKEY_KEY_ROTATION", "off")]);
+    assert!(String::from_utf8_lossy(&off.stdout).contains("LATCHKEY_KEY_ROTATION=off"));
     let bad = run(&[("LATCHKEY_ACCESS_TTL", "soon")]);
     assert!(!bad.status.success());
     let stderr = String::from_utf8_lossy(&bad.stderr);
