@@ -26,3 +26,4 @@ mod races;
 mod refresh;
 mod revocation;
 mod sign_in;
+mod verifiers;
