@@ -259,3 +259,55 @@ async fn node_jsonwebtoken_with_jwks_rsa_verifies_rs256_and_es256_across_a_rotat
         verifies_across_a_rotation(&dir, Library::JsonWebToken, alg, DISCOVERY).await;
     }
 }
+
+/// requests-oauthlib's password grant and refresh, with the answer it printed.
+fn oauth_client(dir: &std::path::Path, app: &TestApp, username: &str, password: &str) -> Value {
+    let mut child = Command::new(dir.join(".venv/bin/python"))
+        .arg(dir.join("oauth_client.py"))
+        .args([app.address.as_str(), username])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("python starts");
+    writeln!(child.stdin.take().unwrap(), "{password}").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "the OAuth client failed");
+    serde_json::from_slice(&out.stdout).expect("one JSON object")
+}
+
+#[actix_web::test]
+async fn an_off_the_shelf_oauth_client_signs_in_with_the_password_grant_and_refreshes() {
+    let Some(dir) = installed() else { return };
+    let port = free_port();
+    let app = spawn_app_with(|s| {
+        s.bind = format!("127.0.0.1:{port}");
+        s.public_url = format!("http://127.0.0.1:{port}");
+    })
+    .await;
+    let id = app.add_user("alice", Role::User);
+    let (dir, app) = (Arc::new(dir), Arc::new(app));
+    let run = |password: &'static str| {
+        let (dir, app) = (dir.clone(), app.clone());
+        // The client blocks on HTTP to the server running on this thread's runtime.
+        actix_web::rt::task::spawn_blocking(move || oauth_client(&dir, &app, "alice", password))
+    };
+    let answer = run(PASSWORD).await.unwrap();
+    assert_eq!(answer["token_type"], "Bearer");
+    for step in ["first", "second"] {
+        assert_eq!(answer[step]["id"], id.to_string(), "{answer}");
+        assert_eq!(answer[step]["username"], "alice");
+    }
+    assert_eq!(
+        answer["first"]["session_id"], answer["second"]["session_id"],
+        "one session"
+    );
+    assert_eq!(answer["rotated"], true, "{answer}");
+    assert_eq!(answer["expires_in"], 900);
+
+    let refused = run("a wrong password").await.unwrap();
+    assert_eq!(
+        refused,
+        serde_json::json!({"error": "invalid_grant", "status": 400})
+    );
+}
