@@ -26,7 +26,7 @@ const METADATA_MAX_AGE_SECS: u32 = 300;
 /// The OpenID members are there so strict OpenID metadata parsers accept it.
 pub async fn metadata(state: Data<AppState>) -> HttpResponse {
     let issuer = &state.settings.public_url;
-    let alg = format!("{:?}", state.tokens.keys.current().algorithm);
+    let alg = state.settings.jwt_alg.name();
     HttpResponse::Ok()
         .insert_header((
             header::CACHE_CONTROL,

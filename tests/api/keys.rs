@@ -88,6 +88,18 @@ async fn access_tokens_have_spec_header_and_claims_and_verify_with_the_jwks() {
             "{alg:?}"
         );
         assert_eq!(app.me(&access).await["username"], "alice");
+        let metadata: Value = client()
+            .get(app.url("/.well-known/openid-configuration"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(
+            metadata["id_token_signing_alg_values_supported"],
+            serde_json::json!([alg.name()])
+        );
     }
 }
 

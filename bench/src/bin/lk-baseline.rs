@@ -1,7 +1,7 @@
 //! The baselines latchkey is measured against, each run on the server's core by
 //! `bench/run`:
 //! - `serve`: plain actix-web handlers: a fixed JSON body, and the same body after
-//!   verifying an EdDSA or HS256 JWT with jsonwebtoken on every request;
+//!   verifying an EdDSA, ES256, RS256 or HS256 JWT with jsonwebtoken on every request;
 //! - `sqlite`: the refresh rotation transaction in raw SQLite (prepared statements,
 //!   WAL, synchronous=NORMAL) on latchkey's own schema;
 //! - `postgres`: the same rotation transaction in raw PostgreSQL statements through libpq
@@ -112,10 +112,8 @@ struct Scheme {
     validation: Validation,
 }
 
-struct Baselines {
-    eddsa: Scheme,
-    hs256: Scheme,
-}
+/// One scheme per algorithm, by its path name (`eddsa`, `es256`, `rs256`, `hs256`).
+struct Baselines(std::collections::HashMap<String, Scheme>);
 
 fn scheme(alg: jsonwebtoken::Algorithm, encoding: &EncodingKey, key: DecodingKey) -> Scheme {
     let now = std::time::SystemTime::now()
@@ -149,6 +147,8 @@ fn scheme(alg: jsonwebtoken::Algorithm, encoding: &EncodingKey, key: DecodingKey
 }
 
 fn baselines() -> anyhow::Result<Baselines> {
+    use jsonwebtoken::Algorithm as Alg;
+    use rsa::pkcs1::{EncodeRsaPrivateKey as _, EncodeRsaPublicKey as _};
     let mut seed = [0u8; 32];
     rand::fill(&mut seed);
     let signing = ed25519_dalek::SigningKey::from_bytes(&seed);
@@ -156,19 +156,55 @@ fn baselines() -> anyhow::Result<Baselines> {
         .to_pkcs8_der()
         .map_err(|e| anyhow::anyhow!("pkcs8: {e}"))?;
     let public = signing.verifying_key().to_bytes();
+    let ec = p256::ecdsa::SigningKey::random(&mut rsa::rand_core::OsRng);
+    let ec_der = ec
+        .to_pkcs8_der()
+        .map_err(|e| anyhow::anyhow!("pkcs8: {e}"))?;
+    let ec_point = ec.verifying_key().to_encoded_point(false);
+    let rsa_key = rsa::RsaPrivateKey::new(&mut rsa::rand_core::OsRng, 2048)?;
+    let rsa_der = rsa_key.to_pkcs1_der()?;
+    let rsa_public = rsa_key.to_public_key().to_pkcs1_der()?;
     let secret = [42u8; 32];
-    Ok(Baselines {
-        eddsa: scheme(
-            jsonwebtoken::Algorithm::EdDSA,
-            &EncodingKey::from_ed_der(der.as_bytes()),
-            DecodingKey::from_ed_der(&public),
+    let schemes = [
+        (
+            "eddsa",
+            scheme(
+                Alg::EdDSA,
+                &EncodingKey::from_ed_der(der.as_bytes()),
+                DecodingKey::from_ed_der(&public),
+            ),
         ),
-        hs256: scheme(
-            jsonwebtoken::Algorithm::HS256,
-            &EncodingKey::from_secret(&secret),
-            DecodingKey::from_secret(&secret),
+        (
+            "es256",
+            scheme(
+                Alg::ES256,
+                &EncodingKey::from_ec_der(ec_der.as_bytes()),
+                DecodingKey::from_ec_der(ec_point.as_bytes()),
+            ),
         ),
-    })
+        (
+            "rs256",
+            scheme(
+                Alg::RS256,
+                &EncodingKey::from_rsa_der(rsa_der.as_bytes()),
+                DecodingKey::from_rsa_der(rsa_public.as_bytes()),
+            ),
+        ),
+        (
+            "hs256",
+            scheme(
+                Alg::HS256,
+                &EncodingKey::from_secret(&secret),
+                DecodingKey::from_secret(&secret),
+            ),
+        ),
+    ];
+    Ok(Baselines(
+        schemes
+            .into_iter()
+            .map(|(n, s)| (n.to_owned(), s))
+            .collect(),
+    ))
 }
 
 async fn fixed() -> HttpResponse {
@@ -191,20 +227,18 @@ fn verified(req: &HttpRequest, scheme: &Scheme) -> HttpResponse {
     }
 }
 
-async fn verify_eddsa(req: HttpRequest, b: Data<Baselines>) -> HttpResponse {
-    verified(&req, &b.eddsa)
+async fn verify(req: HttpRequest, alg: web::Path<String>, b: Data<Baselines>) -> HttpResponse {
+    match b.0.get(alg.as_str()) {
+        Some(scheme) => verified(&req, scheme),
+        None => HttpResponse::NotFound().finish(),
+    }
 }
 
-async fn verify_hs256(req: HttpRequest, b: Data<Baselines>) -> HttpResponse {
-    verified(&req, &b.hs256)
-}
-
-async fn token_eddsa(b: Data<Baselines>) -> HttpResponse {
-    HttpResponse::Ok().body(b.eddsa.token.clone())
-}
-
-async fn token_hs256(b: Data<Baselines>) -> HttpResponse {
-    HttpResponse::Ok().body(b.hs256.token.clone())
+async fn token(alg: web::Path<String>, b: Data<Baselines>) -> HttpResponse {
+    match b.0.get(alg.as_str()) {
+        Some(scheme) => HttpResponse::Ok().body(scheme.token.clone()),
+        None => HttpResponse::NotFound().finish(),
+    }
 }
 
 fn serve() -> anyhow::Result<()> {
@@ -217,10 +251,8 @@ fn serve() -> anyhow::Result<()> {
             App::new()
                 .app_data(state.clone())
                 .route("/fixed", web::get().to(fixed))
-                .route("/verify/eddsa", web::get().to(verify_eddsa))
-                .route("/verify/hs256", web::get().to(verify_hs256))
-                .route("/token/eddsa", web::get().to(token_eddsa))
-                .route("/token/hs256", web::get().to(token_hs256))
+                .route("/verify/{alg}", web::get().to(verify))
+                .route("/token/{alg}", web::get().to(token))
         })
         .workers(workers)
         .listen(listener)?
