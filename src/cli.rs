@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 
 use crate::api::views::{SessionList, SessionView, UserList, UserView};
 use crate::clock::{self, rfc3339};
-use crate::config::{self, ServeArgs, Settings};
+use crate::config::{self, MfaKeySource, ServeArgs, Settings};
 use crate::db::{self, Conn};
 use crate::domain::{Password, Role, SessionId, Username};
 use crate::passwords;
@@ -234,7 +234,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
 }
 
 fn check(database: &str, args: &ServeArgs) -> anyhow::Result<()> {
-    let settings = Settings::from_args(args).map_err(anyhow::Error::msg)?;
+    let mut settings = Settings::from_args(args).map_err(anyhow::Error::msg)?;
+    settings.mfa_key = mfa_key_source(database, settings.mfa_key)?;
     tracing_subscriber::EnvFilter::try_new(&args.log_filter).map_err(|e| {
         anyhow!(
             "RUST_LOG: '{}' is not a log filter: {e}",
@@ -272,6 +273,7 @@ fn check(database: &str, args: &ServeArgs) -> anyhow::Result<()> {
             }
             .into(),
         ),
+        ("LATCHKEY_MFA_KEY", format!("{:?}", settings.mfa_key)),
         (
             "LATCHKEY_LOGIN_MAX_FAILURES",
             settings.login_max_failures.to_string(),
@@ -298,8 +300,20 @@ fn check(database: &str, args: &ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// Without `LATCHKEY_MFA_KEY`, a SQLite database's second-factor key is a file beside it
+/// (`<database>.mfa-key`): a copy of the database alone then opens no second factor.
+fn mfa_key_source(database: &str, given: MfaKeySource) -> anyhow::Result<MfaKeySource> {
+    Ok(match (given, db::locate(database)?) {
+        (MfaKeySource::Database, db::Location::Sqlite(path)) => {
+            MfaKeySource::File(format!("{path}.mfa-key").into())
+        }
+        (source, _) => source,
+    })
+}
+
 fn serve(database: &str, args: ServeArgs) -> anyhow::Result<()> {
-    let settings = Settings::from_args(&args).map_err(anyhow::Error::msg)?;
+    let mut settings = Settings::from_args(&args).map_err(anyhow::Error::msg)?;
+    settings.mfa_key = mfa_key_source(database, settings.mfa_key)?;
     let pool = args.db_pool().map_err(anyhow::Error::msg)?;
     init_logging(&args.log_filter)?;
     if args.demo && !is_loopback(&settings.bind)? {

@@ -6,6 +6,7 @@ use clap::Args;
 
 use crate::client::ProxyRange;
 use crate::clock::{Millis, SECOND};
+use crate::mfa::MfaKey;
 use crate::tokens::access::LEEWAY_SECS;
 use crate::tokens::keys::KeyAlg;
 
@@ -51,6 +52,11 @@ pub struct ServeArgs {
     /// Lockout window.
     #[arg(long, env = "LATCHKEY_LOGIN_LOCKOUT", default_value = "15m")]
     pub login_lockout: String,
+    /// The key second-factor secrets are sealed with: 43 base64url characters (32 bytes;
+    /// `openssl rand 32 | basenc --base64url | tr -d =`). Default: a key file beside a
+    /// SQLite database; on PostgreSQL set it (the same on every instance).
+    #[arg(long, env = "LATCHKEY_MFA_KEY", hide_env_values = true)]
+    pub mfa_key: Option<String>,
     /// Comma-separated proxy IPs or CIDR ranges whose X-Forwarded-For is believed.
     #[arg(long, env = "LATCHKEY_TRUSTED_PROXIES")]
     pub trusted_proxies: Option<String>,
@@ -129,6 +135,30 @@ pub struct Settings {
     pub login_max_failures: u32,
     pub login_lockout: i64,
     pub trusted_proxies: Vec<ProxyRange>,
+    /// Where the second-factor key comes from (see `MfaKeySource`).
+    pub mfa_key: MfaKeySource,
+}
+
+/// The key second-factor secrets are sealed with.
+#[derive(Clone)]
+pub enum MfaKeySource {
+    /// `LATCHKEY_MFA_KEY`.
+    Given(MfaKey),
+    /// A key file, made on first use (beside a SQLite database).
+    File(std::path::PathBuf),
+    /// Kept in the database itself (PostgreSQL without `LATCHKEY_MFA_KEY`): a copy of
+    /// the database then holds it too, which start-up warns about.
+    Database,
+}
+
+impl std::fmt::Debug for MfaKeySource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            MfaKeySource::Given(_) => f.write_str("<set>"),
+            MfaKeySource::File(path) => write!(f, "file {}", path.display()),
+            MfaKeySource::Database => f.write_str("in the database"),
+        }
+    }
 }
 
 /// The per-IP ceiling is this many times the per-(username, IP) limit.
@@ -241,6 +271,12 @@ impl Settings {
             login_max_failures,
             login_lockout: duration("LATCHKEY_LOGIN_LOCKOUT", &args.login_lockout)?,
             trusted_proxies,
+            mfa_key: match &args.mfa_key {
+                Some(text) => MfaKeySource::Given(MfaKey::parse(text).ok_or(
+                    "LATCHKEY_MFA_KEY: must be 32 random bytes as 43 base64url characters",
+                )?),
+                None => MfaKeySource::Database,
+            },
         };
         if args.jwt_secret.is_some() && !matches!(settings.jwt_alg, JwtAlg::Hs256 { .. }) {
             return Err(

@@ -14,6 +14,8 @@ pub enum ApiError {
     BadRequest(String),
     #[error("wrong username or password")]
     InvalidCredentials,
+    #[error("this account has two-step sign-in: send a current code or a recovery code as otp")]
+    MfaRequired,
     #[error("too many failed sign-ins; try again in {0} seconds")]
     TooManyAttempts(i64),
     #[error("the refresh token is missing, unknown, expired or revoked")]
@@ -51,6 +53,7 @@ impl ApiError {
         match self {
             ApiError::BadRequest(_) => "invalid_request",
             ApiError::InvalidCredentials => "invalid_credentials",
+            ApiError::MfaRequired => "mfa_required",
             ApiError::TooManyAttempts(_) => "too_many_attempts",
             ApiError::InvalidRefreshToken => "invalid_refresh_token",
             ApiError::MissingToken | ApiError::InvalidToken => "invalid_token",
@@ -79,6 +82,7 @@ impl ResponseError for ApiError {
         match self {
             ApiError::BadRequest(_) => StatusCode::BAD_REQUEST,
             ApiError::InvalidCredentials
+            | ApiError::MfaRequired
             | ApiError::InvalidRefreshToken
             | ApiError::MissingToken
             | ApiError::InvalidToken
@@ -102,7 +106,7 @@ impl ResponseError for ApiError {
         // RFC 9110 §15.5.2: every 401 says how to authenticate. RFC 6750 §3: no error
         // attribute when the request carried no token.
         match self {
-            ApiError::MissingToken | ApiError::InvalidCredentials => {
+            ApiError::MissingToken | ApiError::InvalidCredentials | ApiError::MfaRequired => {
                 response.insert_header((header::WWW_AUTHENTICATE, r#"Bearer realm="latchkey""#));
             }
             ApiError::InvalidToken
@@ -145,6 +149,9 @@ impl From<ApiError> for OAuthError {
     fn from(e: ApiError) -> Self {
         match e {
             ApiError::InvalidCredentials => OAuthError::InvalidGrant("wrong username or password"),
+            ApiError::MfaRequired => OAuthError::InvalidGrant(
+                "this account has two-step sign-in: send a current code or a recovery code as otp",
+            ),
             ApiError::InvalidRefreshToken => {
                 OAuthError::InvalidGrant("the refresh token is unknown, expired, revoked or reused")
             }

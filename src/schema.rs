@@ -87,6 +87,26 @@ diesel::table! {
         user_agent -> Text,
         revoked_at -> Nullable<BigInt>,
         revoked_reason -> Nullable<Text>,
+        amr -> Text,
+    }
+}
+
+diesel::table! {
+    totp_factors (user_id) {
+        user_id -> BigInt,
+        secret -> Binary,
+        created_at -> BigInt,
+        last_step -> BigInt,
+    }
+}
+
+diesel::table! {
+    recovery_codes (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        code_hash -> Binary,
+        created_at -> BigInt,
+        used_at -> Nullable<BigInt>,
     }
 }
 
@@ -116,6 +136,8 @@ diesel::table! {
 
 diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(sessions -> users (user_id));
+diesel::joinable!(totp_factors -> users (user_id));
+diesel::joinable!(recovery_codes -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     app_secrets,
@@ -127,5 +149,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     revocations,
     sessions,
     signing_keys,
+    totp_factors,
+    recovery_codes,
     users,
 );

@@ -14,8 +14,9 @@ use actix_web::web::{self, Data};
 use actix_web::{App, HttpServer};
 
 use crate::clock::{self, SECOND};
-use crate::config::{JwtAlg, Settings};
+use crate::config::{JwtAlg, MfaKeySource, Settings};
 use crate::db::Db;
+use crate::mfa::MfaKey;
 use crate::passwords::Hasher;
 use crate::revocation::RevokedSessions;
 use crate::state::AppState;
@@ -136,8 +137,10 @@ fn build_state(settings: Settings, store: Store) -> anyhow::Result<AppState> {
     revoked.sync_blocking(&store)?;
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
     let successor_key = successor_key(&store)?;
+    let mfa_key = mfa_key(&settings.mfa_key, &store)?;
     Ok(AppState {
         successor_key,
+        mfa_key,
         tokens: AccessTokens::new(
             Keys::new(keys),
             settings.public_url.clone(),
@@ -221,6 +224,61 @@ fn shared_secret<const N: usize>(store: &Store, name: &'static str) -> anyhow::R
         .as_slice()
         .try_into()
         .map_err(|_| anyhow::anyhow!("the stored secret {name} is malformed (app_secrets)"))
+}
+
+/// The key second-factor secrets are sealed with, from where `source` says. The database
+/// keeps a check value of it, so an instance started with another key than the one the
+/// stored factors were sealed with stops at once instead of refusing every code.
+fn mfa_key(source: &MfaKeySource, store: &Store) -> anyhow::Result<MfaKey> {
+    let key = match source {
+        MfaKeySource::Given(key) => key.clone(),
+        MfaKeySource::File(path) => mfa_key_file(path)?,
+        MfaKeySource::Database => {
+            tracing::warn!(
+                "LATCHKEY_MFA_KEY is not set: the key sealing second factors is kept in the database"
+            );
+            MfaKey::new(&shared_secret(store, "mfa_key")?)
+        }
+    };
+    let check = key.check_value();
+    let stored = store.shared_secret_blocking("mfa_key_check", check.clone())?;
+    if stored != check {
+        if store.any_totp_factor_blocking()? {
+            anyhow::bail!(
+                "LATCHKEY_MFA_KEY: not the key this database's second factors were sealed with ({source:?})"
+            );
+        }
+        store.replace_secret_blocking("mfa_key_check", check)?;
+    }
+    Ok(key)
+}
+
+/// The key in `path`, or a new one written there (readable by this user only).
+fn mfa_key_file(path: &std::path::Path) -> anyhow::Result<MfaKey> {
+    use std::io::Write as _;
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let shown = path.display();
+    match std::fs::read_to_string(path) {
+        Ok(text) => MfaKey::parse(&text)
+            .ok_or_else(|| anyhow::anyhow!("the second-factor key file {shown} is malformed")),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            let text = MfaKey::generate_text();
+            let mut file = std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| {
+                    anyhow::anyhow!("cannot create the second-factor key file {shown}: {e}")
+                })?;
+            writeln!(file, "{text}").map_err(|e| {
+                anyhow::anyhow!("cannot write the second-factor key file {shown}: {e}")
+            })?;
+            tracing::info!(file = %shown, "made the key second factors are sealed with");
+            Ok(MfaKey::parse(&text).expect("a generated key parses"))
+        }
+        Err(e) => anyhow::bail!("cannot read the second-factor key file {shown}: {e}"),
+    }
 }
 
 /// The key that signs and encrypts the pages' cookie session (CSRF token, flash), so

@@ -1,6 +1,7 @@
 //! What every handler can reach.
 
 use crate::config::Settings;
+use crate::mfa::MfaKey;
 use crate::passwords::Hasher;
 use crate::revocation::RevokedSessions;
 use crate::store::sessions::Lifetimes;
@@ -16,6 +17,8 @@ pub struct AppState {
     pub revoked: RevokedSessions,
     /// Derives each refresh token's successor (see `tokens::refresh`).
     pub successor_key: SuccessorKey,
+    /// Seals second-factor secrets (see `mfa::key`).
+    pub mfa_key: MfaKey,
 }
 
 impl AppState {

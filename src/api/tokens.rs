@@ -18,6 +18,9 @@ use crate::store::sessions::Client;
 pub struct Credentials {
     username: String,
     password: String,
+    /// A TOTP code or a recovery code, for an account with two-step sign-in.
+    #[serde(default)]
+    otp: Option<String>,
 }
 
 #[derive(Serialize)]
@@ -67,7 +70,14 @@ pub async fn token(
         return Ok(native_grant(&state, &body, &client).await?);
     }
     let body = web::Json::<Credentials>::from_request(&req, &mut payload).await?;
-    let signed_in = flows::sign_in(&state, &body.username, &body.password, &client).await?;
+    let signed_in = flows::sign_in(
+        &state,
+        &body.username,
+        &body.password,
+        body.otp.as_deref(),
+        &client,
+    )
+    .await?;
     Ok(token_response(&state, &signed_in))
 }
 
@@ -96,6 +106,7 @@ struct GrantForm {
     grant_type: Option<String>,
     username: Option<String>,
     password: Option<String>,
+    otp: Option<String>,
     refresh_token: Option<String>,
 }
 
@@ -120,7 +131,7 @@ async fn native_grant(
         Some("password") => {
             let username = form.username.ok_or_else(|| missing("username"))?;
             let password = form.password.ok_or_else(|| missing("password"))?;
-            flows::sign_in(state, &username, &password, client).await?
+            flows::sign_in(state, &username, &password, form.otp.as_deref(), client).await?
         }
         Some("refresh_token") => {
             let token = form.refresh_token.ok_or_else(|| missing("refresh_token"))?;

@@ -6,6 +6,8 @@ use crate::client;
 use crate::clock::{self, Millis, SECOND};
 use crate::domain::{Password, SessionId, UserId, Username};
 use crate::error::ApiError;
+use crate::mfa::recovery;
+use crate::mfa::totp::Secret;
 use crate::state::AppState;
 use std::time::Duration;
 
@@ -127,14 +129,18 @@ async fn attempt_failed(
     Ok(())
 }
 
-/// Checks the password, applies the lockout, starts a session. Unknown users, disabled
-/// users and wrong passwords all cost one argon2 verification and give the same error.
-/// The attempt is counted before the hash is checked, and the session is started in the
-/// transaction that re-reads the user row (see `sessions::start`).
+/// Checks the password (and, for an account with two-step sign-in, the code `otp`),
+/// applies the lockout, starts a session. Unknown users, disabled users and wrong
+/// passwords all cost one argon2 verification and give the same error; whether the
+/// account has a second factor shows only once the password was right. The attempt is
+/// counted before the hash is checked, a wrong code counts as a failure like a wrong
+/// password, and the session is started in the transaction that re-reads the user row
+/// (see `sessions::start`).
 pub async fn sign_in(
     state: &Data<AppState>,
     username: &str,
     password: &str,
+    otp: Option<&str>,
     client: &Client,
 ) -> Result<SignedIn, ApiError> {
     let parsed = Username::parse(username).ok();
@@ -158,6 +164,22 @@ pub async fn sign_in(
         attempt_failed(state, reservation, known_id, &actor, client, now).await?;
         return Err(ApiError::InvalidCredentials);
     };
+    let amr = match second_factor(state, &user, otp, &actor).await? {
+        Factor::None => Amr::Password,
+        Factor::Passed => Amr::PasswordOtp,
+        Factor::Missing => {
+            let policy = lockout_policy(state);
+            state
+                .store
+                .withdraw_attempt(now, reservation, policy)
+                .await?;
+            return Err(ApiError::MfaRequired);
+        }
+        Factor::Failed => {
+            attempt_failed(state, reservation, known_id, &actor, client, now).await?;
+            return Err(ApiError::InvalidCredentials);
+        }
+    };
 
     let refresh = RefreshToken::generate();
     let hash = refresh.hash();
@@ -168,6 +190,7 @@ pub async fn sign_in(
         .start_session(
             now,
             user,
+            amr.stored(),
             client.clone(),
             hash.to_vec(),
             life,
@@ -182,6 +205,59 @@ pub async fn sign_in(
     };
     tracing::info!(user = %user.username, session = session.id, ip = %client.ip, "signed in");
     signed_in(state, &user, &session, refresh, now)
+}
+
+/// Where a sign-in stands with the account's second factor.
+enum Factor {
+    /// The account has none.
+    None,
+    /// It has one, and no code was given.
+    Missing,
+    /// A right TOTP code (of a time step not used before) or an unused recovery code.
+    Passed,
+    Failed,
+}
+
+/// Checks `otp` against the account's second factor, after its password was right.
+async fn second_factor(
+    state: &AppState,
+    user: &UserRow,
+    otp: Option<&str>,
+    actor: &Actor,
+) -> Result<Factor, ApiError> {
+    let Some(sealed) = state.store.sealed_totp_secret(user.id).await? else {
+        return Ok(Factor::None);
+    };
+    let Some(otp) = otp.filter(|o| !o.trim().is_empty()) else {
+        return Ok(Factor::Missing);
+    };
+    let secret = state
+        .mfa_key
+        .open(user.id, &sealed)
+        .and_then(Secret::from_bytes)
+        .ok_or_else(|| {
+            tracing::error!(user = %user.username, "cannot open the TOTP secret: is LATCHKEY_MFA_KEY the key it was set up with?");
+            ApiError::Unavailable
+        })?;
+    if let Some(step) = secret.matching_step(otp, clock::now() / SECOND) {
+        let fresh = state.store.accept_totp_step(user.id, step).await?;
+        return Ok(if fresh {
+            Factor::Passed
+        } else {
+            Factor::Failed
+        });
+    }
+    if let Some(hash) = recovery::digest(&state.mfa_key, otp) {
+        if state
+            .store
+            .use_recovery_code(user.id, hash, actor.clone())
+            .await?
+        {
+            tracing::info!(user = %user.username, "signed in with a recovery code");
+            return Ok(Factor::Passed);
+        }
+    }
+    Ok(Factor::Failed)
 }
 
 fn lockout_policy(state: &AppState) -> lockout::Policy {
@@ -239,7 +315,7 @@ fn signed_in(
             SessionClaims {
                 id: SessionId(session.id),
                 auth_time: session.created_at / SECOND,
-                amr: Amr::Password,
+                amr: Amr::from_stored(&session.amr),
                 not_after: session.absolute_expires_at / SECOND,
             },
         )

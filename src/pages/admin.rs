@@ -456,6 +456,10 @@ fn event_name(kind: &str) -> String {
         "password_changed" => "Password changed".into(),
         "key_rotated" => "Signing key rotated".into(),
         "key_revoked" => "Signing key revoked".into(),
+        "mfa_enabled" => "Two-step sign-in on".into(),
+        "mfa_disabled" => "Two-step sign-in off".into(),
+        "recovery_code_used" => "Recovery code used".into(),
+        "mfa_reset" => "Two-step sign-in reset".into(),
         other => other.replace('_', " "),
     }
 }

@@ -129,6 +129,7 @@ impl From<ApiError> for PageError {
             | ApiError::TokenExpired
             | ApiError::SessionRevoked => PageError::Renew(crate::next_path::DEFAULT.into()),
             ApiError::InvalidCredentials
+            | ApiError::MfaRequired
             | ApiError::TooManyAttempts(_)
             | ApiError::InvalidRefreshToken
             | ApiError::Internal => PageError::Internal,

@@ -92,7 +92,7 @@ pub async fn submit(
         }
         .customize()
     };
-    match flows::sign_in(&state, &form.username, &form.password, &client).await {
+    match flows::sign_in(&state, &form.username, &form.password, None, &client).await {
         Ok(signed_in) => {
             // A new sign-in gets a new cookie session: nothing from before carries over.
             session.clear();

@@ -22,6 +22,10 @@ pub enum EventKind {
     PasswordChanged,
     KeyRotated,
     KeyRevoked,
+    MfaEnabled,
+    MfaDisabled,
+    RecoveryCodeUsed,
+    MfaReset,
 }
 
 impl EventKind {
@@ -41,6 +45,10 @@ impl EventKind {
             EventKind::PasswordChanged => "password_changed",
             EventKind::KeyRotated => "key_rotated",
             EventKind::KeyRevoked => "key_revoked",
+            EventKind::MfaEnabled => "mfa_enabled",
+            EventKind::MfaDisabled => "mfa_disabled",
+            EventKind::RecoveryCodeUsed => "recovery_code_used",
+            EventKind::MfaReset => "mfa_reset",
         }
     }
 }

@@ -462,6 +462,28 @@ pub fn release(
     reservation: &Reservation,
     policy: Policy,
 ) -> Result<(), StoreError> {
+    give_back(conn, now, reservation, policy, true)
+}
+
+/// The reserved attempt ended without a verdict on what it guesses (a right password
+/// whose second factor is still to come): its count is given back, but nothing is
+/// forgiven, so wrong codes keep counting across such attempts.
+pub fn withdraw(
+    conn: &mut Conn,
+    now: Millis,
+    reservation: &Reservation,
+    policy: Policy,
+) -> Result<(), StoreError> {
+    give_back(conn, now, reservation, policy, false)
+}
+
+fn give_back(
+    conn: &mut Conn,
+    now: Millis,
+    reservation: &Reservation,
+    policy: Policy,
+    forgive: bool,
+) -> Result<(), StoreError> {
     let (username, client) = (reservation.username.as_str(), reservation.client.as_str());
     write_tx(conn, |conn| {
         hold_counters(conn, username, client)?;
@@ -470,7 +492,7 @@ pub fn release(
                 conn,
                 username,
                 client,
-                success_step(pair, now, policy.window, true),
+                success_step(pair, now, policy.window, forgive),
             )?;
         }
         if let Some(ip) = ip_counter(conn, client)? {

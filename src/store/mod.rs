@@ -10,6 +10,7 @@
 pub mod audit;
 pub mod keys;
 pub mod lockout;
+pub mod mfa;
 mod ops;
 pub mod purge;
 pub mod secrets;

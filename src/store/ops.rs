@@ -8,12 +8,13 @@
 use super::audit::{self, AuditRow};
 use super::keys::{self, KeyRow};
 use super::lockout::{self, Attempt, Peek, Policy, Reservation};
+use super::mfa;
 use super::purge::{self, Purged};
 use super::sessions::{
     self, Client, Lifetimes, Revocations, Rotation, SessionRow, SessionWithUser, Verified,
 };
 use super::users::{self, UserRow};
-use super::{secrets, Actor, Statement, StoreError};
+use super::{secrets, write_tx, Actor, Statement, StoreError};
 use crate::clock::{self, Millis};
 use crate::db::Db;
 use crate::domain::{Role, Username};
@@ -176,6 +177,19 @@ impl Store {
     }
 
     /// Gives a reserved attempt back: it succeeded.
+    /// Gives a reserved attempt back without forgiving earlier failures (see
+    /// `lockout::withdraw`).
+    pub async fn withdraw_attempt(
+        &self,
+        now: Millis,
+        reservation: Reservation,
+        policy: Policy,
+    ) -> Result<(), StoreError> {
+        self.db
+            .write(move |conn| lockout::withdraw(conn, now, &reservation, policy))
+            .await
+    }
+
     pub async fn release_attempt(
         &self,
         now: Millis,
@@ -197,6 +211,7 @@ impl Store {
         &self,
         now: Millis,
         user: UserRow,
+        amr: &'static str,
         client: Client,
         token_hash: Vec<u8>,
         life: Lifetimes,
@@ -205,7 +220,11 @@ impl Store {
     ) -> Result<Option<(SessionRow, UserRow)>, StoreError> {
         self.db
             .write(move |conn| {
-                let verified = Verified::from(&user);
+                let verified = Verified {
+                    user_id: user.id,
+                    password_hash: &user.password_hash,
+                    amr,
+                };
                 let started = sessions::start(conn, now, verified, &client, &token_hash, life)?;
                 if started.is_some() {
                     lockout::release(conn, now, &attempt, policy)?;
@@ -378,6 +397,84 @@ impl Store {
             .await
     }
 
+    // ---- second factors ----
+
+    /// A user's sealed TOTP secret, if they have two-step sign-in.
+    pub async fn sealed_totp_secret(&self, user_id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        self.db
+            .read(move |conn| mfa::sealed_secret(conn, user_id))
+            .await
+    }
+
+    pub async fn recovery_codes_left(&self, user_id: i64) -> Result<i64, StoreError> {
+        self.db
+            .read(move |conn| mfa::codes_left(conn, user_id))
+            .await
+    }
+
+    /// Accepts a TOTP time step once (see `mfa::accept_step`).
+    pub async fn accept_totp_step(&self, user_id: i64, step: i64) -> Result<bool, StoreError> {
+        self.db
+            .write(move |conn| mfa::accept_step(conn, user_id, step))
+            .await
+    }
+
+    pub async fn use_recovery_code(
+        &self,
+        user_id: i64,
+        hash: Vec<u8>,
+        actor: Actor,
+    ) -> Result<bool, StoreError> {
+        self.db
+            .write(move |conn| mfa::use_recovery_code(conn, clock::now(), user_id, &hash, &actor))
+            .await
+    }
+
+    pub async fn enable_totp(
+        &self,
+        user_id: i64,
+        sealed: Vec<u8>,
+        confirmed_step: i64,
+        code_hashes: Vec<Vec<u8>>,
+        actor: Actor,
+    ) -> Result<(), StoreError> {
+        self.db
+            .write(move |conn| {
+                mfa::enable(
+                    conn,
+                    clock::now(),
+                    user_id,
+                    &sealed,
+                    confirmed_step,
+                    &code_hashes,
+                    &actor,
+                )
+            })
+            .await
+    }
+
+    pub async fn replace_recovery_codes(
+        &self,
+        user_id: i64,
+        code_hashes: Vec<Vec<u8>>,
+    ) -> Result<(), StoreError> {
+        self.db
+            .write(move |conn| mfa::replace_codes(conn, clock::now(), user_id, &code_hashes))
+            .await
+    }
+
+    /// Turns a user's TOTP off (`reset`: by an admin, revoking their sessions too).
+    pub async fn remove_totp(
+        &self,
+        user_id: i64,
+        reset: bool,
+        actor: Actor,
+    ) -> Result<bool, StoreError> {
+        self.db
+            .write(move |conn| mfa::remove(conn, clock::now(), user_id, reset, &actor))
+            .await
+    }
+
     // ---- signing keys and shared secrets ----
 
     /// Keys of `algorithm` that may still verify a live token (see `keys::usable`).
@@ -434,6 +531,22 @@ impl Store {
     ) -> Result<Vec<u8>, StoreError> {
         self.db
             .write_blocking(move |conn| secrets::get_or_create(conn, clock::now(), name, &fresh))
+    }
+
+    pub fn replace_secret_blocking(
+        &self,
+        name: &'static str,
+        value: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        self.db.write_blocking(move |conn| {
+            write_tx(conn, |conn| {
+                secrets::replace(conn, clock::now(), name, &value)
+            })
+        })
+    }
+
+    pub fn any_totp_factor_blocking(&self) -> Result<bool, StoreError> {
+        mfa::any_factor(&mut self.db.reader()?)
     }
 
     // ---- housekeeping ----

@@ -28,3 +28,16 @@ pub fn get_or_create(
         .select(app_secrets::value)
         .one(conn)?)
 }
+
+/// Sets the secret called `name` to `value`, whatever it was.
+pub fn replace(conn: &mut Conn, now: Millis, name: &str, value: &[u8]) -> Result<(), StoreError> {
+    diesel::delete(app_secrets::table.find(name)).run(conn)?;
+    diesel::insert_into(app_secrets::table)
+        .values((
+            app_secrets::name.eq(name),
+            app_secrets::value.eq(value),
+            app_secrets::created_at.eq(now),
+        ))
+        .run(conn)?;
+    Ok(())
+}

@@ -23,6 +23,8 @@ pub struct SessionRow {
     pub user_agent: String,
     pub revoked_at: Option<Millis>,
     pub revoked_reason: Option<String>,
+    /// How it signed in: RFC 8176 methods, comma-separated (`pwd`, `pwd,otp`).
+    pub amr: String,
 }
 
 /// A session with its owner's name, as lists show it.
@@ -62,13 +64,17 @@ pub struct Verified<'a> {
     pub user_id: i64,
     /// The stored hash the password was checked against.
     pub password_hash: &'a str,
+    /// How: RFC 8176 methods, comma-separated (the session's `amr`).
+    pub amr: &'a str,
 }
 
+/// A sign-in with the password alone.
 impl<'a> From<&'a UserRow> for Verified<'a> {
     fn from(user: &'a UserRow) -> Self {
         Verified {
             user_id: user.id,
             password_hash: &user.password_hash,
+            amr: "pwd",
         }
     }
 }
@@ -109,6 +115,7 @@ pub fn start(
                     sessions::absolute_expires_at.eq(absolute),
                     sessions::ip.eq(&client.ip),
                     sessions::user_agent.eq(&client.user_agent),
+                    sessions::amr.eq(verified.amr),
                 ))
                 .returning(columns::<SessionRow>()),
         )

@@ -44,20 +44,40 @@ struct Claims {
 pub enum Amr {
     /// A password.
     Password,
+    /// A password and a TOTP code or a recovery code.
+    PasswordOtp,
 }
 
 impl Amr {
     pub fn methods(self) -> &'static [&'static str] {
         match self {
             Amr::Password => &["pwd"],
+            Amr::PasswordOtp => &["pwd", "otp"],
+        }
+    }
+
+    /// As the session row keeps it: the methods, comma-separated.
+    pub fn stored(self) -> &'static str {
+        match self {
+            Amr::Password => "pwd",
+            Amr::PasswordOtp => "pwd,otp",
+        }
+    }
+
+    /// From the session row; anything unknown reads as the weakest (a password).
+    pub fn from_stored(stored: &str) -> Self {
+        match stored {
+            "pwd,otp" => Amr::PasswordOtp,
+            _ => Amr::Password,
         }
     }
 
     /// Read back from a token; a token without `amr` predates it and was a password.
     fn from_claim(amr: &[String]) -> Result<Self, TokenError> {
-        match amr {
-            [] => Ok(Amr::Password),
-            [one] if one == "pwd" => Ok(Amr::Password),
+        let amr: Vec<&str> = amr.iter().map(String::as_str).collect();
+        match amr.as_slice() {
+            [] | ["pwd"] => Ok(Amr::Password),
+            ["pwd", "otp"] => Ok(Amr::PasswordOtp),
             _ => Err(TokenError::Invalid),
         }
     }

@@ -5,9 +5,11 @@ use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
 use latchkey::clock::{self, Millis};
-use latchkey::config::{ServeArgs, Settings};
+use latchkey::config::{MfaKeySource, ServeArgs, Settings};
 use latchkey::db::{self, Db};
 use latchkey::domain::{Password, Role, Username};
+use latchkey::mfa::totp::Secret;
+use latchkey::mfa::{recovery, MfaKey};
 use latchkey::passwords;
 use latchkey::schema::{login_failures, login_failures_by_ip};
 use latchkey::startup::Application;
@@ -46,7 +48,46 @@ pub fn default_settings() -> Settings {
         "http://127.0.0.1:8080",
     ]);
     let args = ServeArgs::from_arg_matches(&matches).expect("serve's defaults parse");
-    Settings::from_args(&args).expect("serve's defaults are valid")
+    let mut settings = Settings::from_args(&args).expect("serve's defaults are valid");
+    // One known key, so every instance on a database agrees and tests can enrol users.
+    settings.mfa_key = MfaKeySource::Given(test_mfa_key());
+    settings
+}
+
+pub const TEST_MFA_KEY: &str = "dGVzdHMgb25seTogYSBrZXkgb2YgMzIgYnl0ZXMgISE";
+
+pub fn test_mfa_key() -> MfaKey {
+    MfaKey::parse(TEST_MFA_KEY).expect("the test key parses")
+}
+
+/// A user's TOTP turned on as the dashboard would do it (sealed with the test key, the
+/// confirming step long past); the secret and the recovery codes.
+pub fn enroll_totp(app: &TestApp, user_id: i64) -> (Secret, Vec<String>) {
+    let key = test_mfa_key();
+    let secret = Secret::generate();
+    let codes = recovery::generate_set();
+    let hashes: Vec<Vec<u8>> = codes
+        .iter()
+        .map(|c| recovery::digest(&key, c).unwrap())
+        .collect();
+    let sealed = key.seal(user_id, secret.as_bytes());
+    latchkey::store::mfa::enable(
+        &mut app.conn(),
+        clock::now(),
+        user_id,
+        &sealed,
+        0,
+        &hashes,
+        &Actor::cli(),
+    )
+    .expect("TOTP turns on");
+    (secret, codes)
+}
+
+/// The current TOTP code of `secret`, and the one after it (also accepted).
+pub fn totp_now(secret: &Secret) -> (String, String) {
+    let step = clock::now() / 1000 / 30;
+    (secret.code_at_step(step), secret.code_at_step(step + 1))
 }
 
 pub async fn spawn_app() -> TestApp {

@@ -1,0 +1,201 @@
+//! Second factors in the database: a user's TOTP factor (its sealed secret and the last
+//! time step accepted) and recovery codes (HMACs). Sealing and code checks are
+//! `crate::mfa`'s; here, the writes that must be exact — a step accepted at most once, a
+//! recovery code used at most once — are single conditional updates.
+
+use diesel::prelude::*;
+
+use super::audit::{self, Event, EventKind};
+use super::{write_tx, Actor, Statement, StoreError};
+use crate::clock::Millis;
+use crate::db::Conn;
+use crate::schema::{recovery_codes, totp_factors};
+
+/// The sealed TOTP secret of a user, if they have a factor.
+pub fn sealed_secret(conn: &mut Conn, user_id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+    Ok(totp_factors::table
+        .find(user_id)
+        .select(totp_factors::secret)
+        .one(conn)
+        .optional()?)
+}
+
+/// Whether anybody has a TOTP factor.
+pub fn any_factor(conn: &mut Conn) -> Result<bool, StoreError> {
+    let count: i64 = totp_factors::table.count().one(conn)?;
+    Ok(count > 0)
+}
+
+/// Unused recovery codes a user has left.
+pub fn codes_left(conn: &mut Conn, user_id: i64) -> Result<i64, StoreError> {
+    Ok(recovery_codes::table
+        .filter(recovery_codes::user_id.eq(user_id))
+        .filter(recovery_codes::used_at.is_null())
+        .count()
+        .one(conn)?)
+}
+
+fn event(kind: EventKind, actor: &Actor, user_id: i64, detail: Option<String>) -> Event<'_> {
+    Event {
+        kind,
+        actor,
+        subject_user_id: Some(user_id),
+        subject_username: None,
+        session_id: None,
+        detail,
+    }
+}
+
+fn insert_codes(
+    conn: &mut Conn,
+    now: Millis,
+    user_id: i64,
+    hashes: &[Vec<u8>],
+) -> Result<(), StoreError> {
+    for hash in hashes {
+        diesel::insert_into(recovery_codes::table)
+            .values((
+                recovery_codes::user_id.eq(user_id),
+                recovery_codes::code_hash.eq(hash),
+                recovery_codes::created_at.eq(now),
+            ))
+            .run(conn)?;
+    }
+    Ok(())
+}
+
+/// Turns TOTP on: the sealed secret, `confirmed_step` (the step of the code that
+/// confirmed it, so that code cannot be used again) and a set of recovery codes.
+pub fn enable(
+    conn: &mut Conn,
+    now: Millis,
+    user_id: i64,
+    sealed: &[u8],
+    confirmed_step: i64,
+    code_hashes: &[Vec<u8>],
+    actor: &Actor,
+) -> Result<(), StoreError> {
+    write_tx(conn, |conn| {
+        super::hold(conn, &super::sessions::user_lock(user_id))?;
+        if sealed_secret(conn, user_id)?.is_some() {
+            return Err(StoreError::Conflict(
+                "two-step sign-in is already on".into(),
+            ));
+        }
+        diesel::insert_into(totp_factors::table)
+            .values((
+                totp_factors::user_id.eq(user_id),
+                totp_factors::secret.eq(sealed),
+                totp_factors::created_at.eq(now),
+                totp_factors::last_step.eq(confirmed_step),
+            ))
+            .run(conn)?;
+        diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(user_id)))
+            .run(conn)?;
+        insert_codes(conn, now, user_id, code_hashes)?;
+        audit::record(
+            conn,
+            now,
+            event(EventKind::MfaEnabled, actor, user_id, None),
+        )
+    })
+}
+
+/// Accepts TOTP time step `step` for a user if no later or equal step was accepted
+/// before: each code works once, and never one older than the last.
+pub fn accept_step(conn: &mut Conn, user_id: i64, step: i64) -> Result<bool, StoreError> {
+    let updated = diesel::update(
+        totp_factors::table
+            .filter(totp_factors::user_id.eq(user_id))
+            .filter(totp_factors::last_step.lt(step)),
+    )
+    .set(totp_factors::last_step.eq(step))
+    .run(conn)?;
+    Ok(updated == 1)
+}
+
+/// Uses up the recovery code of this HMAC, if it is the user's and unused; audited.
+pub fn use_recovery_code(
+    conn: &mut Conn,
+    now: Millis,
+    user_id: i64,
+    hash: &[u8],
+    actor: &Actor,
+) -> Result<bool, StoreError> {
+    write_tx(conn, |conn| {
+        let updated = diesel::update(
+            recovery_codes::table
+                .filter(recovery_codes::user_id.eq(user_id))
+                .filter(recovery_codes::code_hash.eq(hash))
+                .filter(recovery_codes::used_at.is_null()),
+        )
+        .set(recovery_codes::used_at.eq(now))
+        .run(conn)?;
+        if updated == 1 {
+            let left = codes_left(conn, user_id)?;
+            audit::record(
+                conn,
+                now,
+                event(
+                    EventKind::RecoveryCodeUsed,
+                    actor,
+                    user_id,
+                    Some(format!("{left} left")),
+                ),
+            )?;
+        }
+        Ok(updated == 1)
+    })
+}
+
+/// Replaces a user's recovery codes with a new set.
+pub fn replace_codes(
+    conn: &mut Conn,
+    now: Millis,
+    user_id: i64,
+    code_hashes: &[Vec<u8>],
+) -> Result<(), StoreError> {
+    write_tx(conn, |conn| {
+        diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(user_id)))
+            .run(conn)?;
+        insert_codes(conn, now, user_id, code_hashes)
+    })
+}
+
+/// Removes a user's TOTP factor and recovery codes: by the user (`mfa_disabled`), or by
+/// an admin (`mfa_reset`, which also revokes the user's sessions). Returns whether there
+/// was anything to remove.
+pub fn remove(
+    conn: &mut Conn,
+    now: Millis,
+    user_id: i64,
+    reset: bool,
+    actor: &Actor,
+) -> Result<bool, StoreError> {
+    write_tx(conn, |conn| {
+        super::hold(conn, &super::sessions::user_lock(user_id))?;
+        let factors = diesel::delete(totp_factors::table.find(user_id)).run(conn)?;
+        let codes =
+            diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(user_id)))
+                .run(conn)?;
+        let kind = if reset {
+            EventKind::MfaReset
+        } else {
+            EventKind::MfaDisabled
+        };
+        if reset {
+            super::sessions::revoke_all_of_user_in_tx(
+                conn,
+                now,
+                user_id,
+                None,
+                "mfa_reset",
+                actor,
+            )?;
+        }
+        if factors + codes > 0 || reset {
+            audit::record(conn, now, event(kind, actor, user_id, None))?;
+        }
+        Ok(factors > 0)
+    })
+}
