@@ -16,7 +16,7 @@ use crate::db::{self, Conn};
 use crate::domain::{Password, Role, SessionId, Username};
 use crate::passwords;
 use crate::startup::Application;
-use crate::store::{audit, keys, sessions, users, Actor, StoreError};
+use crate::store::{audit, keys, mfa, sessions, users, Actor, StoreError};
 use crate::tokens::keys::{published_until, KeyAlg};
 
 #[derive(Parser)]
@@ -93,6 +93,9 @@ enum UserCommand {
     },
     /// Delete a user after revoking every session (the audit log keeps its rows).
     Delete { name: String },
+    /// Remove a user's second factors (TOTP and recovery codes) and revoke their
+    /// sessions: for a user who lost their authenticator.
+    ResetMfa { name: String },
     /// Change a user's role.
     SetRole { name: String, role: String },
     /// Disable a user and revoke their sessions.
@@ -492,6 +495,19 @@ fn user(conn: &mut Conn, cmd: UserCommand) -> anyhow::Result<()> {
             println!(
                 "deleted {} after revoking {revoked} session(s)",
                 user.username
+            );
+        }
+        UserCommand::ResetMfa { name } => {
+            let user = find_user(conn, &name)?;
+            let had = mfa::remove(conn, clock::now(), user.id, true, &actor)?;
+            println!(
+                "{}: {} and revoked their sessions",
+                user.username,
+                if had {
+                    "removed two-step sign-in"
+                } else {
+                    "had no second factor"
+                }
             );
         }
         UserCommand::SetRole { name, role } => {

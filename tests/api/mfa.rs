@@ -176,3 +176,129 @@ async fn the_native_grant_takes_otp_and_refreshes_keep_the_methods() {
         .await;
     assert_eq!(verify.headers()["x-latchkey-amr"], "pwd,otp");
 }
+
+#[actix_web::test]
+async fn user_reset_mfa_removes_the_factor_and_revokes_the_sessions() {
+    let app = spawn_app().await;
+    let id = app.add_user("alice", Role::User);
+    let (secret, _) = enroll_totp(&app, id);
+    let (code, _) = totp_now(&secret);
+    let signed_in: Value = token_with(&app, "alice", PASSWORD, Some(&code))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let access = signed_in["access_token"].as_str().unwrap().to_owned();
+
+    let out = app.cli(&["user", "reset-mfa", "alice"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("removed two-step sign-in"));
+    assert!(
+        time_until_refused(&app, &access, std::time::Duration::from_secs(2))
+            .await
+            .is_some(),
+        "the user's sessions are revoked"
+    );
+    // The password alone signs in again; the old recovery codes are gone with the factor.
+    let alone = token_with(&app, "alice", PASSWORD, None).await;
+    assert_eq!(alone.status(), 200);
+    let body: Value = alone.json().await.unwrap();
+    assert_eq!(
+        amr_of(body["access_token"].as_str().unwrap()),
+        json!(["pwd"])
+    );
+    let audit = String::from_utf8(app.cli(&["audit", "list"]).stdout).unwrap();
+    assert!(audit.contains("mfa_reset"), "{audit}");
+
+    let again = app.cli(&["user", "reset-mfa", "alice"]);
+    assert!(String::from_utf8_lossy(&again.stdout).contains("had no second factor"));
+    let unknown = app.cli(&["user", "reset-mfa", "nobody"]);
+    assert!(!unknown.status.success());
+}
+
+#[actix_web::test]
+async fn a_sqlite_database_keeps_its_second_factor_key_in_a_file_beside_it() {
+    use std::os::unix::fs::PermissionsExt as _;
+    use std::process::{Command, Stdio};
+    if sqlite_only("the key file beside a SQLite database") {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("x.db");
+    let port = free_port();
+    let mut server = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .arg("--database")
+        .arg(&db)
+        .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
+        .env_remove("LATCHKEY_MFA_KEY")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let start = std::time::Instant::now();
+    while reqwest::get(format!("http://127.0.0.1:{port}/healthz"))
+        .await
+        .is_err()
+    {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(10),
+            "the server started"
+        );
+        actix_web::rt::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    unsafe { libc::kill(server.id() as libc::pid_t, libc::SIGTERM) };
+    server.wait().unwrap();
+
+    let file = dir.path().join("x.db.mfa-key");
+    let mode = std::fs::metadata(&file)
+        .expect("the key file")
+        .permissions()
+        .mode();
+    assert_eq!(mode & 0o777, 0o600, "readable by its owner only");
+    let key = latchkey::mfa::MfaKey::parse(&std::fs::read_to_string(&file).unwrap()).unwrap();
+
+    // A factor sealed with that key; then a server given another key refuses to start.
+    let db_url = db.to_str().unwrap();
+    let added = run_cli(
+        db_url,
+        &["user", "add", "alice", "--role", "user", "--password-stdin"],
+        Some(&format!("{PASSWORD}\n")),
+    );
+    assert!(added.status.success());
+    let secret = latchkey::mfa::totp::Secret::generate();
+    let mut conn = latchkey::db::connect(db_url).unwrap();
+    let user = latchkey::store::users::find_by_name(
+        &mut conn,
+        &latchkey::domain::Username::parse("alice").unwrap(),
+    )
+    .unwrap()
+    .unwrap();
+    latchkey::store::mfa::enable(
+        &mut conn,
+        latchkey::clock::now(),
+        user.id,
+        &key.seal(user.id, secret.as_bytes()),
+        0,
+        &[],
+        &latchkey::store::Actor::cli(),
+    )
+    .unwrap();
+    let refused = Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .arg("--database")
+        .arg(&db)
+        .args(["serve", "--bind", "127.0.0.1:0"])
+        .env("LATCHKEY_MFA_KEY", TEST_MFA_KEY)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("LATCHKEY_MFA_KEY") && stderr.trim_end().lines().count() == 1,
+        "{stderr}"
+    );
+}
