@@ -181,6 +181,91 @@ pub async fn sign_in(
         }
     };
 
+    start(state, user, amr, reservation, &actor, client, now).await
+}
+
+/// The second step of a page sign-in: the code for the account whose password was right
+/// a moment ago (`pending`, kept in the cookie session). A password changed or an
+/// account disabled since then sends the user back to the first step.
+pub async fn sign_in_with_code(
+    state: &Data<AppState>,
+    pending: &PendingCode,
+    otp: &str,
+    client: &Client,
+) -> Result<SignedIn, ApiError> {
+    let user = match state.store.user(pending.user_id).await {
+        Ok(user) => user,
+        Err(StoreError::NotFound) => return Err(ApiError::InvalidCredentials),
+        Err(e) => return Err(e.into()),
+    };
+    if user.disabled || password_fingerprint(&user.password_hash) != pending.password {
+        return Err(ApiError::InvalidCredentials);
+    }
+    let actor = Actor::of(None, client);
+    let (reservation, now) =
+        reserve_attempt(state, user.username.clone(), Some(user.id), &actor, client).await?;
+    match second_factor(state, &user, Some(otp), &actor).await? {
+        Factor::Passed => {
+            start(
+                state,
+                user,
+                Amr::PasswordOtp,
+                reservation,
+                &actor,
+                client,
+                now,
+            )
+            .await
+        }
+        Factor::Failed | Factor::Missing | Factor::None => {
+            attempt_failed(state, reservation, Some(user.id), &actor, client, now).await?;
+            Err(ApiError::InvalidCredentials)
+        }
+    }
+}
+
+/// What the cookie session keeps between the password and the code step of a page
+/// sign-in (5 minutes at most).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct PendingCode {
+    pub user_id: i64,
+    /// A fingerprint of the password hash the password was verified against.
+    pub password: String,
+    pub until: Millis,
+}
+
+/// How long the code step waits for its code.
+pub const CODE_STEP: Millis = 5 * 60 * SECOND;
+
+impl PendingCode {
+    pub fn new(user: &UserRow, now: Millis) -> Self {
+        PendingCode {
+            user_id: user.id,
+            password: password_fingerprint(&user.password_hash),
+            until: now + CODE_STEP,
+        }
+    }
+}
+
+fn password_fingerprint(hash: &str) -> String {
+    use sha2::Digest as _;
+    sha2::Sha256::digest(hash.as_bytes())
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Starts the session of a sign-in that passed every check.
+async fn start(
+    state: &Data<AppState>,
+    user: UserRow,
+    amr: Amr,
+    reservation: Reservation,
+    actor: &Actor,
+    client: &Client,
+    now: Millis,
+) -> Result<SignedIn, ApiError> {
+    let known_id = Some(user.id);
     let refresh = RefreshToken::generate();
     let hash = refresh.hash();
     let life = state.lifetimes();
@@ -200,7 +285,7 @@ pub async fn sign_in(
         .await?;
     let Some((session, user)) = started else {
         // Disabled, or its password changed, while this one was being checked.
-        attempt_failed(state, reservation, known_id, &actor, client, now).await?;
+        attempt_failed(state, reservation, known_id, actor, client, now).await?;
         return Err(ApiError::InvalidCredentials);
     };
     tracing::info!(user = %user.username, session = session.id, ip = %client.ip, "signed in");

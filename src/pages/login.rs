@@ -11,13 +11,15 @@ use serde::Deserialize;
 use super::error::PageError;
 use super::layout::Layout;
 use super::{csrf, flash, query, see_other, SID_KEY};
-use crate::auth::flows::{self, revoking};
+use crate::auth::flows::{self, revoking, PendingCode};
 use crate::auth::guard::authenticate;
+use crate::domain::Username;
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::sessions::Client;
 use crate::store::Actor;
 use crate::{cookies, next_path};
+use actix_web::http::StatusCode;
 
 /// The longest username echoed back into a refused form.
 const ECHO_MAX: usize = 64;
@@ -30,6 +32,18 @@ pub struct LoginPage {
     next: String,
     error: Option<String>,
 }
+
+/// The code step of a sign-in with two-step sign-in on.
+#[derive(Template, WebTemplate)]
+#[template(path = "login_code.html")]
+pub struct CodePage {
+    layout: Layout,
+    next: String,
+    error: Option<String>,
+}
+
+/// Where the cookie session keeps a sign-in waiting for its code.
+const PENDING_KEY: &str = "pending_code";
 
 #[derive(Deserialize)]
 pub struct NextQuery {
@@ -58,6 +72,8 @@ pub async fn form(req: HttpRequest, session: Session) -> Result<HttpResponse, Pa
 pub struct LoginForm {
     username: String,
     password: String,
+    /// The code step's field: a TOTP code or a recovery code.
+    otp: String,
     csrf_token: String,
     next: String,
 }
@@ -92,7 +108,49 @@ pub async fn submit(
         }
         .customize()
     };
-    match flows::sign_in(&state, &form.username, &form.password, None, &client).await {
+    let code_page = |error: Option<String>| -> CustomizeResponder<CodePage> {
+        CodePage {
+            layout: Layout::new(None, csrf::token(&session), None),
+            next: next.clone(),
+            error,
+        }
+        .customize()
+    };
+    let pending = session.get::<PendingCode>(PENDING_KEY).ok().flatten();
+    let now = crate::clock::now();
+    let outcome = match pending {
+        // The code step: no password in this form, the account is the pending one.
+        Some(pending) if form.password.is_empty() => {
+            if pending.until <= now {
+                session.remove(PENDING_KEY);
+                return Ok(refused("That took too long. Sign in again.".into())
+                    .with_status(StatusCode::UNAUTHORIZED)
+                    .respond_to(&req)
+                    .map_into_boxed_body());
+            }
+            match flows::sign_in_with_code(&state, &pending, &form.otp, &client).await {
+                Err(ApiError::InvalidCredentials) => {
+                    return Ok(code_page(Some("That code is not right. Try again.".into()))
+                        .with_status(StatusCode::UNAUTHORIZED)
+                        .respond_to(&req)
+                        .map_into_boxed_body())
+                }
+                Err(ApiError::TooManyAttempts(secs)) => {
+                    return Ok(code_page(Some(format!(
+                        "Too many wrong codes. Try again in {}.",
+                        wait_text(secs)
+                    )))
+                    .with_status(StatusCode::TOO_MANY_REQUESTS)
+                    .insert_header((header::RETRY_AFTER, secs.max(1).to_string()))
+                    .respond_to(&req)
+                    .map_into_boxed_body())
+                }
+                other => other,
+            }
+        }
+        _ => flows::sign_in(&state, &form.username, &form.password, None, &client).await,
+    };
+    match outcome {
         Ok(signed_in) => {
             // A new sign-in gets a new cookie session: nothing from before carries over.
             session.clear();
@@ -114,15 +172,28 @@ pub async fn submit(
                 ))
                 .finish())
         }
+        Err(ApiError::MfaRequired) => {
+            // The password was right: the code step, bound to this account for 5 minutes.
+            let Some(user) = Username::parse(&form.username)
+                .ok()
+                .map(|name| state.store.user_by_name(name))
+            else {
+                return Err(PageError::Internal);
+            };
+            let user = user.await?.ok_or(PageError::Internal)?;
+            session.renew();
+            let _ = session.insert(PENDING_KEY, PendingCode::new(&user, now));
+            Ok(code_page(None).respond_to(&req).map_into_boxed_body())
+        }
         Err(ApiError::InvalidCredentials) => Ok(refused("Wrong username or password.".into())
-            .with_status(actix_web::http::StatusCode::UNAUTHORIZED)
+            .with_status(StatusCode::UNAUTHORIZED)
             .respond_to(&req)
             .map_into_boxed_body()),
         Err(ApiError::TooManyAttempts(secs)) => Ok(refused(format!(
             "Too many failed sign-ins. Try again in {}.",
             wait_text(secs)
         ))
-        .with_status(actix_web::http::StatusCode::TOO_MANY_REQUESTS)
+        .with_status(StatusCode::TOO_MANY_REQUESTS)
         .insert_header((header::RETRY_AFTER, secs.max(1).to_string()))
         .respond_to(&req)
         .map_into_boxed_body()),

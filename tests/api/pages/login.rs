@@ -562,3 +562,78 @@ async fn a_form_from_one_instance_posts_to_another_on_the_same_database() {
         .unwrap();
     html_page(response, 403).await;
 }
+
+#[actix_web::test]
+async fn with_two_step_sign_in_the_password_leads_to_the_code_step() {
+    let app = spawn_app().await;
+    let id = app.add_user("alice", Role::User);
+    let (secret, codes) = enroll_totp(&app, id);
+    let browser = client();
+    let step_one = app
+        .page_sign_in_as(&browser, "alice", PASSWORD, "/dashboard?tab=1")
+        .await;
+    assert!(
+        set_cookie(step_one.headers(), "lk_access").is_none(),
+        "no tokens yet"
+    );
+    let body = html_page(step_one, 200).await;
+    assert!(
+        body.contains(r#"id="otp""#) && body.contains("Two-step sign-in"),
+        "{body}"
+    );
+    let csrf = csrf_of(&body);
+    let code_step = |otp: String| {
+        let csrf = csrf.clone();
+        let browser = browser.clone();
+        let app = &app;
+        async move {
+            app.post_form(
+                &browser,
+                "/login",
+                &[
+                    ("otp", &otp),
+                    ("csrf_token", &csrf),
+                    ("next", "/dashboard?tab=1"),
+                ],
+            )
+            .await
+        }
+    };
+    let wrong = code_step("000000".into()).await;
+    let body = html_page(wrong, 401).await;
+    assert!(body.contains("not right") && body.contains(r#"id="otp""#));
+
+    let (code, _) = totp_now(&secret);
+    let signed_in = code_step(code).await;
+    assert_eq!(signed_in.status(), 303);
+    assert_eq!(location(&signed_in), "/dashboard?tab=1");
+    let access = cookie_value(signed_in.headers(), "lk_access").expect("the access cookie");
+    assert_eq!(app.me(&access).await["username"], "alice");
+    let verify = app.get_bearer("/api/verify", &access).await;
+    assert_eq!(verify.headers()["x-latchkey-amr"], "pwd,otp");
+
+    // The pending step ended with the sign-in: a code alone signs nobody in.
+    let stranger = client();
+    let csrf = app.login_csrf(&stranger).await;
+    let alone = app
+        .post_form(
+            &stranger,
+            "/login",
+            &[("otp", &codes[0]), ("csrf_token", &csrf), ("next", "")],
+        )
+        .await;
+    assert_eq!(alone.status(), 401);
+    assert!(set_cookie(alone.headers(), "lk_access").is_none());
+}
+
+#[actix_web::test]
+async fn a_wrong_password_on_an_account_with_a_second_factor_looks_like_any_other() {
+    let app = spawn_app().await;
+    let id = app.add_user("alice", Role::User);
+    enroll_totp(&app, id);
+    let response = app
+        .page_sign_in_as(&client(), "alice", "not the password", "")
+        .await;
+    let body = html_page(response, 401).await;
+    assert!(body.contains("Wrong username or password.") && !body.contains(r#"id="otp""#));
+}
