@@ -382,6 +382,39 @@ pub async fn confirm_password(
     Err(ApiError::InvalidCredentials)
 }
 
+/// Asks a signed-in user with two-step sign-in for their password and a code (before
+/// turning it off or making new recovery codes): one attempt toward the same lockout as
+/// a sign-in, so a stolen session cannot be used to guess either.
+pub async fn confirm_password_and_code(
+    state: &Data<AppState>,
+    user: &UserRow,
+    password: &str,
+    otp: &str,
+    client: &Client,
+) -> Result<(), ApiError> {
+    let actor = Actor::of(Some(user.id), client);
+    let (reservation, now) =
+        reserve_attempt(state, user.username.clone(), Some(user.id), &actor, client).await?;
+    let right = state
+        .hasher
+        .verify(password, Some(&user.password_hash))
+        .await
+        && matches!(
+            second_factor(state, user, Some(otp), &actor).await?,
+            Factor::Passed
+        );
+    if right {
+        let policy = lockout_policy(state);
+        state
+            .store
+            .release_attempt(now, reservation, policy)
+            .await?;
+        return Ok(());
+    }
+    attempt_failed(state, reservation, Some(user.id), &actor, client, now).await?;
+    Err(ApiError::InvalidCredentials)
+}
+
 /// Mints the access token that goes with a new refresh token.
 /// Its expiry is capped at the session's absolute end.
 fn signed_in(

@@ -36,6 +36,8 @@ pub struct DashboardPage {
     sessions: Vec<SessionItem>,
     others: usize,
     password_error: Option<String>,
+    totp_on: bool,
+    codes_left: i64,
 }
 
 async fn render(
@@ -55,6 +57,12 @@ async fn render(
         .map(|r| SessionItem::new(r, current, now))
         .collect();
     let others = sessions.iter().filter(|s| !s.current).count();
+    let totp_on = state.store.sealed_totp_secret(user_id).await?.is_some();
+    let codes_left = if totp_on {
+        state.store.recovery_codes_left(user_id).await?
+    } else {
+        0
+    };
     let flash = if password_error.is_some() {
         None
     } else {
@@ -68,6 +76,8 @@ async fn render(
         sessions,
         others,
         password_error,
+        totp_on,
+        codes_left,
     })
 }
 

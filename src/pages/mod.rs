@@ -10,6 +10,7 @@ mod flash;
 mod guard;
 mod layout;
 mod login;
+mod mfa;
 mod user_agent;
 mod views;
 mod when;
@@ -37,6 +38,14 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         )
         .service(resource("/sessions/{id}/revoke").route(web::post().to(dashboard::revoke)))
         .service(resource("/account/password").route(web::post().to(dashboard::change_password)))
+        .service(
+            resource("/account/mfa/setup")
+                .route(web::get().to(mfa::show))
+                .route(web::post().to(mfa::start)),
+        )
+        .service(resource("/account/mfa/confirm").route(web::post().to(mfa::confirm)))
+        .service(resource("/account/mfa/recovery-codes").route(web::post().to(mfa::new_codes)))
+        .service(resource("/account/mfa/disable").route(web::post().to(mfa::disable)))
         .service(
             web::scope("/admin")
                 .service(resource("/sessions").route(web::get().to(admin::sessions)))

@@ -4,6 +4,7 @@ mod admin;
 mod browser;
 mod dashboard;
 mod login;
+mod mfa;
 
 use reqwest::{Response, StatusCode};
 

@@ -1,0 +1,247 @@
+//! Two-step sign-in on the dashboard: setting TOTP up (a QR code drawn on the server,
+//! the base32 secret and the `otpauth://` link; confirmed by a current code), the
+//! recovery codes shown once, new recovery codes and turning it off (each needing the
+//! password and a code).
+//!
+//! The secret being set up waits in the encrypted cookie session (`lk_session`) for 10
+//! minutes; it reaches the database, sealed, only once a code confirmed it.
+
+use actix_web::http::StatusCode;
+use actix_web::web::{self, Data};
+use actix_web::{HttpResponse, Responder};
+use askama::Template;
+use askama_web::WebTemplate;
+use serde::{Deserialize, Serialize};
+
+use super::error::PageError;
+use super::flash;
+use super::guard::Page;
+use super::layout::Layout;
+use super::see_other;
+use crate::auth::flows;
+use crate::clock::{self, Millis, SECOND};
+use crate::error::ApiError;
+use crate::mfa::{qr, recovery, totp::Secret};
+use crate::state::AppState;
+use crate::store::sessions::Client;
+use crate::store::{Actor, StoreError};
+
+/// Where the cookie session keeps a secret being set up.
+const SETUP_KEY: &str = "totp_setup";
+const SETUP_TTL: Millis = 10 * 60 * SECOND;
+/// The issuer authenticator apps show beside the account.
+const ISSUER: &str = "latchkey";
+
+#[derive(Serialize, Deserialize)]
+struct Setup {
+    /// The secret, base32.
+    secret: String,
+    until: Millis,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "mfa_setup.html")]
+pub struct SetupPage {
+    layout: Layout,
+    qr_svg: String,
+    secret: String,
+    uri: String,
+    error: Option<String>,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "mfa_codes.html")]
+pub struct CodesPage {
+    layout: Layout,
+    codes: Vec<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct CodeForm {
+    csrf_token: String,
+    otp: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct ConfirmForm {
+    csrf_token: String,
+    password: String,
+    otp: String,
+}
+
+fn pending_setup(page: &Page) -> Option<(Secret, String)> {
+    let setup = page.session.get::<Setup>(SETUP_KEY).ok().flatten()?;
+    if setup.until <= clock::now() {
+        return None;
+    }
+    let bytes = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, &setup.secret)?;
+    Some((Secret::from_bytes(bytes)?, setup.secret))
+}
+
+/// `POST /account/mfa/setup`: a new secret to set up, then its page.
+pub async fn start(page: Page, form: web::Form<CodeForm>) -> Result<HttpResponse, PageError> {
+    page.check_csrf(&form.csrf_token)?;
+    let secret = Secret::generate();
+    let setup = Setup {
+        secret: secret.base32(),
+        until: clock::now() + SETUP_TTL,
+    };
+    page.session
+        .insert(SETUP_KEY, setup)
+        .map_err(|_| PageError::Internal)?;
+    Ok(see_other("/account/mfa/setup"))
+}
+
+fn setup_page(page: &Page, secret: &Secret, error: Option<String>) -> Result<SetupPage, PageError> {
+    let uri = secret.otpauth_uri(ISSUER, &page.identity.username);
+    let svg = qr::svg(&uri).ok_or(PageError::Internal)?;
+    // Inline in the page: the image without its XML declaration.
+    let qr_svg = svg[svg.find("<svg").unwrap_or(0)..].to_owned();
+    Ok(SetupPage {
+        layout: page.layout_with("dashboard", None),
+        qr_svg,
+        secret: secret.base32(),
+        uri,
+        error,
+    })
+}
+
+/// `GET /account/mfa/setup`: the QR code, the secret and the form for a code.
+pub async fn show(page: Page) -> Result<HttpResponse, PageError> {
+    let Some((secret, _)) = pending_setup(&page) else {
+        return Ok(see_other("/dashboard"));
+    };
+    Ok(setup_page(&page, &secret, None)?
+        .respond_to(page.request())
+        .map_into_boxed_body())
+}
+
+/// `POST /account/mfa/confirm`: a current code turns it on; the recovery codes, once.
+pub async fn confirm(
+    page: Page,
+    state: Data<AppState>,
+    form: web::Form<CodeForm>,
+    client: Client,
+) -> Result<HttpResponse, PageError> {
+    page.check_csrf(&form.csrf_token)?;
+    let Some((secret, _)) = pending_setup(&page) else {
+        flash::error(&page.session, "The setup expired. Start it again.");
+        return Ok(see_other("/dashboard"));
+    };
+    let Some(step) = secret.matching_step(&form.otp, clock::now() / SECOND) else {
+        let again = setup_page(
+            &page,
+            &secret,
+            Some("That code is not right. Enter the current code from your app.".into()),
+        )?;
+        return Ok(again
+            .customize()
+            .with_status(StatusCode::BAD_REQUEST)
+            .respond_to(page.request())
+            .map_into_boxed_body());
+    };
+    let user_id = page.identity.user_id.0;
+    let codes = recovery::generate_set();
+    let hashes = hashes(&state, &codes);
+    let sealed = state.mfa_key.seal(user_id, secret.as_bytes());
+    let actor = Actor::of(Some(user_id), &client);
+    match state
+        .store
+        .enable_totp(user_id, sealed, step, hashes, actor)
+        .await
+    {
+        Ok(()) => {}
+        Err(StoreError::Conflict(_)) => {
+            flash::error(&page.session, "Two-step sign-in is already on.");
+            return Ok(see_other("/dashboard"));
+        }
+        Err(e) => return Err(ApiError::from(e).into()),
+    }
+    page.session.remove(SETUP_KEY);
+    tracing::info!(user = %page.identity.username, "two-step sign-in turned on");
+    Ok(codes_page(&page, codes))
+}
+
+fn hashes(state: &AppState, codes: &[String]) -> Vec<Vec<u8>> {
+    codes
+        .iter()
+        .filter_map(|c| recovery::digest(&state.mfa_key, c))
+        .collect()
+}
+
+fn codes_page(page: &Page, codes: Vec<String>) -> HttpResponse {
+    CodesPage {
+        layout: page.layout_with("dashboard", None),
+        codes,
+    }
+    .respond_to(page.request())
+    .map_into_boxed_body()
+}
+
+/// The password and a code, or the dashboard's answer why not.
+async fn confirmed(
+    page: &Page,
+    state: &Data<AppState>,
+    form: &ConfirmForm,
+    client: &Client,
+) -> Result<Option<HttpResponse>, PageError> {
+    let user = state.store.user(page.identity.user_id.0).await?;
+    match flows::confirm_password_and_code(state, &user, &form.password, &form.otp, client).await {
+        Ok(()) => Ok(None),
+        Err(ApiError::InvalidCredentials) => {
+            flash::error(&page.session, "The password or the code is not right.");
+            Ok(Some(see_other("/dashboard")))
+        }
+        Err(ApiError::TooManyAttempts(secs)) => {
+            flash::error(
+                &page.session,
+                format!(
+                    "Too many wrong attempts. Try again in {}.",
+                    super::login::wait_text(secs)
+                ),
+            );
+            Ok(Some(see_other("/dashboard")))
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+/// `POST /account/mfa/recovery-codes`: a new set (the old ones stop working), once.
+pub async fn new_codes(
+    page: Page,
+    state: Data<AppState>,
+    form: web::Form<ConfirmForm>,
+    client: Client,
+) -> Result<HttpResponse, PageError> {
+    page.check_csrf(&form.csrf_token)?;
+    if let Some(refused) = confirmed(&page, &state, &form, &client).await? {
+        return Ok(refused);
+    }
+    let codes = recovery::generate_set();
+    state
+        .store
+        .replace_recovery_codes(page.identity.user_id.0, hashes(&state, &codes))
+        .await?;
+    Ok(codes_page(&page, codes))
+}
+
+/// `POST /account/mfa/disable`: turns two-step sign-in off.
+pub async fn disable(
+    page: Page,
+    state: Data<AppState>,
+    form: web::Form<ConfirmForm>,
+    client: Client,
+) -> Result<HttpResponse, PageError> {
+    page.check_csrf(&form.csrf_token)?;
+    if let Some(refused) = confirmed(&page, &state, &form, &client).await? {
+        return Ok(refused);
+    }
+    let user_id = page.identity.user_id.0;
+    let actor = Actor::of(Some(user_id), &client);
+    state.store.remove_totp(user_id, false, actor).await?;
+    tracing::info!(user = %page.identity.username, "two-step sign-in turned off");
+    flash::ok(&page.session, "Two-step sign-in is off.");
+    Ok(see_other("/dashboard"))
+}

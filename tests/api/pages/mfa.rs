@@ -1,0 +1,183 @@
+//! Two-step sign-in on the dashboard: set up with the server-drawn QR code's secret and a
+//! current code, recovery codes shown once, new codes and turning it off with the
+//! password and a code.
+
+use latchkey::domain::Role;
+use latchkey::mfa::totp::Secret;
+use serde_json::json;
+
+use super::{csrf_of, html_page, location};
+use crate::helpers::*;
+
+/// The text between `start` and the next `<`.
+fn text_after<'a>(html: &'a str, start: &str) -> &'a str {
+    let from = html
+        .find(start)
+        .unwrap_or_else(|| panic!("{start} in {html}"))
+        + start.len();
+    html[from..].split('<').next().unwrap()
+}
+
+fn recovery_codes_of(html: &str) -> Vec<String> {
+    let list = &html[html.find(r#"id="recovery-codes""#).expect("the codes")..];
+    let list = &list[..list.find("</ol>").unwrap()];
+    list.split("<code>")
+        .skip(1)
+        .map(|c| c.split('<').next().unwrap().to_owned())
+        .collect()
+}
+
+async fn api_sign_in(app: &TestApp, otp: Option<&str>) -> u16 {
+    let mut body = json!({"username": "alice", "password": PASSWORD});
+    if let Some(otp) = otp {
+        body["otp"] = otp.into();
+    }
+    client()
+        .post(app.url("/auth/token"))
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[actix_web::test]
+async fn a_user_sets_up_two_step_sign_in_keeps_recovery_codes_and_turns_it_off() {
+    let app = spawn_app().await;
+    app.add_user("alice", Role::User);
+    let browser = app.page_client("alice").await;
+    let dashboard = html_page(app.get_page(&browser, "/dashboard").await, 200).await;
+    assert!(dashboard.contains("Set up two-step sign-in"));
+    let csrf = csrf_of(&dashboard);
+
+    let started = app
+        .post_form(&browser, "/account/mfa/setup", &[("csrf_token", &csrf)])
+        .await;
+    assert_eq!(started.status(), 303);
+    assert_eq!(location(&started), "/account/mfa/setup");
+    let setup = html_page(app.get_page(&browser, "/account/mfa/setup").await, 200).await;
+    assert!(
+        setup.contains("<svg") && !setup.contains("<?xml"),
+        "an inline QR code"
+    );
+    assert!(!setup.contains("<script"));
+    let base32 = text_after(&setup, r#"<code id="totp-secret">"#).to_owned();
+    assert!(setup.contains(&format!(
+        "otpauth://totp/latchkey:alice?secret={base32}&#38;issuer=latchkey"
+    )));
+    let bytes = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, &base32).unwrap();
+    let secret = Secret::from_bytes(bytes).unwrap();
+
+    let wrong = app
+        .post_form(
+            &browser,
+            "/account/mfa/confirm",
+            &[("csrf_token", &csrf), ("otp", "000000")],
+        )
+        .await;
+    assert!(html_page(wrong, 400).await.contains("not right"));
+    let (code, next) = totp_now(&secret);
+    let confirmed = app
+        .post_form(
+            &browser,
+            "/account/mfa/confirm",
+            &[("csrf_token", &csrf), ("otp", &code)],
+        )
+        .await;
+    assert_eq!(confirmed.headers()["cache-control"], "no-store");
+    let codes = recovery_codes_of(&html_page(confirmed, 200).await);
+    assert_eq!(codes.len(), 10);
+
+    let dashboard = html_page(app.get_page(&browser, "/dashboard").await, 200).await;
+    assert!(dashboard.contains("10 recovery codes left"), "{dashboard}");
+    assert_eq!(api_sign_in(&app, None).await, 401, "mfa_required now");
+    assert_eq!(
+        api_sign_in(&app, Some(&code)).await,
+        401,
+        "the confirming code is used up"
+    );
+    assert_eq!(api_sign_in(&app, Some(&next)).await, 200);
+
+    // New codes: the password and a code (here a recovery code); the old set stops working.
+    let renewed = app
+        .post_form(
+            &browser,
+            "/account/mfa/recovery-codes",
+            &[
+                ("csrf_token", &csrf),
+                ("password", PASSWORD),
+                ("otp", &codes[0]),
+            ],
+        )
+        .await;
+    let new_codes = recovery_codes_of(&html_page(renewed, 200).await);
+    assert_eq!(new_codes.len(), 10);
+    assert_eq!(
+        api_sign_in(&app, Some(&codes[1])).await,
+        401,
+        "the old set is gone"
+    );
+    assert_eq!(api_sign_in(&app, Some(&new_codes[1])).await, 200);
+
+    // Off: a wrong code is refused, the password and a right code turn it off.
+    let refused = app
+        .post_form(
+            &browser,
+            "/account/mfa/disable",
+            &[
+                ("csrf_token", &csrf),
+                ("password", PASSWORD),
+                ("otp", "111111"),
+            ],
+        )
+        .await;
+    assert_eq!(refused.status(), 303);
+    let dashboard = html_page(app.get_page(&browser, "/dashboard").await, 200).await;
+    assert!(dashboard.contains("not right") && dashboard.contains("recovery codes left"));
+    let off = app
+        .post_form(
+            &browser,
+            "/account/mfa/disable",
+            &[
+                ("csrf_token", &csrf),
+                ("password", PASSWORD),
+                ("otp", &new_codes[2]),
+            ],
+        )
+        .await;
+    assert_eq!(off.status(), 303);
+    let dashboard = html_page(app.get_page(&browser, "/dashboard").await, 200).await;
+    assert!(
+        dashboard.contains("Two-step sign-in is off")
+            && dashboard.contains("Set up two-step sign-in")
+    );
+    assert_eq!(api_sign_in(&app, None).await, 200);
+    let audit = String::from_utf8(app.cli(&["audit", "list", "--json"]).stdout).unwrap();
+    for kind in ["mfa_enabled", "recovery_code_used", "mfa_disabled"] {
+        assert!(audit.contains(kind), "{kind}: {audit}");
+    }
+}
+
+#[actix_web::test]
+async fn the_setup_page_without_a_setup_under_way_goes_back_to_the_dashboard() {
+    let app = spawn_app().await;
+    app.add_user("alice", Role::User);
+    let browser = app.page_client("alice").await;
+    let response = app.get_page(&browser, "/account/mfa/setup").await;
+    assert_eq!(response.status(), 303);
+    assert_eq!(location(&response), "/dashboard");
+    let csrf = app.page_csrf(&browser, "/dashboard").await;
+    let confirm = app
+        .post_form(
+            &browser,
+            "/account/mfa/confirm",
+            &[("csrf_token", &csrf), ("otp", "123456")],
+        )
+        .await;
+    assert_eq!(confirm.status(), 303);
+    let forged = app
+        .post_form(&browser, "/account/mfa/setup", &[("csrf_token", "forged")])
+        .await;
+    assert_eq!(forged.status(), 403);
+}
