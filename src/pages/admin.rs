@@ -169,6 +169,8 @@ pub struct UserItem {
     is_me: bool,
     sessions: i64,
     created: Moment,
+    /// Two-step sign-in is on.
+    totp: bool,
 }
 
 /// What the create-user form held when it was refused (never the password).
@@ -194,6 +196,8 @@ async fn users_page(
 ) -> Result<UsersPage, PageError> {
     let (rows, counts) = state.store.users_with_session_counts().await?;
     let counts: HashMap<i64, i64> = counts.into_iter().collect();
+    let with_totp: std::collections::HashSet<i64> =
+        state.store.users_with_totp().await?.into_iter().collect();
     let now = clock::now();
     let me = page.identity.user_id.0;
     let flash = if new_user.error.is_some() {
@@ -213,6 +217,7 @@ async fn users_page(
                 is_me: u.id == me,
                 sessions: counts.get(&u.id).copied().unwrap_or(0),
                 created: Moment::new(u.created_at, now),
+                totp: with_totp.contains(&u.id),
                 username: u.username,
             })
             .collect(),
@@ -422,6 +427,41 @@ pub async fn revoke_user_sessions(
     flash::ok(
         &page.session,
         format!("Signed out {n} {sessions} of {name}."),
+    );
+    Ok(see_other("/admin/users"))
+}
+
+/// `POST /admin/users/{id}/reset-mfa`: removes the user's second factors (a lost
+/// authenticator) and signs them out everywhere.
+pub async fn reset_mfa(
+    page: Page<Admin>,
+    state: Data<AppState>,
+    id: web::Path<String>,
+    form: web::Form<CsrfForm>,
+    client: Client,
+) -> Result<HttpResponse, PageError> {
+    page.check_csrf(&form.csrf_token)?;
+    let id = user_id(&id)?;
+    let user = match state.store.user(id).await {
+        Ok(user) => user,
+        Err(StoreError::NotFound) => return Err(PageError::NotFound),
+        Err(e) => return Err(crate::error::ApiError::from(e).into()),
+    };
+    let actor = actor(&page, client);
+    revoking(&state, state.store.remove_totp(id, true, actor)).await?;
+    if id == page.identity.user_id.0 {
+        return Ok(signed_out(
+            &state,
+            &page.session,
+            "Your two-step sign-in was reset and your sessions signed out.",
+        ));
+    }
+    flash::ok(
+        &page.session,
+        format!(
+            "Reset two-step sign-in of {} and signed out their sessions.",
+            user.username
+        ),
     );
     Ok(see_other("/admin/users"))
 }

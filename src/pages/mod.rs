@@ -60,6 +60,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(resource("/users/{id}/role").route(web::post().to(admin::set_role)))
                 .service(resource("/users/{id}/disable").route(web::post().to(admin::disable)))
                 .service(resource("/users/{id}/enable").route(web::post().to(admin::enable)))
+                .service(resource("/users/{id}/reset-mfa").route(web::post().to(admin::reset_mfa)))
                 .service(
                     resource("/users/{id}/revoke-sessions")
                         .route(web::post().to(admin::revoke_user_sessions)),

@@ -20,6 +20,13 @@ pub fn sealed_secret(conn: &mut Conn, user_id: i64) -> Result<Option<Vec<u8>>, S
         .optional()?)
 }
 
+/// The users who have a TOTP factor.
+pub fn users_with_factor(conn: &mut Conn) -> Result<Vec<i64>, StoreError> {
+    Ok(totp_factors::table
+        .select(totp_factors::user_id)
+        .all(conn)?)
+}
+
 /// Whether anybody has a TOTP factor.
 pub fn any_factor(conn: &mut Conn) -> Result<bool, StoreError> {
     let count: i64 = totp_factors::table.count().one(conn)?;

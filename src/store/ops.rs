@@ -406,6 +406,11 @@ impl Store {
             .await
     }
 
+    /// The users with two-step sign-in on (for the admin's users page).
+    pub async fn users_with_totp(&self) -> Result<Vec<i64>, StoreError> {
+        self.db.read(mfa::users_with_factor).await
+    }
+
     pub async fn recovery_codes_left(&self, user_id: i64) -> Result<i64, StoreError> {
         self.db
             .read(move |conn| mfa::codes_left(conn, user_id))

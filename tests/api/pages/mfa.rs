@@ -181,3 +181,40 @@ async fn the_setup_page_without_a_setup_under_way_goes_back_to_the_dashboard() {
         .await;
     assert_eq!(forged.status(), 403);
 }
+
+#[actix_web::test]
+async fn an_admin_sees_who_has_two_step_sign_in_and_resets_it() {
+    let app = spawn_app().await;
+    app.add_user("root", Role::Admin);
+    let alice = app.add_user("alice", Role::User);
+    enroll_totp(&app, alice);
+    let admin = app.page_client("root").await;
+    let users = html_page(app.get_page(&admin, "/admin/users").await, 200).await;
+    assert!(users.contains("Reset two-step sign-in of alice"), "{users}");
+    assert!(!users.contains("Reset two-step sign-in of root"));
+    let csrf = csrf_of(&users);
+    let reset = app
+        .post_form(
+            &admin,
+            &format!("/admin/users/{alice}/reset-mfa"),
+            &[("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(reset.status(), 303);
+    let users = html_page(app.get_page(&admin, "/admin/users").await, 200).await;
+    assert!(users.contains("Reset two-step sign-in of alice and signed out"));
+    assert!(!users.contains("Reset two-step sign-in of alice\""));
+    assert_eq!(
+        api_sign_in(&app, None).await,
+        200,
+        "the password alone again"
+    );
+    let unknown = app
+        .post_form(
+            &admin,
+            "/admin/users/999999/reset-mfa",
+            &[("csrf_token", &csrf)],
+        )
+        .await;
+    assert_eq!(unknown.status(), 404);
+}
