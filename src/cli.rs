@@ -277,6 +277,7 @@ fn check(database: &str, args: &ServeArgs) -> anyhow::Result<()> {
             .into(),
         ),
         ("LATCHKEY_MFA_KEY", format!("{:?}", settings.mfa_key)),
+        ("LATCHKEY_REQUIRE_MFA", settings.require_mfa.name().into()),
         (
             "LATCHKEY_LOGIN_MAX_FAILURES",
             settings.login_max_failures.to_string(),

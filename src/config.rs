@@ -6,6 +6,7 @@ use clap::Args;
 
 use crate::client::ProxyRange;
 use crate::clock::{Millis, SECOND};
+use crate::domain::Role;
 use crate::mfa::MfaKey;
 use crate::tokens::access::LEEWAY_SECS;
 use crate::tokens::keys::KeyAlg;
@@ -52,6 +53,11 @@ pub struct ServeArgs {
     /// Lockout window.
     #[arg(long, env = "LATCHKEY_LOGIN_LOCKOUT", default_value = "15m")]
     pub login_lockout: String,
+    /// Who must use two-step sign-in: off, admins or all. Those accounts enrol at their
+    /// next sign-in before any other page, and API sign-ins without a second factor
+    /// answer mfa_required.
+    #[arg(long, env = "LATCHKEY_REQUIRE_MFA", default_value = "off")]
+    pub require_mfa: String,
     /// The key second-factor secrets are sealed with: 43 base64url characters (32 bytes;
     /// `openssl rand 32 | basenc --base64url | tr -d =`). Default: a key file beside a
     /// SQLite database; on PostgreSQL set it (the same on every instance).
@@ -137,6 +143,33 @@ pub struct Settings {
     pub trusted_proxies: Vec<ProxyRange>,
     /// Where the second-factor key comes from (see `MfaKeySource`).
     pub mfa_key: MfaKeySource,
+    pub require_mfa: MfaPolicy,
+}
+
+/// `LATCHKEY_REQUIRE_MFA`: whose accounts must have a second factor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum MfaPolicy {
+    Off,
+    Admins,
+    All,
+}
+
+impl MfaPolicy {
+    pub fn applies(self, role: Role) -> bool {
+        match self {
+            MfaPolicy::Off => false,
+            MfaPolicy::Admins => role == Role::Admin,
+            MfaPolicy::All => true,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            MfaPolicy::Off => "off",
+            MfaPolicy::Admins => "admins",
+            MfaPolicy::All => "all",
+        }
+    }
 }
 
 /// The key second-factor secrets are sealed with.
@@ -276,6 +309,17 @@ impl Settings {
                     "LATCHKEY_MFA_KEY: must be 32 random bytes as 43 base64url characters",
                 )?),
                 None => MfaKeySource::Database,
+            },
+            require_mfa: match args.require_mfa.as_str() {
+                "off" => MfaPolicy::Off,
+                "admins" => MfaPolicy::Admins,
+                "all" => MfaPolicy::All,
+                other => {
+                    return Err(format!(
+                        "LATCHKEY_REQUIRE_MFA: '{}' is not off, admins or all",
+                        other.escape_debug()
+                    ))
+                }
             },
         };
         if args.jwt_secret.is_some() && !matches!(settings.jwt_alg, JwtAlg::Hs256 { .. }) {

@@ -6,6 +6,7 @@ use actix_web::{FromRequest, HttpRequest, HttpResponse, HttpResponseBuilder};
 use askama::Template;
 use serde::{Deserialize, Serialize};
 
+use crate::auth::flows::Via;
 use crate::auth::flows::{self, SignedIn};
 use crate::cookies;
 use crate::error::{ApiError, OAuthError};
@@ -75,6 +76,7 @@ pub async fn token(
         &body.username,
         &body.password,
         body.otp.as_deref(),
+        Via::Api,
         &client,
     )
     .await?;
@@ -131,7 +133,15 @@ async fn native_grant(
         Some("password") => {
             let username = form.username.ok_or_else(|| missing("username"))?;
             let password = form.password.ok_or_else(|| missing("password"))?;
-            flows::sign_in(state, &username, &password, form.otp.as_deref(), client).await?
+            flows::sign_in(
+                state,
+                &username,
+                &password,
+                form.otp.as_deref(),
+                Via::Api,
+                client,
+            )
+            .await?
         }
         Some("refresh_token") => {
             let token = form.refresh_token.ok_or_else(|| missing("refresh_token"))?;

@@ -141,6 +141,7 @@ pub async fn sign_in(
     username: &str,
     password: &str,
     otp: Option<&str>,
+    via: Via,
     client: &Client,
 ) -> Result<SignedIn, ApiError> {
     let parsed = Username::parse(username).ok();
@@ -165,6 +166,16 @@ pub async fn sign_in(
         return Err(ApiError::InvalidCredentials);
     };
     let amr = match second_factor(state, &user, otp, &actor).await? {
+        // `LATCHKEY_REQUIRE_MFA`: the pages enrol such an account next (see the page
+        // guard); the API has no way to, so it says a second factor is needed.
+        Factor::None if via == Via::Api && state.settings.require_mfa.applies(user.role()) => {
+            let policy = lockout_policy(state);
+            state
+                .store
+                .withdraw_attempt(now, reservation, policy)
+                .await?;
+            return Err(ApiError::MfaRequired);
+        }
         Factor::None => Amr::Password,
         Factor::Passed => Amr::PasswordOtp,
         Factor::Missing => {
@@ -290,6 +301,14 @@ async fn start(
     };
     tracing::info!(user = %user.username, session = session.id, ip = %client.ip, "signed in");
     signed_in(state, &user, &session, refresh, now)
+}
+
+/// Where a sign-in comes from: the pages can enrol a second factor the policy asks for
+/// right after it, the API cannot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Via {
+    Api,
+    Pages,
 }
 
 /// Where a sign-in stands with the account's second factor.

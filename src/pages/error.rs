@@ -14,6 +14,9 @@ pub enum PageError {
     /// No valid access cookie: renew it, then come back to this local path.
     #[error("sign-in needs renewing")]
     Renew(String),
+    /// `LATCHKEY_REQUIRE_MFA` asks this account for a second factor it has not set up.
+    #[error("two-step sign-in must be set up first")]
+    EnrolFirst,
     #[error("{0}")]
     BadRequest(String),
     #[error("{0}")]
@@ -61,7 +64,7 @@ impl PageError {
 impl ResponseError for PageError {
     fn status_code(&self) -> StatusCode {
         match self {
-            PageError::Renew(_) => StatusCode::SEE_OTHER,
+            PageError::Renew(_) | PageError::EnrolFirst => StatusCode::SEE_OTHER,
             PageError::BadRequest(_) => StatusCode::BAD_REQUEST,
             PageError::Conflict(_) => StatusCode::CONFLICT,
             PageError::Forbidden | PageError::Csrf => StatusCode::FORBIDDEN,
@@ -78,6 +81,11 @@ impl ResponseError for PageError {
         if let PageError::Renew(next) = self {
             return HttpResponse::SeeOther()
                 .insert_header((header::LOCATION, crate::next_path::renew_url(next)))
+                .finish();
+        }
+        if let PageError::EnrolFirst = self {
+            return HttpResponse::SeeOther()
+                .insert_header((header::LOCATION, super::mfa::REQUIRED_PATH))
                 .finish();
         }
         let page = ErrorPage {

@@ -3,6 +3,9 @@
 //! `/auth/renew?next=PATH` (which rotates the refresh cookie or ends at the sign-in
 //! form); signed in without the role they get a 403 page.
 
+use crate::state::AppState;
+use crate::tokens::access::Amr;
+use actix_web::web::Data;
 use std::future::{ready, Ready};
 use std::marker::PhantomData;
 
@@ -91,6 +94,17 @@ fn extract<R: RoleRequirement>(req: &HttpRequest) -> Result<Page<R>, PageError> 
     };
     if !R::allows(identity.role) {
         return Err(PageError::Forbidden);
+    }
+    // `LATCHKEY_REQUIRE_MFA`: a session that signed in with the password alone, of an
+    // account the policy covers, reaches nothing but the setup of a second factor.
+    let policy = req
+        .app_data::<Data<AppState>>()
+        .map(|state| state.settings.require_mfa);
+    if policy.is_some_and(|p| p.applies(identity.role))
+        && identity.amr == Amr::Password
+        && !req.path().starts_with("/account/mfa/")
+    {
+        return Err(PageError::EnrolFirst);
     }
     // Remember which latchkey session this browser holds, so signing out can revoke it
     // even after the short-lived access cookie has gone.

@@ -148,7 +148,17 @@ pub async fn submit(
                 other => other,
             }
         }
-        _ => flows::sign_in(&state, &form.username, &form.password, None, &client).await,
+        _ => {
+            flows::sign_in(
+                &state,
+                &form.username,
+                &form.password,
+                None,
+                flows::Via::Pages,
+                &client,
+            )
+            .await
+        }
     };
     match outcome {
         Ok(signed_in) => {

@@ -17,6 +17,7 @@ use super::error::PageError;
 use super::flash;
 use super::guard::Page;
 use super::layout::Layout;
+use super::login::signed_out;
 use super::see_other;
 use crate::auth::flows;
 use crate::clock::{self, Millis, SECOND};
@@ -25,6 +26,10 @@ use crate::mfa::{qr, recovery, totp::Secret};
 use crate::state::AppState;
 use crate::store::sessions::Client;
 use crate::store::{Actor, StoreError};
+use crate::tokens::access::Amr;
+
+/// Where `LATCHKEY_REQUIRE_MFA` sends an account without a second factor.
+pub const REQUIRED_PATH: &str = "/account/mfa/required";
 
 /// Where the cookie session keeps a secret being set up.
 const SETUP_KEY: &str = "totp_setup";
@@ -54,6 +59,37 @@ pub struct SetupPage {
 pub struct CodesPage {
     layout: Layout,
     codes: Vec<String>,
+    /// Where "I have kept them" leads.
+    done: &'static str,
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "mfa_required.html")]
+pub struct RequiredPage {
+    layout: Layout,
+}
+
+/// `GET /account/mfa/required`: the forced setup of `LATCHKEY_REQUIRE_MFA`. Once the
+/// factor is set up, the session (signed in with the password alone) ends: signing in
+/// again with a code gives a session that reaches everything.
+pub async fn required(page: Page, state: Data<AppState>) -> Result<HttpResponse, PageError> {
+    let has_factor = state
+        .store
+        .sealed_totp_secret(page.identity.user_id.0)
+        .await?
+        .is_some();
+    if has_factor {
+        return Ok(signed_out(
+            &state,
+            &page.session,
+            "Two-step sign-in is on. Sign in again with a code from your app.",
+        ));
+    }
+    Ok(RequiredPage {
+        layout: page.layout_with("", flash::take(&page.session)),
+    }
+    .respond_to(page.request())
+    .map_into_boxed_body())
 }
 
 #[derive(Deserialize, Default)]
@@ -161,7 +197,13 @@ pub async fn confirm(
     }
     page.session.remove(SETUP_KEY);
     tracing::info!(user = %page.identity.username, "two-step sign-in turned on");
-    Ok(codes_page(&page, codes))
+    let forced = state.settings.require_mfa.applies(page.identity.role)
+        && page.identity.amr == Amr::Password;
+    Ok(codes_page(
+        &page,
+        codes,
+        if forced { REQUIRED_PATH } else { "/dashboard" },
+    ))
 }
 
 fn hashes(state: &AppState, codes: &[String]) -> Vec<Vec<u8>> {
@@ -171,10 +213,11 @@ fn hashes(state: &AppState, codes: &[String]) -> Vec<Vec<u8>> {
         .collect()
 }
 
-fn codes_page(page: &Page, codes: Vec<String>) -> HttpResponse {
+fn codes_page(page: &Page, codes: Vec<String>, done: &'static str) -> HttpResponse {
     CodesPage {
         layout: page.layout_with("dashboard", None),
         codes,
+        done,
     }
     .respond_to(page.request())
     .map_into_boxed_body()
@@ -224,7 +267,7 @@ pub async fn new_codes(
         .store
         .replace_recovery_codes(page.identity.user_id.0, hashes(&state, &codes))
         .await?;
-    Ok(codes_page(&page, codes))
+    Ok(codes_page(&page, codes, "/dashboard"))
 }
 
 /// `POST /account/mfa/disable`: turns two-step sign-in off.

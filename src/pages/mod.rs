@@ -43,6 +43,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(mfa::show))
                 .route(web::post().to(mfa::start)),
         )
+        .service(resource(mfa::REQUIRED_PATH).route(web::get().to(mfa::required)))
         .service(resource("/account/mfa/confirm").route(web::post().to(mfa::confirm)))
         .service(resource("/account/mfa/recovery-codes").route(web::post().to(mfa::new_codes)))
         .service(resource("/account/mfa/disable").route(web::post().to(mfa::disable)))

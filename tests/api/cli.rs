@@ -194,6 +194,8 @@ async fn bad_settings_stop_start_up_naming_the_variable() {
         ("LATCHKEY_JWT_ALG", "es256"),
         ("LATCHKEY_KEY_ROTATION", "soon"),
         ("LATCHKEY_KEY_ROTATION", "0s"),
+        ("LATCHKEY_REQUIRE_MFA", "everyone"),
+        ("LATCHKEY_MFA_KEY", "too-short"),
         ("LATCHKEY_LOGIN_MAX_FAILURES", "many"),
         ("LATCHKEY_LOGIN_LOCKOUT", "1y"),
         ("LATCHKEY_TRUSTED_PROXIES", "10.0.0.1,not-an-ip"),

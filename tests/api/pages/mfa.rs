@@ -218,3 +218,72 @@ async fn an_admin_sees_who_has_two_step_sign_in_and_resets_it() {
         .await;
     assert_eq!(unknown.status(), 404);
 }
+
+#[actix_web::test]
+async fn require_mfa_admins_makes_admins_enrol_before_any_page_and_refuses_their_api_sign_ins() {
+    let app = spawn_app_with(|s| s.require_mfa = latchkey::config::MfaPolicy::Admins).await;
+    app.add_user("root", Role::Admin);
+    app.add_user("alice", Role::User);
+    assert_eq!(api_sign_in(&app, None).await, 200, "users are not covered");
+    let refused = client()
+        .post(app.url("/auth/token"))
+        .json(&json!({"username": "root", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(refused).await, (401, "mfa_required".into()));
+
+    // The pages: the password signs in, and every page leads to the setup.
+    let admin = client();
+    let signed_in = app
+        .page_sign_in_as(&admin, "root", PASSWORD, "/admin/users")
+        .await;
+    assert_eq!(signed_in.status(), 303);
+    for path in ["/admin/users", "/dashboard", "/admin/sessions"] {
+        let response = app.get_page(&admin, path).await;
+        assert_eq!(response.status(), 303, "{path}");
+        assert_eq!(location(&response), "/account/mfa/required", "{path}");
+    }
+    let required = html_page(app.get_page(&admin, "/account/mfa/required").await, 200).await;
+    let csrf = csrf_of(&required);
+    app.post_form(&admin, "/account/mfa/setup", &[("csrf_token", &csrf)])
+        .await;
+    let setup = html_page(app.get_page(&admin, "/account/mfa/setup").await, 200).await;
+    let base32 = text_after(&setup, r#"<code id="totp-secret">"#).to_owned();
+    let bytes = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, &base32).unwrap();
+    let secret = Secret::from_bytes(bytes).unwrap();
+    let (code, next) = totp_now(&secret);
+    let codes = app
+        .post_form(
+            &admin,
+            "/account/mfa/confirm",
+            &[("csrf_token", &csrf), ("otp", &code)],
+        )
+        .await;
+    let codes = html_page(codes, 200).await;
+    assert!(codes.contains(r#"href="/account/mfa/required""#));
+    // Kept them: this password-only session ends; sign in again with a code.
+    let done = app.get_page(&admin, "/account/mfa/required").await;
+    assert_eq!(done.status(), 303);
+    assert_eq!(location(&done), "/login");
+    let again = html_page(
+        app.page_sign_in_as(&admin, "root", PASSWORD, "/admin/users")
+            .await,
+        200,
+    )
+    .await;
+    let csrf = csrf_of(&again);
+    let in_ = app
+        .post_form(
+            &admin,
+            "/login",
+            &[
+                ("otp", &next),
+                ("csrf_token", &csrf),
+                ("next", "/admin/users"),
+            ],
+        )
+        .await;
+    assert_eq!(in_.status(), 303);
+    assert_eq!(app.get_page(&admin, "/admin/users").await.status(), 200);
+}
