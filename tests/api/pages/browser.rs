@@ -229,6 +229,13 @@ impl Browser<'_> {
             .to_owned()
     }
 
+    async fn text(&self, css: &str) -> String {
+        let element = self.find(css).await;
+        let path = format!("/element/{element}/text");
+        let value = self.call(reqwest::Method::GET, &path, None).await;
+        value.as_str().unwrap_or_default().to_owned()
+    }
+
     async fn attribute(&self, css: &str, name: &str) -> String {
         let element = self.find(css).await;
         let path = format!("/element/{element}/attribute/{name}");
@@ -437,6 +444,66 @@ async fn an_expired_access_token_is_renewed_silently_on_navigation() {
         refresh_tokens(&app) > before,
         "the refresh token was rotated on the way"
     );
+    alice.quit().await;
+}
+
+#[actix_web::test]
+async fn a_user_sets_up_two_step_sign_in_signs_out_and_signs_in_with_a_code() {
+    let Some((chromium, chromedriver)) = browser_programs() else {
+        return;
+    };
+    let app = spawn_app().await;
+    app.add_user("alice", Role::User);
+    let driver = Driver::start(chromium, &chromedriver).await;
+    let alice = driver.browser().await;
+    alice.resize(1100, 900).await;
+    alice.sign_in(&app, "alice").await;
+    alice
+        .click(r#"form[action="/account/mfa/setup"] button"#)
+        .await;
+    alice
+        .url_when(|url| url.ends_with("/account/mfa/setup"))
+        .await;
+    assert!(
+        alice.source().await.contains("<svg"),
+        "the QR code is drawn"
+    );
+    alice.screenshot("mfa-setup").await;
+
+    // The authenticator app, played by the test: the code of the key on the page.
+    let base32 = alice.text("#totp-secret").await;
+    let bytes = base32::decode(base32::Alphabet::Rfc4648 { padding: false }, &base32).unwrap();
+    let secret = latchkey::mfa::totp::Secret::from_bytes(bytes).unwrap();
+    let (code, next) = totp_now(&secret);
+    alice.type_into("#otp", &code).await;
+    alice
+        .click(r#"form[action="/account/mfa/confirm"] button"#)
+        .await;
+    alice
+        .url_when(|url| url.ends_with("/account/mfa/confirm"))
+        .await;
+    assert!(alice.source().await.contains("recovery-codes"));
+    alice.screenshot("mfa-recovery-codes").await;
+    alice.click("a.btn-primary").await;
+    alice.url_when(|url| url.ends_with("/dashboard")).await;
+    assert!(alice.source().await.contains("10 recovery codes left"));
+
+    alice.click(r#"form[action="/logout"] button"#).await;
+    alice.url_when(|url| url.ends_with("/login")).await;
+    alice.type_into("#username", "alice").await;
+    alice.type_into("#password", PASSWORD).await;
+    alice.click("form.stack button[type=submit]").await;
+    // The code step: same address, a form for the code.
+    let start = Instant::now();
+    while !alice.source().await.contains(r#"id="otp""#) {
+        assert!(start.elapsed() < Duration::from_secs(10), "the code step");
+        actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+    }
+    alice.screenshot("login-code").await;
+    alice.type_into("#otp", &next).await;
+    alice.click("form.stack button[type=submit]").await;
+    alice.url_when(|url| url.ends_with("/dashboard")).await;
+    assert!(alice.source().await.contains("Hello, alice"));
     alice.quit().await;
 }
 
