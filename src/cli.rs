@@ -11,7 +11,7 @@ use clap::{Parser, Subcommand};
 
 use crate::api::views::{SessionList, SessionView, UserList, UserView};
 use crate::clock::{self, rfc3339};
-use crate::config::{self, MfaKeySource, ServeArgs, Settings};
+use crate::config::{self, LogFormat, MfaKeySource, ServeArgs, Settings};
 use crate::db::{self, Conn};
 use crate::domain::{Password, Role, SessionId, Username};
 use crate::passwords;
@@ -279,6 +279,13 @@ fn check(database: &str, args: &ServeArgs) -> anyhow::Result<()> {
         ("LATCHKEY_MFA_KEY", format!("{:?}", settings.mfa_key)),
         ("LATCHKEY_REQUIRE_MFA", settings.require_mfa.name().into()),
         (
+            "LATCHKEY_LOG_FORMAT",
+            match args.log_format().map_err(anyhow::Error::msg)? {
+                LogFormat::Text => "text".into(),
+                LogFormat::Json => "json".into(),
+            },
+        ),
+        (
             "LATCHKEY_LOGIN_MAX_FAILURES",
             settings.login_max_failures.to_string(),
         ),
@@ -319,7 +326,8 @@ fn serve(database: &str, args: ServeArgs) -> anyhow::Result<()> {
     let mut settings = Settings::from_args(&args).map_err(anyhow::Error::msg)?;
     settings.mfa_key = mfa_key_source(database, settings.mfa_key)?;
     let pool = args.db_pool().map_err(anyhow::Error::msg)?;
-    init_logging(&args.log_filter)?;
+    let log_format = args.log_format().map_err(anyhow::Error::msg)?;
+    init_logging(&args.log_filter, log_format)?;
     if args.demo && !is_loopback(&settings.bind)? {
         bail!(
             "--demo only binds to a loopback address (127.0.0.1, ::1, localhost), not {}",
@@ -348,7 +356,7 @@ fn serve(database: &str, args: ServeArgs) -> anyhow::Result<()> {
 /// filter names `actix_http` itself.
 const QUIET_CLIENT_ERRORS: &str = "actix_http::h1::dispatcher=off";
 
-fn init_logging(filter: &str) -> anyhow::Result<()> {
+fn init_logging(filter: &str, format: LogFormat) -> anyhow::Result<()> {
     let directives = if filter.contains("actix_http") {
         filter.to_owned()
     } else {
@@ -360,12 +368,20 @@ fn init_logging(filter: &str) -> anyhow::Result<()> {
             filter.escape_debug()
         )
     })?;
-    tracing_subscriber::fmt()
+    let logs = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .try_init()
-        .map_err(|e| anyhow!("cannot set up logging: {e}"))
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Text => logs.with_ansi(std::io::stderr().is_terminal()).try_init(),
+        // One object per line: the event's fields at the top, the request's id under `span`.
+        LogFormat::Json => logs
+            .json()
+            .flatten_event(true)
+            .with_current_span(true)
+            .with_span_list(false)
+            .try_init(),
+    }
+    .map_err(|e| anyhow!("cannot set up logging: {e}"))
 }
 
 fn is_loopback(bind: &str) -> anyhow::Result<bool> {

@@ -72,9 +72,31 @@ pub struct ServeArgs {
     /// Log filter.
     #[arg(long = "log", env = "RUST_LOG", default_value = "info")]
     pub log_filter: String,
+    /// Log lines as text, or as one JSON object per line (on stderr).
+    #[arg(long, env = "LATCHKEY_LOG_FORMAT", default_value = "text")]
+    pub log_format: String,
+}
+
+/// `LATCHKEY_LOG_FORMAT`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 impl ServeArgs {
+    /// `LATCHKEY_LOG_FORMAT`, checked.
+    pub fn log_format(&self) -> Result<LogFormat, String> {
+        match self.log_format.as_str() {
+            "text" => Ok(LogFormat::Text),
+            "json" => Ok(LogFormat::Json),
+            other => Err(format!(
+                "LATCHKEY_LOG_FORMAT: '{}' is not text or json",
+                other.escape_debug()
+            )),
+        }
+    }
+
     /// `LATCHKEY_DB_POOL`, checked: 1 to 1000 connections.
     pub fn db_pool(&self) -> Result<u32, String> {
         self.db_pool

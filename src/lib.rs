@@ -17,6 +17,7 @@ pub mod notices;
 pub mod origin;
 pub mod pages;
 pub mod passwords;
+pub mod request_id;
 pub mod revocation;
 pub mod schema;
 pub mod startup;

@@ -24,7 +24,7 @@ use crate::store::Store;
 use crate::tokens::access::AccessTokens;
 use crate::tokens::keys::{usable_since, KeyAlg, KeySet, Keys, KEY_POLL_SECS};
 use crate::tokens::refresh::SuccessorKey;
-use crate::{api, cookies, error, housekeeping, notices, pages};
+use crate::{api, cookies, error, housekeeping, notices, pages, request_id};
 
 /// The largest request body accepted anywhere.
 pub const BODY_LIMIT: usize = 16 * 1024;
@@ -89,6 +89,7 @@ impl Application {
                 ))
                 .wrap(security_headers(state.settings.secure_cookies))
                 .wrap_fn(head_as_get)
+                .wrap_fn(with_request_id)
                 .configure(api::configure)
                 .configure(pages::configure)
         })
@@ -322,6 +323,32 @@ where
         req.head_mut().method = Method::GET;
     }
     routes.call(req)
+}
+
+/// Gives the request its id (see `request_id`): a span around everything it logs, and the
+/// `X-Request-Id` of its response.
+fn with_request_id<S, B>(
+    req: ServiceRequest,
+    routes: &S,
+) -> impl std::future::Future<Output = Result<S::Response, S::Error>>
+where
+    S: Service<ServiceRequest, Response = actix_web::dev::ServiceResponse<B>>,
+{
+    use tracing::Instrument as _;
+    let id = request_id::of(&req);
+    let span = tracing::info_span!("request", id = %id);
+    let call = span.in_scope(|| routes.call(req));
+    async move {
+        let mut response = call.await?;
+        if let Ok(value) = actix_web::http::header::HeaderValue::from_str(&id) {
+            response.headers_mut().insert(
+                actix_web::http::header::HeaderName::from_static(request_id::HEADER),
+                value,
+            );
+        }
+        Ok(response)
+    }
+    .instrument(span)
 }
 
 fn security_headers(https: bool) -> DefaultHeaders {

@@ -195,6 +195,7 @@ async fn bad_settings_stop_start_up_naming_the_variable() {
         ("LATCHKEY_KEY_ROTATION", "soon"),
         ("LATCHKEY_KEY_ROTATION", "0s"),
         ("LATCHKEY_REQUIRE_MFA", "everyone"),
+        ("LATCHKEY_LOG_FORMAT", "xml"),
         ("LATCHKEY_MFA_KEY", "too-short"),
         ("LATCHKEY_LOGIN_MAX_FAILURES", "many"),
         ("LATCHKEY_LOGIN_LOCKOUT", "1y"),
@@ -268,8 +269,10 @@ async fn sigterm_stops_the_server_cleanly() {
     assert!(status.success(), "{status:?}");
 }
 
-#[actix_web::test]
-async fn no_password_or_token_reaches_the_log_even_at_trace_level() {
+/// A server logging at trace level in `format`, through a sign-in (with `X-Request-Id:
+/// from-the-proxy-1`), a refresh and `/api/me`: its log, the secrets it saw, and the
+/// request ids the responses carried.
+async fn a_logged_session(format: &str) -> (String, Vec<String>, Vec<String>) {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("x.db");
     let out = run_cli(
@@ -285,6 +288,7 @@ async fn no_password_or_token_reaches_the_log_even_at_trace_level() {
         .arg(&db)
         .args(["serve", "--bind", &format!("127.0.0.1:{port}")])
         .env("RUST_LOG", "trace")
+        .env("LATCHKEY_LOG_FORMAT", format)
         .stdout(std::process::Stdio::null())
         .stderr(std::fs::File::create(&log_path).unwrap())
         .spawn()
@@ -295,6 +299,7 @@ async fn no_password_or_token_reaches_the_log_even_at_trace_level() {
     for _ in 0..100 {
         if let Ok(r) = jar
             .post(format!("{base}/auth/token"))
+            .header("X-Request-Id", "from-the-proxy-1")
             .json(&serde_json::json!({"username": "alice", "password": PASSWORD}))
             .send()
             .await
@@ -305,38 +310,76 @@ async fn no_password_or_token_reaches_the_log_even_at_trace_level() {
         actix_web::rt::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     let response = signed_in.expect("server came up");
+    let id_of = |r: &reqwest::Response| r.headers()["x-request-id"].to_str().unwrap().to_owned();
+    let mut ids = vec![id_of(&response)];
     let refresh = cookie_value(response.headers(), "lk_refresh").unwrap();
     let body: serde_json::Value = response.json().await.unwrap();
     let access = body["access_token"].as_str().unwrap().to_owned();
     let rotated = jar
         .post(format!("{base}/auth/refresh"))
+        .header("X-Request-Id", "not a sane id")
         .send()
         .await
         .unwrap();
+    ids.push(id_of(&rotated));
     let refresh2 = cookie_value(rotated.headers(), "lk_refresh").unwrap();
-    reqwest::Client::new()
+    let me = reqwest::Client::new()
         .get(format!("{base}/api/me"))
         .bearer_auth(&access)
         .send()
         .await
         .unwrap();
+    ids.push(id_of(&me));
     let _ = std::process::Command::new("kill")
         .args(["-TERM", &child.id().to_string()])
         .status();
     let _ = child.wait();
-
     let log = std::fs::read_to_string(&log_path).unwrap();
-    assert!(log.contains("signed in"), "the log was written: {log}");
-    for secret in [
-        PASSWORD,
-        access.as_str(),
-        refresh.as_str(),
-        refresh2.as_str(),
-    ] {
-        assert!(!log.contains(secret), "a secret reached the log");
+    let signature = access.rsplit('.').next().unwrap().to_owned();
+    (
+        log,
+        vec![PASSWORD.into(), access, refresh, refresh2, signature],
+        ids,
+    )
+}
+
+#[actix_web::test]
+async fn no_password_or_token_reaches_the_log_even_at_trace_level() {
+    for format in ["text", "json"] {
+        let (log, secrets, _) = a_logged_session(format).await;
+        assert!(
+            log.contains("signed in"),
+            "{format}: the log was written: {log}"
+        );
+        for secret in &secrets {
+            assert!(
+                !log.contains(secret.as_str()),
+                "{format}: a secret reached the log"
+            );
+        }
     }
-    // Nor any recognisable piece of the token (its signature part).
-    assert!(!log.contains(access.rsplit('.').next().unwrap()));
+}
+
+#[actix_web::test]
+async fn json_logs_are_one_object_per_line_and_carry_the_request_id() {
+    let (log, _, ids) = a_logged_session("json").await;
+    assert_eq!(ids[0], "from-the-proxy-1", "a sane incoming id is kept");
+    assert!(ids[1] != "not a sane id" && !ids[1].is_empty(), "{ids:?}");
+    assert!(ids[2] != ids[1], "each request its own id");
+    let lines: Vec<serde_json::Value> = log
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let signed_in = lines
+        .iter()
+        .find(|l| l["message"] == "signed in")
+        .expect("the sign-in line");
+    assert_eq!(signed_in["span"]["id"], "from-the-proxy-1", "{signed_in}");
+    assert_eq!(
+        signed_in["user"], "alice",
+        "security events keep their fields"
+    );
+    assert!(signed_in["timestamp"].is_string() && signed_in["level"] == "INFO");
 }
 
 /// `latchkey serve` with these environment variables, expected to stop at once.
