@@ -589,15 +589,6 @@ fn revoked_sessions_since(
         .collect())
 }
 
-/// Whether the session is revoked (a direct read, for callers that cannot use the set).
-pub fn is_revoked(conn: &mut Conn, id: i64) -> Result<bool, StoreError> {
-    let revoked: Option<Option<Millis>> = sessions::table
-        .find(id)
-        .select(sessions::revoked_at)
-        .one(conn)
-        .optional()?;
-    Ok(!matches!(revoked, Some(None)))
-}
 
 /// Housekeeping: deletes up to `limit` refresh tokens that expired before `before`.
 /// Rotated ones go too: a stolen token that has expired is refused as unknown instead

@@ -138,10 +138,6 @@ impl AccessTokens {
         }
     }
 
-    pub fn ttl_secs(&self) -> i64 {
-        self.ttl_secs
-    }
-
     pub fn issue(
         &self,
         user_id: UserId,

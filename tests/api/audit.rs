@@ -321,7 +321,10 @@ async fn a_change_and_its_audit_event_commit_together() {
             .unwrap()
             .is_none()
     );
-    assert!(!sessions::is_revoked(&mut conn, session.id).unwrap());
+    assert_eq!(
+        sessions::find(&mut conn, session.id).unwrap().session.revoked_at,
+        None
+    );
     assert_eq!(
         sessions::list_active(&mut conn, now, Some(alice), None, 10)
             .unwrap()

@@ -54,6 +54,21 @@ pub fn default_settings() -> Settings {
     settings
 }
 
+/// `TEST_LOG=1`: the servers' logs (`RUST_LOG`, default `info`) on the test's stderr, as
+/// zero-to-production does; silent otherwise.
+fn init_test_log() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(|| {
+        if std::env::var("TEST_LOG").as_deref() == Ok("1") {
+            let filter = std::env::var("RUST_LOG").unwrap_or_else(|_| "info".into());
+            let _ = tracing_subscriber::fmt()
+                .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+                .with_test_writer()
+                .try_init();
+        }
+    });
+}
+
 pub const TEST_MFA_KEY: &str = "dGVzdHMgb25seTogYSBrZXkgb2YgMzIgYnl0ZXMgISE";
 
 pub fn test_mfa_key() -> MfaKey {
@@ -150,6 +165,7 @@ fn spawn_on(
     database: String,
     adjust: impl FnOnce(&mut Settings),
 ) -> TestApp {
+    init_test_log();
     let mut settings = default_settings();
     adjust(&mut settings);
     let db = db::open(&database, 8).expect("database opens");
