@@ -14,7 +14,7 @@ pub enum ApiError {
     BadRequest(String),
     #[error("wrong username or password")]
     InvalidCredentials,
-    #[error("this account has two-step sign-in: send a current code or a recovery code as otp")]
+    #[error("a second factor is required: send a current code or a recovery code as otp (an account without one sets it up on the dashboard first)")]
     MfaRequired,
     #[error("too many failed sign-ins; try again in {0} seconds")]
     TooManyAttempts(i64),
@@ -150,7 +150,7 @@ impl From<ApiError> for OAuthError {
         match e {
             ApiError::InvalidCredentials => OAuthError::InvalidGrant("wrong username or password"),
             ApiError::MfaRequired => OAuthError::InvalidGrant(
-                "this account has two-step sign-in: send a current code or a recovery code as otp",
+                "a second factor is required: send a current code or a recovery code as otp",
             ),
             ApiError::InvalidRefreshToken => {
                 OAuthError::InvalidGrant("the refresh token is unknown, expired, revoked or reused")

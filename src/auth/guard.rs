@@ -99,6 +99,15 @@ impl<R: RoleRequirement> FromRequest for Auth<R> {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(authenticate(req).and_then(|identity| {
+            // `LATCHKEY_REQUIRE_MFA`: a session of a covered account that signed in with
+            // the password alone (on the pages, to set a second factor up) is good for
+            // nothing else: not the API, not a gateway.
+            let policy = req
+                .app_data::<Data<AppState>>()
+                .map(|state| state.settings.require_mfa);
+            if policy.is_some_and(|p| p.applies(identity.role)) && identity.amr == Amr::Password {
+                return Err(ApiError::MfaRequired);
+            }
             if R::allows(identity.role) {
                 Ok(Auth {
                     identity,

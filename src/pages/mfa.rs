@@ -72,13 +72,23 @@ pub struct RequiredPage {
 /// `GET /account/mfa/required`: the forced setup of `LATCHKEY_REQUIRE_MFA`. Once the
 /// factor is set up, the session (signed in with the password alone) ends: signing in
 /// again with a code gives a session that reaches everything.
-pub async fn required(page: Page, state: Data<AppState>) -> Result<HttpResponse, PageError> {
-    let has_factor = state
-        .store
-        .sealed_totp_secret(page.identity.user_id.0)
-        .await?
-        .is_some();
+pub async fn required(
+    page: Page,
+    state: Data<AppState>,
+    client: Client,
+) -> Result<HttpResponse, PageError> {
+    let user_id = page.identity.user_id.0;
+    let has_factor = state.store.sealed_totp_secret(user_id).await?.is_some();
     if has_factor {
+        let actor = Actor::of(Some(user_id), &client);
+        let session = page.identity.session_id.0;
+        let ended = state
+            .store
+            .revoke_session(session, Some(user_id), "signed_out", actor);
+        match flows::revoking(&state, ended).await {
+            Ok(_) | Err(ApiError::NotFound) => {}
+            Err(e) => return Err(e.into()),
+        }
         return Ok(signed_out(
             &state,
             &page.session,

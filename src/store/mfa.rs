@@ -9,7 +9,7 @@ use super::audit::{self, Event, EventKind};
 use super::{write_tx, Actor, Statement, StoreError};
 use crate::clock::Millis;
 use crate::db::Conn;
-use crate::schema::{recovery_codes, totp_factors};
+use crate::schema::{recovery_codes, totp_factors, users};
 
 /// The sealed TOTP secret of a user, if they have a factor.
 pub fn sealed_secret(conn: &mut Conn, user_id: i64) -> Result<Option<Vec<u8>>, StoreError> {
@@ -42,15 +42,32 @@ pub fn codes_left(conn: &mut Conn, user_id: i64) -> Result<i64, StoreError> {
         .one(conn)?)
 }
 
-fn event(kind: EventKind, actor: &Actor, user_id: i64, detail: Option<String>) -> Event<'_> {
-    Event {
-        kind,
-        actor,
-        subject_user_id: Some(user_id),
-        subject_username: None,
-        session_id: None,
-        detail,
-    }
+/// Audits `kind` about `user_id`, under their name (so a filter by user finds it).
+fn record(
+    conn: &mut Conn,
+    now: Millis,
+    kind: EventKind,
+    actor: &Actor,
+    user_id: i64,
+    detail: Option<String>,
+) -> Result<(), StoreError> {
+    let username: Option<String> = users::table
+        .find(user_id)
+        .select(users::username)
+        .one(conn)
+        .optional()?;
+    audit::record(
+        conn,
+        now,
+        Event {
+            kind,
+            actor,
+            subject_user_id: Some(user_id),
+            subject_username: username.as_deref(),
+            session_id: None,
+            detail,
+        },
+    )
 }
 
 fn insert_codes(
@@ -100,11 +117,7 @@ pub fn enable(
         diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(user_id)))
             .run(conn)?;
         insert_codes(conn, now, user_id, code_hashes)?;
-        audit::record(
-            conn,
-            now,
-            event(EventKind::MfaEnabled, actor, user_id, None),
-        )
+        record(conn, now, EventKind::MfaEnabled, actor, user_id, None)
     })
 }
 
@@ -140,15 +153,13 @@ pub fn use_recovery_code(
         .run(conn)?;
         if updated == 1 {
             let left = codes_left(conn, user_id)?;
-            audit::record(
+            record(
                 conn,
                 now,
-                event(
-                    EventKind::RecoveryCodeUsed,
-                    actor,
-                    user_id,
-                    Some(format!("{left} left")),
-                ),
+                EventKind::RecoveryCodeUsed,
+                actor,
+                user_id,
+                Some(format!("{left} left")),
             )?;
         }
         Ok(updated == 1)
@@ -201,7 +212,7 @@ pub fn remove(
             )?;
         }
         if factors + codes > 0 || reset {
-            audit::record(conn, now, event(kind, actor, user_id, None))?;
+            record(conn, now, kind, actor, user_id, None)?;
         }
         Ok(factors > 0)
     })

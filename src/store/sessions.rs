@@ -589,7 +589,6 @@ fn revoked_sessions_since(
         .collect())
 }
 
-
 /// Housekeeping: deletes up to `limit` refresh tokens that expired before `before`.
 /// Rotated ones go too: a stolen token that has expired is refused as unknown instead
 /// of tripping reuse detection, which no longer protects anything once it is expired.

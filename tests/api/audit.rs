@@ -322,7 +322,10 @@ async fn a_change_and_its_audit_event_commit_together() {
             .is_none()
     );
     assert_eq!(
-        sessions::find(&mut conn, session.id).unwrap().session.revoked_at,
+        sessions::find(&mut conn, session.id)
+            .unwrap()
+            .session
+            .revoked_at,
         None
     );
     assert_eq!(

@@ -153,7 +153,12 @@ async fn a_user_sets_up_two_step_sign_in_keeps_recovery_codes_and_turns_it_off()
             && dashboard.contains("Set up two-step sign-in")
     );
     assert_eq!(api_sign_in(&app, None).await, 200);
-    let audit = String::from_utf8(app.cli(&["audit", "list", "--json"]).stdout).unwrap();
+    // Under the user's name, so a filter by user finds them.
+    let audit = String::from_utf8(
+        app.cli(&["audit", "list", "--user", "alice", "--json"])
+            .stdout,
+    )
+    .unwrap();
     for kind in ["mfa_enabled", "recovery_code_used", "mfa_disabled"] {
         assert!(audit.contains(kind), "{kind}: {audit}");
     }
@@ -239,6 +244,17 @@ async fn require_mfa_admins_makes_admins_enrol_before_any_page_and_refuses_their
         .page_sign_in_as(&admin, "root", PASSWORD, "/admin/users")
         .await;
     assert_eq!(signed_in.status(), 303);
+    // That session's token is good for the setup pages only: not the API, not a gateway.
+    let setup_only = cookie_value(signed_in.headers(), "lk_access").unwrap();
+    let setup_refresh = cookie_value(signed_in.headers(), "lk_refresh").unwrap();
+    for path in ["/api/me", "/api/admin/users", "/api/verify?role=admin"] {
+        let response = app.get_bearer(path, &setup_only).await;
+        assert_eq!(
+            error_code(response).await,
+            (401, "mfa_required".into()),
+            "{path}"
+        );
+    }
     for path in ["/admin/users", "/dashboard", "/admin/sessions"] {
         let response = app.get_page(&admin, path).await;
         assert_eq!(response.status(), 303, "{path}");
@@ -266,6 +282,10 @@ async fn require_mfa_admins_makes_admins_enrol_before_any_page_and_refuses_their
     let done = app.get_page(&admin, "/account/mfa/required").await;
     assert_eq!(done.status(), 303);
     assert_eq!(location(&done), "/login");
+    // ... and is over for good, not only for this browser.
+    let old = app.get_bearer("/api/me", &setup_only).await;
+    assert_eq!(error_code(old).await, (401, "session_revoked".into()));
+    assert_eq!(app.refresh_with(&setup_refresh).await.status(), 401);
     let again = html_page(
         app.page_sign_in_as(&admin, "root", PASSWORD, "/admin/users")
             .await,
