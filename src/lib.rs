@@ -11,6 +11,7 @@ pub mod db;
 pub mod domain;
 pub mod error;
 pub mod housekeeping;
+pub mod limits;
 pub mod mfa;
 pub mod next_path;
 pub mod notices;

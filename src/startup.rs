@@ -24,10 +24,9 @@ use crate::store::Store;
 use crate::tokens::access::AccessTokens;
 use crate::tokens::keys::{usable_since, KeyAlg, KeySet, Keys, KEY_POLL_SECS};
 use crate::tokens::refresh::SuccessorKey;
+use crate::limits::BODY_LIMIT;
 use crate::{api, cookies, error, housekeeping, notices, pages, request_id};
 
-/// The largest request body accepted anywhere.
-pub const BODY_LIMIT: usize = 16 * 1024;
 /// How often this instance looks for revocations made by other processes.
 const REVOCATION_POLL: Duration = Duration::from_millis(250);
 /// How often this instance reloads signing keys (SPEC: a rotation is used within 10 s)

@@ -13,7 +13,7 @@ use actix_web::middleware::{from_fn, Next};
 use actix_web::{web, HttpResponse};
 
 use crate::error::ApiError;
-use crate::startup::BODY_LIMIT;
+use crate::limits::BODY_LIMIT;
 
 /// Registers every JSON route. Unknown paths under `/api` and `/auth` answer a JSON
 /// 404, known paths with the wrong method a JSON 405.
