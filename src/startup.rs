@@ -6,16 +6,18 @@ use std::time::Duration;
 use actix_session::config::{BrowserSession, CookieContentSecurity};
 use actix_session::storage::CookieSessionStore;
 use actix_session::SessionMiddleware;
+use actix_web::body::EitherBody;
 use actix_web::cookie::{Key, SameSite};
-use actix_web::dev::{Server, Service, ServiceRequest};
-use actix_web::http::Method;
+use actix_web::dev::{Server, Service, ServiceRequest, ServiceResponse};
+use actix_web::http::{Method, StatusCode};
 use actix_web::middleware::DefaultHeaders;
 use actix_web::web::{self, Data};
-use actix_web::{App, HttpServer};
+use actix_web::{App, HttpResponse, HttpServer};
 
 use crate::clock::{self, SECOND};
 use crate::config::{JwtAlg, MfaKeySource, Settings};
 use crate::db::Db;
+use crate::limits::{head_size, BODY_LIMIT, HEAD_LIMIT};
 use crate::mfa::MfaKey;
 use crate::passwords::Hasher;
 use crate::revocation::RevokedSessions;
@@ -24,7 +26,6 @@ use crate::store::Store;
 use crate::tokens::access::AccessTokens;
 use crate::tokens::keys::{usable_since, KeyAlg, KeySet, Keys, KEY_POLL_SECS};
 use crate::tokens::refresh::SuccessorKey;
-use crate::limits::BODY_LIMIT;
 use crate::{api, cookies, error, housekeeping, notices, pages, request_id};
 
 /// How often this instance looks for revocations made by other processes.
@@ -89,6 +90,7 @@ impl Application {
                 .wrap(security_headers(state.settings.secure_cookies))
                 .wrap_fn(head_as_get)
                 .wrap_fn(with_request_id)
+                .wrap_fn(head_limit)
                 .configure(api::configure)
                 .configure(pages::configure)
         })
@@ -322,6 +324,31 @@ where
         req.head_mut().method = Method::GET;
     }
     routes.call(req)
+}
+
+/// Heads over `HEAD_LIMIT` get an empty 431 (RFC 6585) before anything else runs.
+fn head_limit<S, B>(
+    req: ServiceRequest,
+    routes: &S,
+) -> impl std::future::Future<Output = Result<ServiceResponse<EitherBody<B>>, S::Error>>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>>,
+{
+    let call = if head_size(&req) > HEAD_LIMIT {
+        Err(req)
+    } else {
+        Ok(routes.call(req))
+    };
+    async move {
+        match call {
+            Err(req) => Ok(req
+                .into_response(HttpResponse::new(
+                    StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+                ))
+                .map_into_right_body()),
+            Ok(call) => call.await.map(ServiceResponse::map_into_left_body),
+        }
+    }
 }
 
 /// Gives the request its id (see `request_id`): a span around everything it logs, and the
