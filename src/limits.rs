@@ -10,7 +10,11 @@ pub const HEAD_LIMIT: usize = 32 * 1024;
 
 /// The size of a request head as it came: the request line and every header line.
 pub fn head_size(req: &actix_web::dev::ServiceRequest) -> usize {
-    let line = req.method().as_str().len() + req.uri().to_string().len() + 11;
+    let target = req
+        .uri()
+        .path_and_query()
+        .map_or_else(|| req.path().len(), |pq| pq.as_str().len());
+    let line = req.method().as_str().len() + target + 11;
     let headers: usize = req
         .headers()
         .iter()

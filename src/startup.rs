@@ -362,7 +362,9 @@ where
 {
     use tracing::Instrument as _;
     let id = request_id::of(&req);
-    let span = tracing::info_span!("request", id = %id);
+    let span = tracing::info_span!("request", id = id.as_str());
+    // The handler's future is created inside the span too: what it logs synchronously
+    // at its start carries the id as well.
     let call = span.in_scope(|| routes.call(req));
     async move {
         let mut response = call.await?;
