@@ -373,55 +373,30 @@ fn lockout_policy(state: &AppState) -> lockout::Policy {
     }
 }
 
-/// Asks a signed-in user for their password again (before a password change). A wrong
-/// answer counts toward the same lockout as a failed sign-in, reserved before the check
-/// like a sign-in's, so a stolen session cannot be used to guess the password.
+/// Asks a signed-in user for their password again — and, with `otp`, a code of their
+/// second factor (before turning it off or making new recovery codes). One attempt toward
+/// the same lockout as a sign-in, reserved before the check like a sign-in's, so a stolen
+/// session cannot be used to guess either.
 pub async fn confirm_password(
     state: &Data<AppState>,
     user: &UserRow,
     password: &str,
+    otp: Option<&str>,
     client: &Client,
 ) -> Result<(), ApiError> {
     let actor = Actor::of(Some(user.id), client);
     let (reservation, now) =
         reserve_attempt(state, user.username.clone(), Some(user.id), &actor, client).await?;
-    if state
+    let mut right = state
         .hasher
         .verify(password, Some(&user.password_hash))
-        .await
-    {
-        let policy = lockout_policy(state);
-        state
-            .store
-            .release_attempt(now, reservation, policy)
-            .await?;
-        return Ok(());
-    }
-    attempt_failed(state, reservation, Some(user.id), &actor, client, now).await?;
-    Err(ApiError::InvalidCredentials)
-}
-
-/// Asks a signed-in user with two-step sign-in for their password and a code (before
-/// turning it off or making new recovery codes): one attempt toward the same lockout as
-/// a sign-in, so a stolen session cannot be used to guess either.
-pub async fn confirm_password_and_code(
-    state: &Data<AppState>,
-    user: &UserRow,
-    password: &str,
-    otp: &str,
-    client: &Client,
-) -> Result<(), ApiError> {
-    let actor = Actor::of(Some(user.id), client);
-    let (reservation, now) =
-        reserve_attempt(state, user.username.clone(), Some(user.id), &actor, client).await?;
-    let right = state
-        .hasher
-        .verify(password, Some(&user.password_hash))
-        .await
-        && matches!(
+        .await;
+    if let (true, Some(otp)) = (right, otp) {
+        right = matches!(
             second_factor(state, user, Some(otp), &actor).await?,
             Factor::Passed
         );
+    }
     if right {
         let policy = lockout_policy(state);
         state

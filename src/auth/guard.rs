@@ -25,6 +25,18 @@ pub struct Identity {
     pub amr: Amr,
 }
 
+impl Identity {
+    /// `LATCHKEY_REQUIRE_MFA`: a session of an account the policy covers that signed in
+    /// with the password alone (on the pages, to set a second factor up) may reach that
+    /// setup and nothing else.
+    pub fn only_for_mfa_setup(&self, req: &HttpRequest) -> bool {
+        let policy = req
+            .app_data::<Data<AppState>>()
+            .map(|state| state.settings.require_mfa);
+        policy.is_some_and(|p| p.applies(self.role)) && self.amr == Amr::Password
+    }
+}
+
 pub trait RoleRequirement {
     fn allows(role: Role) -> bool;
 }
@@ -99,13 +111,9 @@ impl<R: RoleRequirement> FromRequest for Auth<R> {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         ready(authenticate(req).and_then(|identity| {
-            // `LATCHKEY_REQUIRE_MFA`: a session of a covered account that signed in with
-            // the password alone (on the pages, to set a second factor up) is good for
-            // nothing else: not the API, not a gateway.
-            let policy = req
-                .app_data::<Data<AppState>>()
-                .map(|state| state.settings.require_mfa);
-            if policy.is_some_and(|p| p.applies(identity.role)) && identity.amr == Amr::Password {
+            // A session good only for setting a second factor up: not the API, not a
+            // gateway.
+            if identity.only_for_mfa_setup(req) {
                 return Err(ApiError::MfaRequired);
             }
             if R::allows(identity.role) {

@@ -442,11 +442,8 @@ pub async fn reset_mfa(
 ) -> Result<HttpResponse, PageError> {
     page.check_csrf(&form.csrf_token)?;
     let id = user_id(&id)?;
-    let user = match state.store.user(id).await {
-        Ok(user) => user,
-        Err(StoreError::NotFound) => return Err(PageError::NotFound),
-        Err(e) => return Err(crate::error::ApiError::from(e).into()),
-    };
+    // An unknown id is the 404 page (via `StoreError::NotFound`).
+    let user = state.store.user(id).await?;
     let actor = actor(&page, client);
     revoking(&state, state.store.remove_totp(id, true, actor)).await?;
     if id == page.identity.user_id.0 {

@@ -182,7 +182,7 @@ pub async fn change_password(
     };
     let user_id = page.identity.user_id.0;
     let user = state.store.user(user_id).await?;
-    match flows::confirm_password(&state, &user, &form.current_password, &client).await {
+    match flows::confirm_password(&state, &user, &form.current_password, None, &client).await {
         Ok(()) => {}
         Err(ApiError::InvalidCredentials) => {
             return refused(&page, &state, "Your current password is not correct.").await;

@@ -3,9 +3,6 @@
 //! `/auth/renew?next=PATH` (which rotates the refresh cookie or ends at the sign-in
 //! form); signed in without the role they get a 403 page.
 
-use crate::state::AppState;
-use crate::tokens::access::Amr;
-use actix_web::web::Data;
 use std::future::{ready, Ready};
 use std::marker::PhantomData;
 
@@ -95,15 +92,8 @@ fn extract<R: RoleRequirement>(req: &HttpRequest) -> Result<Page<R>, PageError> 
     if !R::allows(identity.role) {
         return Err(PageError::Forbidden);
     }
-    // `LATCHKEY_REQUIRE_MFA`: a session that signed in with the password alone, of an
-    // account the policy covers, reaches nothing but the setup of a second factor.
-    let policy = req
-        .app_data::<Data<AppState>>()
-        .map(|state| state.settings.require_mfa);
-    if policy.is_some_and(|p| p.applies(identity.role))
-        && identity.amr == Amr::Password
-        && !req.path().starts_with("/account/mfa/")
-    {
+    // Such a session reaches nothing but the setup of a second factor.
+    if identity.only_for_mfa_setup(req) && !req.path().starts_with("/account/mfa/") {
         return Err(PageError::EnrolFirst);
     }
     // Remember which latchkey session this browser holds, so signing out can revoke it

@@ -241,7 +241,7 @@ async fn confirmed(
     client: &Client,
 ) -> Result<Option<HttpResponse>, PageError> {
     let user = state.store.user(page.identity.user_id.0).await?;
-    match flows::confirm_password_and_code(state, &user, &form.password, &form.otp, client).await {
+    match flows::confirm_password(state, &user, &form.password, Some(&form.otp), client).await {
         Ok(()) => Ok(None),
         Err(ApiError::InvalidCredentials) => {
             flash::error(&page.session, "The password or the code is not right.");
