@@ -16,6 +16,7 @@ use crate::db::{self, Conn};
 use crate::domain::{Password, Role, SessionId, Username};
 use crate::passwords;
 use crate::startup::Application;
+use crate::store::sessions::RevokeReason;
 use crate::store::{audit, keys, mfa, sessions, users, Actor, StoreError};
 use crate::tokens::keys::{published_until, KeyAlg};
 
@@ -251,6 +252,13 @@ fn check(database: &str, args: &ServeArgs) -> anyhow::Result<()> {
         ("DATABASE_URL", db::display_url(database)),
         ("LATCHKEY_BIND", settings.bind.clone()),
         ("LATCHKEY_PUBLIC_URL", settings.public_url.clone()),
+        (
+            "LATCHKEY_METRICS_BIND",
+            settings
+                .metrics_bind
+                .clone()
+                .unwrap_or_else(|| "<unset>".into()),
+        ),
         ("LATCHKEY_ACCESS_TTL", secs(settings.access_ttl)),
         ("LATCHKEY_REFRESH_TTL", secs(settings.refresh_ttl)),
         ("LATCHKEY_SESSION_MAX", secs(settings.session_max)),
@@ -346,6 +354,9 @@ fn serve(database: &str, args: ServeArgs) -> anyhow::Result<()> {
             app.port(),
             app.issuer()
         );
+        if let (Some(bind), Some(port)) = (&settings.metrics_bind, app.metrics_port()) {
+            tracing::info!("metrics on {bind} (metrics port {port}), GET /metrics");
+        }
         app.run().await.context("server failed")
     })
 }
@@ -508,7 +519,7 @@ fn user(conn: &mut Conn, cmd: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::Delete { name } => {
             let user = find_user(conn, &name)?;
-            let revoked = users::delete(conn, clock::now(), user.id, &actor)?;
+            let revoked = users::delete(conn, clock::now(), user.id, &actor)?.sessions;
             println!(
                 "deleted {} after revoking {revoked} session(s)",
                 user.username
@@ -516,7 +527,7 @@ fn user(conn: &mut Conn, cmd: UserCommand) -> anyhow::Result<()> {
         }
         UserCommand::ResetMfa { name } => {
             let user = find_user(conn, &name)?;
-            let had = mfa::remove(conn, clock::now(), user.id, true, &actor)?;
+            let (had, _) = mfa::remove(conn, clock::now(), user.id, true, &actor)?;
             println!(
                 "{}: {} and revoked their sessions",
                 user.username,
@@ -620,9 +631,10 @@ fn sessions_cmd(conn: &mut Conn, cmd: SessionsCommand) -> anyhow::Result<()> {
                     clock::now(),
                     user.id,
                     None,
-                    "revoked_by_admin",
+                    RevokeReason::RevokedByAdmin,
                     &Actor::cli(),
-                )?;
+                )?
+                .sessions;
                 println!("revoked {n} session(s) of {}", user.username);
             } else if let Some(id) = id {
                 let id: SessionId = id.parse().map_err(anyhow::Error::msg)?;
@@ -631,7 +643,7 @@ fn sessions_cmd(conn: &mut Conn, cmd: SessionsCommand) -> anyhow::Result<()> {
                     clock::now(),
                     id.0,
                     None,
-                    "revoked_by_admin",
+                    RevokeReason::RevokedByAdmin,
                     &Actor::cli(),
                 )
                 .map_err(|e| match e {

@@ -66,6 +66,10 @@ pub struct ServeArgs {
     /// Comma-separated proxy IPs or CIDR ranges whose X-Forwarded-For is believed.
     #[arg(long, env = "LATCHKEY_TRUSTED_PROXIES")]
     pub trusted_proxies: Option<String>,
+    /// Address of a second listener serving only GET /metrics (Prometheus text format);
+    /// unset: no metrics are kept.
+    #[arg(long, env = "LATCHKEY_METRICS_BIND")]
+    pub metrics_bind: Option<String>,
     /// Database connections of this process: readers on SQLite, all on PostgreSQL.
     #[arg(long, env = "LATCHKEY_DB_POOL", default_value = "16")]
     pub db_pool: String,
@@ -166,6 +170,8 @@ pub struct Settings {
     /// Where the second-factor key comes from (see `MfaKeySource`).
     pub mfa_key: MfaKeySource,
     pub require_mfa: MfaPolicy,
+    /// `LATCHKEY_METRICS_BIND`: where `/metrics` is served; `None`: nowhere.
+    pub metrics_bind: Option<String>,
 }
 
 /// `LATCHKEY_REQUIRE_MFA`: whose accounts must have a second factor.
@@ -343,7 +349,22 @@ impl Settings {
                     ))
                 }
             },
+            metrics_bind: args
+                .metrics_bind
+                .as_deref()
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned),
         };
+        // Port 0 picks a free port for each listener: two of those never collide.
+        if settings.metrics_bind.as_deref() == Some(settings.bind.as_str())
+            && !settings.bind.ends_with(":0")
+        {
+            return Err(
+                "LATCHKEY_METRICS_BIND: must not be LATCHKEY_BIND (metrics are never served on the main listener)"
+                    .into(),
+            );
+        }
         if args.jwt_secret.is_some() && !matches!(settings.jwt_alg, JwtAlg::Hs256 { .. }) {
             return Err(
                 "LATCHKEY_JWT_SECRET: set, but LATCHKEY_JWT_ALG is not HS256 (unset the secret or pick HS256)"

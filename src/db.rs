@@ -25,7 +25,8 @@
 use std::num::NonZeroU32;
 use std::ops::DerefMut;
 use std::panic::{self, AssertUnwindSafe};
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use std::time::{Duration, Instant};
 
 use diesel::connection::{AnsiTransactionManager, SimpleConnection, TransactionManager};
@@ -274,6 +275,7 @@ pub fn open(url: &str, pool: u32) -> anyhow::Result<Db> {
             Db {
                 pool: Pools::Sqlite(readers),
                 kind: Kind::Sqlite(writer),
+                errors: Arc::default(),
             }
         }
         Location::Postgres(pg_url) => {
@@ -288,6 +290,7 @@ pub fn open(url: &str, pool: u32) -> anyhow::Result<Db> {
             Db {
                 pool: Pools::Pg(pool),
                 kind: Kind::Pg(pg_url.to_owned()),
+                errors: Arc::default(),
             }
         }
     })
@@ -298,6 +301,8 @@ pub struct Db {
     /// SQLite's read-only readers, or PostgreSQL's connections.
     pool: Pools,
     kind: Kind,
+    /// Reads and writes that failed with `Unavailable` or a database error (metrics).
+    errors: Arc<AtomicU64>,
 }
 
 #[derive(Clone)]
@@ -333,6 +338,18 @@ impl Db {
         }
     }
 
+    /// How many reads and writes have failed (unavailable, or a database error).
+    pub fn errors(&self) -> u64 {
+        self.errors.load(Ordering::Relaxed)
+    }
+
+    fn counted<T>(&self, result: Result<T, StoreError>) -> Result<T, StoreError> {
+        if let Err(StoreError::Unavailable | StoreError::Database(_)) = &result {
+            self.errors.fetch_add(1, Ordering::Relaxed);
+        }
+        result
+    }
+
     /// A pooled connection for synchronous callers (start-up, tests); read-only on SQLite.
     pub fn reader(&self) -> Result<Conn, StoreError> {
         self.pool.get()
@@ -345,9 +362,10 @@ impl Db {
         T: Send + 'static,
     {
         let pool = self.pool.clone();
-        actix_web::web::block(move || f(&mut pool.get()?))
+        let result = actix_web::web::block(move || f(&mut pool.get()?))
             .await
-            .map_err(|_| StoreError::Unavailable)?
+            .map_err(|_| StoreError::Unavailable);
+        self.counted(result.and_then(|r| r))
     }
 
     /// Runs `f` as a write: on SQLite on the writer, after the writes queued before it;
@@ -358,21 +376,24 @@ impl Db {
         F: FnMut(&mut Conn) -> Result<T, StoreError> + Send + 'static,
         T: Send + 'static,
     {
-        match &self.kind {
+        let result = match &self.kind {
             Kind::Sqlite(writer) => {
                 let (reply, answer) = tokio::sync::oneshot::channel();
-                writer.submit(f, move |result| {
+                match writer.submit(f, move |result| {
                     let _ = reply.send(result);
-                })?;
-                answer.await.map_err(|_| StoreError::Unavailable)?
+                }) {
+                    Ok(()) => answer.await.unwrap_or(Err(StoreError::Unavailable)),
+                    Err(e) => Err(e),
+                }
             }
             Kind::Pg(_) => {
                 let pool = self.pool.clone();
                 actix_web::web::block(move || write_transaction(&mut pool.get()?, f))
                     .await
-                    .map_err(|_| StoreError::Unavailable)?
+                    .unwrap_or(Err(StoreError::Unavailable))
             }
-        }
+        };
+        self.counted(result)
     }
 
     /// [`Db::write`] for synchronous callers (start-up, tests); never from a handler

@@ -12,6 +12,7 @@ pub mod domain;
 pub mod error;
 pub mod housekeeping;
 pub mod limits;
+pub mod metrics;
 pub mod mfa;
 pub mod next_path;
 pub mod notices;

@@ -4,6 +4,7 @@
 //! block buffer, at a lower priority than the request workers: a sign-in storm queues
 //! cheaply, memory stays at `threads × 19 MiB`, and token checks keep their latency.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, Mutex};
 
 use argon2::password_hash::phc::{PasswordHash, Salt};
@@ -78,6 +79,8 @@ const HASHING_NICENESS: i32 = 10;
 pub struct Hasher {
     jobs: mpsc::Sender<Job>,
     dummy_hash: Arc<str>,
+    /// Jobs waiting for a hashing thread or running on one.
+    queued: Arc<AtomicUsize>,
 }
 
 impl Hasher {
@@ -97,7 +100,13 @@ impl Hasher {
         Ok(Hasher {
             jobs,
             dummy_hash: hash_blocking(&dummy)?.into(),
+            queued: Arc::default(),
         })
+    }
+
+    /// How many hashes wait for a hashing thread or run on one.
+    pub fn queued(&self) -> usize {
+        self.queued.load(Ordering::Relaxed)
     }
 
     /// Verifies against `phc`, or against a dummy hash when `phc` is `None` (unknown or
@@ -125,14 +134,35 @@ impl Hasher {
         work: impl FnOnce(&mut Vec<Block>) -> T + Send + 'static,
     ) -> anyhow::Result<T> {
         let (done, result) = oneshot::channel();
+        // Counted until the work is done (or dropped unrun), even when its caller
+        // stopped waiting.
+        let queued = Queued::enter(&self.queued);
+        let job: Job = Box::new(move |blocks| {
+            let _ = done.send(work(blocks));
+            drop(queued);
+        });
         self.jobs
-            .send(Box::new(move |blocks| {
-                let _ = done.send(work(blocks));
-            }))
+            .send(job)
             .map_err(|_| anyhow::anyhow!("the hashing threads have stopped"))?;
         result
             .await
             .map_err(|_| anyhow::anyhow!("a hashing thread failed"))
+    }
+}
+
+/// One job's place in `Hasher::queued`, given back when dropped (also by a panic).
+struct Queued(Arc<AtomicUsize>);
+
+impl Queued {
+    fn enter(count: &Arc<AtomicUsize>) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Queued(count.clone())
+    }
+}
+
+impl Drop for Queued {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }
 

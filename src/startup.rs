@@ -18,6 +18,7 @@ use crate::clock::{self, SECOND};
 use crate::config::{JwtAlg, MfaKeySource, Settings};
 use crate::db::Db;
 use crate::limits::{head_size, BODY_LIMIT, HEAD_LIMIT};
+use crate::metrics::{self, Metrics, RequestMetrics};
 use crate::mfa::MfaKey;
 use crate::passwords::Hasher;
 use crate::revocation::RevokedSessions;
@@ -33,11 +34,15 @@ const REVOCATION_POLL: Duration = Duration::from_millis(250);
 /// How often this instance reloads signing keys (SPEC: a rotation is used within 10 s)
 /// and looks whether the automatic rotation is due.
 const KEY_POLL: Duration = Duration::from_secs(KEY_POLL_SECS as u64);
+/// How often recorded request durations are moved into their histogram buckets.
+const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
 pub struct Application {
     server: Server,
     port: u16,
     issuer: String,
+    /// The `LATCHKEY_METRICS_BIND` listener and its port.
+    metrics: Option<(Server, u16)>,
 }
 
 impl Application {
@@ -57,7 +62,19 @@ impl Application {
             settings.public_url = format!("http://{bound}");
         }
         let issuer = settings.public_url.clone();
-        let state = Data::new(build_state(settings, Store::new(db))?);
+        let metrics_listener = match &settings.metrics_bind {
+            Some(bind) => Some(TcpListener::bind(bind).map_err(|e| {
+                anyhow::anyhow!("LATCHKEY_METRICS_BIND: cannot listen on {bind}: {e}")
+            })?),
+            None => None,
+        };
+        let metrics = if metrics_listener.is_some() {
+            Metrics::on()
+        } else {
+            Metrics::off()
+        };
+        let store = Store::new(db, metrics.clone());
+        let state = Data::new(build_state(settings, store, metrics)?);
         spawn_refreshers(state.clone());
         if let Some(url) = state.store.postgres_url() {
             let weak = std::sync::Arc::downgrade(&state.clone().into_inner());
@@ -67,7 +84,14 @@ impl Application {
         housekeeping::spawn(state.clone());
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let session_key = session_key(&state.store)?;
+        let metrics = match metrics_listener {
+            Some(listener) => Some(metrics_server(state.clone(), listener)?),
+            None => None,
+        };
+        let worker_state = state.clone();
         let server = HttpServer::new(move || {
+            let state = worker_state.clone();
+            let requests = state.metrics.for_worker();
             App::new()
                 .app_data(state.clone())
                 .app_data(
@@ -91,6 +115,7 @@ impl Application {
                 .wrap_fn(head_as_get)
                 .wrap_fn(with_request_id)
                 .wrap_fn(head_limit)
+                .wrap_fn(move |req, routes| counted(&requests, req, routes))
                 .configure(api::configure)
                 .configure(pages::configure)
         })
@@ -102,6 +127,7 @@ impl Application {
             server,
             port,
             issuer,
+            metrics,
         })
     }
 
@@ -114,13 +140,28 @@ impl Application {
         &self.issuer
     }
 
-    /// Serves until SIGINT/SIGTERM, then drains in-flight requests.
+    /// The port of the metrics listener, if `LATCHKEY_METRICS_BIND` is set.
+    pub fn metrics_port(&self) -> Option<u16> {
+        self.metrics.as_ref().map(|(_, port)| *port)
+    }
+
+    /// Serves until SIGINT/SIGTERM, then drains in-flight requests; the metrics listener
+    /// stops with the main one.
     pub async fn run(self) -> std::io::Result<()> {
-        self.server.await
+        let metrics = self.metrics.map(|(server, _)| {
+            let handle = server.handle();
+            actix_web::rt::spawn(server);
+            handle
+        });
+        let served = self.server.await;
+        if let Some(handle) = metrics {
+            handle.stop(true).await;
+        }
+        served
     }
 }
 
-fn build_state(settings: Settings, store: Store) -> anyhow::Result<AppState> {
+fn build_state(settings: Settings, store: Store, metrics: Metrics) -> anyhow::Result<AppState> {
     let keys = match &settings.jwt_alg {
         JwtAlg::Hs256 { secret } => KeySet::hs256(secret),
         JwtAlg::Stored(alg) => {
@@ -152,7 +193,58 @@ fn build_state(settings: Settings, store: Store) -> anyhow::Result<AppState> {
         revoked,
         store,
         settings,
+        metrics,
     })
+}
+
+/// `LATCHKEY_METRICS_BIND`: a listener of its own, one worker, `GET /metrics` and
+/// nothing else (never on the main listener, so the public cannot read it).
+fn metrics_server(state: Data<AppState>, listener: TcpListener) -> anyhow::Result<(Server, u16)> {
+    let port = listener.local_addr()?.port();
+    let upkeep = state.clone();
+    actix_web::rt::spawn(async move {
+        let mut tick = actix_web::rt::time::interval(METRICS_UPKEEP);
+        loop {
+            tick.tick().await;
+            upkeep.metrics.upkeep();
+        }
+    });
+    let server = HttpServer::new(move || {
+        App::new()
+            .app_data(state.clone())
+            .route("/metrics", web::get().to(api::metrics::exposition))
+            .default_service(web::to(api::metrics::not_here))
+    })
+    .workers(1)
+    .disable_signals()
+    .shutdown_timeout(1)
+    .listen(listener)?
+    .run();
+    Ok((server, port))
+}
+
+/// Counts and times each request by the route that answered it: the outermost layer,
+/// so refusals by the layers inside (431, 403 from the origin check) count too.
+fn counted<S, B>(
+    requests: &RequestMetrics,
+    req: ServiceRequest,
+    routes: &S,
+) -> impl std::future::Future<Output = Result<ServiceResponse<B>, S::Error>>
+where
+    S: Service<ServiceRequest, Response = ServiceResponse<B>>,
+{
+    let started = requests.start();
+    let requests = requests.clone();
+    let call = routes.call(req);
+    async move {
+        let response = call.await?;
+        if started.is_some() {
+            let route = response.request().match_pattern();
+            let route = route.as_deref().unwrap_or(metrics::UNMATCHED);
+            requests.answered(started, route, response.status().as_u16());
+        }
+        Ok(response)
+    }
 }
 
 /// Background tasks: the revocation set and the stored keys follow the database, and

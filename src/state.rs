@@ -1,6 +1,7 @@
 //! What every handler can reach.
 
 use crate::config::Settings;
+use crate::metrics::Metrics;
 use crate::mfa::MfaKey;
 use crate::passwords::Hasher;
 use crate::revocation::RevokedSessions;
@@ -19,6 +20,8 @@ pub struct AppState {
     pub successor_key: SuccessorKey,
     /// Seals second-factor secrets (see `mfa::key`).
     pub mfa_key: MfaKey,
+    /// Off unless `LATCHKEY_METRICS_BIND` is set.
+    pub metrics: Metrics,
 }
 
 impl AppState {

@@ -10,7 +10,7 @@ use crate::auth::{Admin, Auth};
 use crate::domain::{SessionId, Username};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::sessions::{self, Client};
+use crate::store::sessions::{self, Client, RevokeReason};
 use crate::store::{split_page, Actor};
 
 pub const DEFAULT_PAGE: i64 = 50;
@@ -84,7 +84,7 @@ pub async fn revoke_session(
         &state,
         state
             .store
-            .revoke_session(id.0, None, "revoked_by_admin", actor),
+            .revoke_session(id.0, None, RevokeReason::RevokedByAdmin, actor),
     )
     .await?;
     Ok(HttpResponse::NoContent().finish())

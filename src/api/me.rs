@@ -10,7 +10,7 @@ use crate::auth::Auth;
 use crate::domain::{Role, SessionId};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::sessions::Client;
+use crate::store::sessions::{Client, RevokeReason};
 use crate::store::Actor;
 
 /// The most sessions one user's list shows (the rest are still revocable by id).
@@ -77,7 +77,7 @@ pub async fn revoke_session(
         &state,
         state
             .store
-            .revoke_session(id.0, Some(owner), "signed_out_by_user", actor),
+            .revoke_session(id.0, Some(owner), RevokeReason::SignedOutByUser, actor),
     )
     .await?;
     Ok(HttpResponse::NoContent().finish())

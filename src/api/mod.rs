@@ -2,6 +2,7 @@
 
 mod admin;
 mod me;
+pub mod metrics;
 mod tokens;
 pub mod views;
 mod wellknown;

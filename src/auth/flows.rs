@@ -6,6 +6,7 @@ use crate::client;
 use crate::clock::{self, Millis, SECOND};
 use crate::domain::{Password, SessionId, UserId, Username};
 use crate::error::ApiError;
+use crate::metrics;
 use crate::mfa::recovery;
 use crate::mfa::totp::Secret;
 use crate::state::AppState;
@@ -124,6 +125,7 @@ async fn attempt_failed(
         .record_failure(now, reservation, user_id, actor.clone(), policy)
         .await?;
     if locked.is_some() {
+        state.metrics.lockout();
         tracing::warn!(ip = %client.ip, "sign-in locked out after repeated failures");
     }
     Ok(())
@@ -137,6 +139,30 @@ async fn attempt_failed(
 /// password, and the session is started in the transaction that re-reads the user row
 /// (see `sessions::start`).
 pub async fn sign_in(
+    state: &Data<AppState>,
+    username: &str,
+    password: &str,
+    otp: Option<&str>,
+    via: Via,
+    client: &Client,
+) -> Result<SignedIn, ApiError> {
+    let result = check_sign_in(state, username, password, otp, via, client).await;
+    state.metrics.sign_in(sign_in_result(&result));
+    result
+}
+
+/// The metric's name for how a sign-in ended.
+fn sign_in_result(result: &Result<SignedIn, ApiError>) -> metrics::SignIn {
+    match result {
+        Ok(_) => metrics::SignIn::Ok,
+        Err(ApiError::InvalidCredentials) => metrics::SignIn::Failed,
+        Err(ApiError::TooManyAttempts(_)) => metrics::SignIn::Locked,
+        Err(ApiError::MfaRequired) => metrics::SignIn::MfaRequired,
+        Err(_) => metrics::SignIn::Error,
+    }
+}
+
+async fn check_sign_in(
     state: &Data<AppState>,
     username: &str,
     password: &str,
@@ -199,6 +225,17 @@ pub async fn sign_in(
 /// a moment ago (`pending`, kept in the cookie session). A password changed or an
 /// account disabled since then sends the user back to the first step.
 pub async fn sign_in_with_code(
+    state: &Data<AppState>,
+    pending: &PendingCode,
+    otp: &str,
+    client: &Client,
+) -> Result<SignedIn, ApiError> {
+    let result = check_code(state, pending, otp, client).await;
+    state.metrics.sign_in(sign_in_result(&result));
+    result
+}
+
+async fn check_code(
     state: &Data<AppState>,
     pending: &PendingCode,
     otp: &str,
@@ -448,16 +485,44 @@ pub async fn refresh(
     presented: Option<&str>,
     client: &Client,
 ) -> Result<SignedIn, ApiError> {
+    let result = rotate(state, presented, client).await;
+    match &result {
+        Ok((_, outcome)) | Err((_, Some(outcome))) => state.metrics.refresh(*outcome),
+        Err((_, None)) => {}
+    }
+    result.map(|(signed_in, _)| signed_in).map_err(|(e, _)| e)
+}
+
+/// How a refresh ended, for the metric (none when it could not be told: the database
+/// failed).
+type RefreshOutcome = Result<(SignedIn, metrics::Refresh), (ApiError, Option<metrics::Refresh>)>;
+
+async fn rotate(
+    state: &Data<AppState>,
+    presented: Option<&str>,
+    client: &Client,
+) -> RefreshOutcome {
+    let invalid = || {
+        (
+            ApiError::InvalidRefreshToken,
+            Some(metrics::Refresh::Invalid),
+        )
+    };
+    let failed = |e: StoreError| (ApiError::from(e), None);
     let presented = presented
         .and_then(RefreshToken::parse)
-        .ok_or(ApiError::InvalidRefreshToken)?;
+        .ok_or_else(invalid)?;
     let now = clock::now();
     let old_hash = presented.hash();
     // Unknown tokens (junk, expired and purged, from another database) are answered from
     // a read: only a token that exists can take the writer's time.
-    let exists = state.store.refresh_token_exists(old_hash.to_vec()).await?;
+    let exists = state
+        .store
+        .refresh_token_exists(old_hash.to_vec())
+        .await
+        .map_err(failed)?;
     if !exists {
-        return Err(ApiError::InvalidRefreshToken);
+        return Err(invalid());
     }
     let next = presented.successor(&state.successor_key);
     let new_hash = next.hash();
@@ -471,14 +536,31 @@ pub async fn refresh(
             client.clone(),
             life,
         )
-        .await?;
+        .await
+        .map_err(failed)?;
     match rotation {
-        Rotation::Rotated { session, user, .. } => signed_in(state, &user, &session, next, now),
-        Rotation::Refused => Err(ApiError::InvalidRefreshToken),
+        Rotation::Rotated {
+            session,
+            user,
+            repeat,
+            ..
+        } => {
+            let outcome = if repeat {
+                metrics::Refresh::Grace
+            } else {
+                metrics::Refresh::Ok
+            };
+            let signed_in = signed_in(state, &user, &session, next, now).map_err(|e| (e, None))?;
+            Ok((signed_in, outcome))
+        }
+        Rotation::Refused => Err(invalid()),
         Rotation::ReuseDetected { session_id } => {
             state.revoked.insert(SessionId(session_id), now);
             tracing::warn!(session = session_id, ip = %client.ip, "refresh token reused: session revoked");
-            Err(ApiError::InvalidRefreshToken)
+            Err((
+                ApiError::InvalidRefreshToken,
+                Some(metrics::Refresh::Reused),
+            ))
         }
     }
 }

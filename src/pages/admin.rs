@@ -24,7 +24,7 @@ use crate::domain::{Password, Role, SessionId, UserId, Username};
 use crate::next_path;
 use crate::state::AppState;
 use crate::store::audit::AuditRow;
-use crate::store::sessions::Client;
+use crate::store::sessions::{Client, RevokeReason};
 use crate::store::{split_page, Actor, StoreError};
 
 /// Rows per page of the session list and the audit log.
@@ -135,7 +135,7 @@ pub async fn revoke_session(
         &state,
         state
             .store
-            .revoke_session(id.0, None, "revoked_by_admin", actor),
+            .revoke_session(id.0, None, RevokeReason::RevokedByAdmin, actor),
     )
     .await?
     .username;
@@ -413,7 +413,7 @@ pub async fn revoke_user_sessions(
         &state,
         state
             .store
-            .revoke_user_sessions(id, None, "revoked_by_admin", actor),
+            .revoke_user_sessions(id, None, RevokeReason::RevokedByAdmin, actor),
     )
     .await?;
     if id == page.identity.user_id.0 {

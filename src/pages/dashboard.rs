@@ -20,7 +20,7 @@ use crate::clock;
 use crate::domain::{Password, SessionId};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::sessions::Client;
+use crate::store::sessions::{Client, RevokeReason};
 use crate::store::Actor;
 
 /// The most sessions the dashboard lists (the rest stay revocable with "everywhere else").
@@ -105,7 +105,7 @@ pub async fn revoke(
         &state,
         state
             .store
-            .revoke_session(id.0, Some(owner), "signed_out_by_user", actor),
+            .revoke_session(id.0, Some(owner), RevokeReason::SignedOutByUser, actor),
     )
     .await?;
     if id == page.identity.session_id {
@@ -129,7 +129,7 @@ pub async fn revoke_others(
         &state,
         state
             .store
-            .revoke_user_sessions(user_id, Some(keep), "signed_out_by_user", actor),
+            .revoke_user_sessions(user_id, Some(keep), RevokeReason::SignedOutByUser, actor),
     )
     .await?;
     flash::ok(

@@ -16,7 +16,7 @@ use crate::auth::guard::authenticate;
 use crate::domain::Username;
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::sessions::Client;
+use crate::store::sessions::{Client, RevokeReason};
 use crate::store::Actor;
 use crate::{cookies, next_path};
 use actix_web::http::StatusCode;
@@ -234,7 +234,9 @@ pub async fn logout(
         .or_else(|| session.get::<i64>(SID_KEY).ok().flatten());
     if let Some(sid) = sid {
         let actor = Actor::of(identity.map(|i| i.user_id.0), &client);
-        let revoked = state.store.revoke_session(sid, None, "signed_out", actor);
+        let revoked = state
+            .store
+            .revoke_session(sid, None, RevokeReason::SignedOut, actor);
         match revoking(&state, revoked).await {
             Ok(_) | Err(ApiError::NotFound) => {}
             Err(e) => return Err(e.into()),

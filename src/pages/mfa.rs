@@ -24,7 +24,7 @@ use crate::clock::{self, Millis, SECOND};
 use crate::error::ApiError;
 use crate::mfa::{qr, recovery, totp::Secret};
 use crate::state::AppState;
-use crate::store::sessions::Client;
+use crate::store::sessions::{Client, RevokeReason};
 use crate::store::{Actor, StoreError};
 use crate::tokens::access::Amr;
 
@@ -82,9 +82,10 @@ pub async fn required(
     if has_factor {
         let actor = Actor::of(Some(user_id), &client);
         let session = page.identity.session_id.0;
-        let ended = state
-            .store
-            .revoke_session(session, Some(user_id), "signed_out", actor);
+        let ended =
+            state
+                .store
+                .revoke_session(session, Some(user_id), RevokeReason::SignedOut, actor);
         match flows::revoking(&state, ended).await {
             Ok(_) | Err(ApiError::NotFound) => {}
             Err(e) => return Err(e.into()),

@@ -6,6 +6,7 @@
 use diesel::prelude::*;
 
 use super::audit::{self, Event, EventKind};
+use super::sessions::{RevokeReason, Revoked};
 use super::{write_tx, Actor, Statement, StoreError};
 use crate::clock::Millis;
 use crate::db::Conn;
@@ -182,14 +183,14 @@ pub fn replace_codes(
 
 /// Removes a user's TOTP factor and recovery codes: by the user (`mfa_disabled`), or by
 /// an admin (`mfa_reset`, which also revokes the user's sessions). Returns whether there
-/// was anything to remove.
+/// was anything to remove, and the sessions revoked.
 pub fn remove(
     conn: &mut Conn,
     now: Millis,
     user_id: i64,
     reset: bool,
     actor: &Actor,
-) -> Result<bool, StoreError> {
+) -> Result<(bool, Option<Revoked>), StoreError> {
     write_tx(conn, |conn| {
         super::hold(conn, &super::sessions::user_lock(user_id))?;
         let factors = diesel::delete(totp_factors::table.find(user_id)).run(conn)?;
@@ -201,19 +202,21 @@ pub fn remove(
         } else {
             EventKind::MfaDisabled
         };
-        if reset {
-            super::sessions::revoke_all_of_user_in_tx(
+        let revoked = if reset {
+            Some(super::sessions::revoke_all_of_user_in_tx(
                 conn,
                 now,
                 user_id,
                 None,
-                "mfa_reset",
+                RevokeReason::MfaReset,
                 actor,
-            )?;
-        }
+            )?)
+        } else {
+            None
+        };
         if factors + codes > 0 || reset {
             record(conn, now, kind, actor, user_id, None)?;
         }
-        Ok(factors > 0)
+        Ok((factors > 0, revoked))
     })
 }

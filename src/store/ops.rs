@@ -11,25 +11,42 @@ use super::lockout::{self, Attempt, Peek, Policy, Reservation};
 use super::mfa;
 use super::purge::{self, Purged};
 use super::sessions::{
-    self, Client, Lifetimes, Revocations, Rotation, SessionRow, SessionWithUser, Verified,
+    self, Client, Lifetimes, Revocations, RevokeReason, Revoked, Rotation, SessionRow,
+    SessionWithUser, Verified,
 };
 use super::users::{self, UserRow};
 use super::{secrets, write_tx, Actor, Statement, StoreError};
 use crate::clock::{self, Millis};
 use crate::db::Db;
 use crate::domain::{Role, Username};
+use crate::metrics::Metrics;
 
 #[derive(Clone)]
 pub struct Store {
     db: Db,
+    metrics: Metrics,
 }
 
 /// A page of audit events with the names of the users who acted in them.
 pub type AuditPage = (Vec<AuditRow>, Vec<(i64, String)>);
 
 impl Store {
-    pub fn new(db: Db) -> Self {
-        Store { db }
+    /// The store on `db`, counting failures and revocations into `metrics`.
+    pub fn new(db: Db, metrics: Metrics) -> Self {
+        Store { db, metrics }
+    }
+
+    /// Reads and writes that have failed so far (unavailable, or a database error).
+    pub fn errors(&self) -> u64 {
+        self.db.errors()
+    }
+
+    /// Counts committed revocations; how many sessions they were.
+    fn count(&self, revoked: Option<Revoked>) -> usize {
+        let Some(revoked) = revoked else { return 0 };
+        self.metrics
+            .revoked(revoked.reason.as_str(), revoked.sessions);
+        revoked.sessions
     }
 
     /// The PostgreSQL URL, for the notification listener's own connection.
@@ -98,9 +115,11 @@ impl Store {
         role: Role,
         actor: Actor,
     ) -> Result<(UserRow, usize), StoreError> {
-        self.db
+        let (row, revoked) = self
+            .db
             .write(move |conn| users::set_role(conn, clock::now(), id, role, &actor))
-            .await
+            .await?;
+        Ok((row, self.count(revoked)))
     }
 
     /// Disables (revoking every session) or enables a user.
@@ -110,9 +129,12 @@ impl Store {
         disabled: bool,
         actor: Actor,
     ) -> Result<UserRow, StoreError> {
-        self.db
+        let (row, revoked) = self
+            .db
             .write(move |conn| users::set_disabled(conn, clock::now(), id, disabled, &actor))
-            .await
+            .await?;
+        self.count(revoked);
+        Ok(row)
     }
 
     /// Sets a new password hash and revokes every session of the user but `keep`.
@@ -123,11 +145,14 @@ impl Store {
         keep: Option<i64>,
         actor: Actor,
     ) -> Result<UserRow, StoreError> {
-        self.db
+        let (row, revoked) = self
+            .db
             .write(move |conn| {
                 users::set_password(conn, clock::now(), id, &password_hash, keep, &actor)
             })
-            .await
+            .await?;
+        self.count(Some(revoked));
+        Ok(row)
     }
 
     // ---- sign-in attempts (see `lockout`) ----
@@ -249,9 +274,17 @@ impl Store {
         client: Client,
         life: Lifetimes,
     ) -> Result<Rotation, StoreError> {
-        self.db
+        let rotation = self
+            .db
             .write(move |conn| sessions::rotate(conn, now, &presented, &successor, &client, life))
-            .await
+            .await?;
+        if let Rotation::ReuseDetected { .. } = rotation {
+            self.count(Some(Revoked {
+                reason: RevokeReason::RefreshTokenReused,
+                sessions: 1,
+            }));
+        }
+        Ok(rotation)
     }
 
     /// Active sessions, newest first: of the user named `user` (none if no such user),
@@ -308,29 +341,38 @@ impl Store {
         &self,
         id: i64,
         owner: Option<i64>,
-        reason: &'static str,
+        reason: RevokeReason,
         actor: Actor,
     ) -> Result<SessionWithUser, StoreError> {
-        self.db
+        let (found, revoked) = self
+            .db
             .write(move |conn| {
-                let row = sessions::revoke(conn, clock::now(), id, owner, reason, &actor)?;
-                sessions::find(conn, row.id)
+                let (row, revoked) =
+                    sessions::revoke(conn, clock::now(), id, owner, reason, &actor)?;
+                Ok((sessions::find(conn, row.id)?, revoked))
             })
-            .await
+            .await?;
+        self.count(Some(revoked));
+        Ok(found)
     }
 
     /// Revokes the session a refresh token belongs to, if the token is known.
     pub async fn sign_out(&self, token_hash: Vec<u8>, client: Client) -> Result<(), StoreError> {
-        self.db
+        let revoked = self
+            .db
             .write(move |conn| {
-                if let Some(session) = sessions::find_by_token(conn, &token_hash)? {
-                    let actor = Actor::of(Some(session.user_id), &client);
-                    let now = clock::now();
-                    sessions::revoke(conn, now, session.id, None, "signed_out", &actor)?;
-                }
-                Ok(())
+                let Some(session) = sessions::find_by_token(conn, &token_hash)? else {
+                    return Ok(None);
+                };
+                let actor = Actor::of(Some(session.user_id), &client);
+                let now = clock::now();
+                let reason = RevokeReason::SignedOut;
+                let (_, revoked) = sessions::revoke(conn, now, session.id, None, reason, &actor)?;
+                Ok(Some(revoked))
             })
-            .await
+            .await?;
+        self.count(revoked);
+        Ok(())
     }
 
     /// Revokes every live session of a user but `except`; the user's name and how many.
@@ -338,13 +380,14 @@ impl Store {
         &self,
         user_id: i64,
         except: Option<i64>,
-        reason: &'static str,
+        reason: RevokeReason,
         actor: Actor,
     ) -> Result<(String, usize), StoreError> {
-        self.db
+        let (name, revoked) = self
+            .db
             .write(move |conn| {
                 let user = users::find_by_id(conn, user_id)?;
-                let n = sessions::revoke_all_of_user(
+                let revoked = sessions::revoke_all_of_user(
                     conn,
                     clock::now(),
                     user_id,
@@ -352,9 +395,10 @@ impl Store {
                     reason,
                     &actor,
                 )?;
-                Ok((user.username, n))
+                Ok((user.username, revoked))
             })
-            .await
+            .await?;
+        Ok((name, self.count(Some(revoked))))
     }
 
     /// Revocations to add to a revocation set (see `sessions::revocations`).
@@ -475,9 +519,12 @@ impl Store {
         reset: bool,
         actor: Actor,
     ) -> Result<bool, StoreError> {
-        self.db
+        let (had, revoked) = self
+            .db
             .write(move |conn| mfa::remove(conn, clock::now(), user_id, reset, &actor))
-            .await
+            .await?;
+        self.count(revoked);
+        Ok(had)
     }
 
     // ---- signing keys and shared secrets ----

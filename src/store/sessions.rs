@@ -159,6 +159,44 @@ fn insert_token(
     Ok(())
 }
 
+/// Why a session was revoked: stored in `sessions.revoked_reason`, shown in the audit
+/// log, and a label of the revocation metric.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeReason {
+    SignedOut,
+    SignedOutByUser,
+    RevokedByAdmin,
+    RefreshTokenReused,
+    RoleChanged,
+    UserDisabled,
+    UserDeleted,
+    PasswordChanged,
+    MfaReset,
+}
+
+impl RevokeReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RevokeReason::SignedOut => "signed_out",
+            RevokeReason::SignedOutByUser => "signed_out_by_user",
+            RevokeReason::RevokedByAdmin => "revoked_by_admin",
+            RevokeReason::RefreshTokenReused => "refresh_token_reused",
+            RevokeReason::RoleChanged => "role_changed",
+            RevokeReason::UserDisabled => "user_disabled",
+            RevokeReason::UserDeleted => "user_deleted",
+            RevokeReason::PasswordChanged => "password_changed",
+            RevokeReason::MfaReset => "mfa_reset",
+        }
+    }
+}
+
+/// Sessions a change revoked, and why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Revoked {
+    pub reason: RevokeReason,
+    pub sessions: usize,
+}
+
 /// What presenting a refresh token led to.
 #[derive(Debug)]
 pub enum Rotation {
@@ -167,6 +205,8 @@ pub enum Rotation {
         session: Box<SessionRow>,
         user: Box<UserRow>,
         expires_at: Millis,
+        /// A repeat within the reuse grace, answered with the successor already issued.
+        repeat: bool,
     },
     /// Unknown, expired, or its session is revoked, expired or its user disabled.
     Refused,
@@ -259,6 +299,7 @@ pub fn rotate(
                     session: Box::new(session),
                     user: Box::new(user),
                     expires_at,
+                    repeat: true,
                 });
             }
             Some(_) => {
@@ -280,7 +321,7 @@ pub fn rotate(
                     now,
                     &session,
                     &user.username,
-                    "refresh_token_reused",
+                    RevokeReason::RefreshTokenReused,
                     &actor,
                 )?;
                 return Ok(Rotation::ReuseDetected {
@@ -295,6 +336,7 @@ pub fn rotate(
             session: Box::new(session),
             user: Box::new(user),
             expires_at,
+            repeat: false,
         })
     })
 }
@@ -400,16 +442,20 @@ pub fn revoke(
     now: Millis,
     id: i64,
     owner: Option<i64>,
-    reason: &str,
+    reason: RevokeReason,
     actor: &Actor,
-) -> Result<SessionRow, StoreError> {
+) -> Result<(SessionRow, Revoked), StoreError> {
     write_tx(conn, |conn| {
         let found = find(conn, id)?;
         if owner.is_some_and(|owner| owner != found.session.user_id) {
             return Err(StoreError::NotFound);
         }
-        revoke_in_tx(conn, now, &found.session, &found.username, reason, actor)?;
-        Ok(found.session)
+        let changed = revoke_in_tx(conn, now, &found.session, &found.username, reason, actor)?;
+        let revoked = Revoked {
+            reason,
+            sessions: usize::from(changed),
+        };
+        Ok((found.session, revoked))
     })
 }
 
@@ -418,11 +464,11 @@ fn revoke_in_tx(
     now: Millis,
     session: &SessionRow,
     username: &str,
-    reason: &str,
+    reason: RevokeReason,
     actor: &Actor,
-) -> Result<(), StoreError> {
+) -> Result<bool, StoreError> {
     if session.revoked_at.is_some() {
-        return Ok(());
+        return Ok(false);
     }
     super::hold(conn, &session_lock(session.id))?;
     let seq = next_revocation_seq(conn)?;
@@ -433,7 +479,7 @@ fn revoke_in_tx(
     )
     .set((
         sessions::revoked_at.eq(now),
-        sessions::revoked_reason.eq(reason),
+        sessions::revoked_reason.eq(reason.as_str()),
     ))
     .run(conn)?;
     if changed > 0 {
@@ -456,22 +502,22 @@ fn revoke_in_tx(
                 subject_user_id: Some(session.user_id),
                 subject_username: Some(username),
                 session_id: Some(session.id),
-                detail: Some(reason.to_owned()),
+                detail: Some(reason.as_str().to_owned()),
             },
         )?;
     }
-    Ok(())
+    Ok(changed > 0)
 }
 
-/// Revokes every live session of a user but `except`; returns how many.
+/// Revokes every live session of a user but `except`.
 pub fn revoke_all_of_user(
     conn: &mut Conn,
     now: Millis,
     user_id: i64,
     except: Option<i64>,
-    reason: &str,
+    reason: RevokeReason,
     actor: &Actor,
-) -> Result<usize, StoreError> {
+) -> Result<Revoked, StoreError> {
     write_tx(conn, |conn| {
         revoke_all_of_user_in_tx(conn, now, user_id, except, reason, actor)
     })
@@ -482,9 +528,9 @@ pub(super) fn revoke_all_of_user_in_tx(
     now: Millis,
     user_id: i64,
     except: Option<i64>,
-    reason: &str,
+    reason: RevokeReason,
     actor: &Actor,
-) -> Result<usize, StoreError> {
+) -> Result<Revoked, StoreError> {
     let live: Vec<(SessionRow, String)> = sessions::table
         .inner_join(users::table)
         .filter(sessions::user_id.eq(user_id))
@@ -492,10 +538,11 @@ pub(super) fn revoke_all_of_user_in_tx(
         .filter(sessions::id.ne(except.unwrap_or(0)))
         .select((columns::<SessionRow>(), users::username))
         .all(conn)?;
+    let mut sessions = 0;
     for (session, username) in &live {
-        revoke_in_tx(conn, now, session, username, reason, actor)?;
+        sessions += usize::from(revoke_in_tx(conn, now, session, username, reason, actor)?);
     }
-    Ok(live.len())
+    Ok(Revoked { reason, sessions })
 }
 
 /// The next revocation number. The counter row stays locked by this transaction until

@@ -2,6 +2,7 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 use super::audit::{self, Event, EventKind};
+use super::sessions::{RevokeReason, Revoked};
 use super::{columns, sessions, write_tx, Actor, Statement, StoreError};
 use crate::clock::Millis;
 use crate::db::Conn;
@@ -131,14 +132,14 @@ fn check_an_admin_remains(conn: &mut Conn, actor: &Actor) -> Result<(), StoreErr
 }
 
 /// A demotion from admin revokes every session of the user, so the admin rights in their
-/// access tokens end at once. Returns the user and how many sessions were revoked.
+/// access tokens end at once. Returns the user and the sessions revoked.
 pub fn set_role(
     conn: &mut Conn,
     now: Millis,
     id: i64,
     role: Role,
     actor: &Actor,
-) -> Result<(UserRow, usize), StoreError> {
+) -> Result<(UserRow, Option<Revoked>), StoreError> {
     write_tx(conn, |conn| {
         hold_for_change(conn, id)?;
         check_admin_change(conn, actor)?;
@@ -163,9 +164,16 @@ pub fn set_role(
             )?;
         }
         let revoked = if before.role() == Role::Admin && role != Role::Admin {
-            sessions::revoke_all_of_user_in_tx(conn, now, id, None, "role_changed", actor)?
+            Some(sessions::revoke_all_of_user_in_tx(
+                conn,
+                now,
+                id,
+                None,
+                RevokeReason::RoleChanged,
+                actor,
+            )?)
         } else {
-            0
+            None
         };
         Ok((row, revoked))
     })
@@ -178,7 +186,7 @@ pub fn set_disabled(
     id: i64,
     disabled: bool,
     actor: &Actor,
-) -> Result<UserRow, StoreError> {
+) -> Result<(UserRow, Option<Revoked>), StoreError> {
     write_tx(conn, |conn| {
         hold_for_change(conn, id)?;
         check_admin_change(conn, actor)?;
@@ -188,9 +196,18 @@ pub fn set_disabled(
             .returning(columns::<UserRow>())
             .one(conn)?;
         check_an_admin_remains(conn, actor)?;
-        if disabled {
-            sessions::revoke_all_of_user_in_tx(conn, now, id, None, "user_disabled", actor)?;
-        }
+        let revoked = if disabled {
+            Some(sessions::revoke_all_of_user_in_tx(
+                conn,
+                now,
+                id,
+                None,
+                RevokeReason::UserDisabled,
+                actor,
+            )?)
+        } else {
+            None
+        };
         if before.disabled != disabled {
             audit::record(
                 conn,
@@ -209,19 +226,25 @@ pub fn set_disabled(
                 },
             )?;
         }
-        Ok(row)
+        Ok((row, revoked))
     })
 }
 
 /// Deletes a user: revokes every session first (so running servers refuse their access
 /// tokens; the revocation log outlives the rows), then the user and, by cascade, their
 /// sessions and refresh tokens. The audit log keeps its rows.
-pub fn delete(conn: &mut Conn, now: Millis, id: i64, actor: &Actor) -> Result<usize, StoreError> {
+pub fn delete(conn: &mut Conn, now: Millis, id: i64, actor: &Actor) -> Result<Revoked, StoreError> {
     write_tx(conn, |conn| {
         hold_for_change(conn, id)?;
         let row = find_by_id(conn, id)?;
-        let revoked =
-            sessions::revoke_all_of_user_in_tx(conn, now, id, None, "user_deleted", actor)?;
+        let revoked = sessions::revoke_all_of_user_in_tx(
+            conn,
+            now,
+            id,
+            None,
+            RevokeReason::UserDeleted,
+            actor,
+        )?;
         audit::record(
             conn,
             now,
@@ -248,14 +271,21 @@ pub fn set_password(
     password_hash: &str,
     keep: Option<i64>,
     actor: &Actor,
-) -> Result<UserRow, StoreError> {
+) -> Result<(UserRow, Revoked), StoreError> {
     write_tx(conn, |conn| {
         super::hold(conn, &sessions::user_lock(id))?;
         let row: UserRow = diesel::update(users::table.find(id))
             .set(users::password_hash.eq(password_hash))
             .returning(columns::<UserRow>())
             .one(conn)?;
-        sessions::revoke_all_of_user_in_tx(conn, now, id, keep, "password_changed", actor)?;
+        let revoked = sessions::revoke_all_of_user_in_tx(
+            conn,
+            now,
+            id,
+            keep,
+            RevokeReason::PasswordChanged,
+            actor,
+        )?;
         audit::record(
             conn,
             now,
@@ -268,7 +298,7 @@ pub fn set_password(
                 detail: None,
             },
         )?;
-        Ok(row)
+        Ok((row, revoked))
     })
 }
 

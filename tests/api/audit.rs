@@ -7,7 +7,7 @@ use diesel::connection::SimpleConnection;
 use latchkey::clock;
 use latchkey::domain::{Role, Username};
 use latchkey::store::audit::{self, AuditRow};
-use latchkey::store::sessions::{self, Client, Lifetimes};
+use latchkey::store::sessions::{self, Client, Lifetimes, RevokeReason};
 use latchkey::store::{lockout, users, Actor, StoreError};
 use serde_json::Value;
 
@@ -280,7 +280,15 @@ async fn a_change_and_its_audit_event_commit_together() {
         "passwd",
     );
     failed(
-        sessions::revoke(&mut conn, now, session.id, None, "revoked_by_admin", &actor).map(drop),
+        sessions::revoke(
+            &mut conn,
+            now,
+            session.id,
+            None,
+            RevokeReason::RevokedByAdmin,
+            &actor,
+        )
+        .map(drop),
         "revoke",
     );
     failed(

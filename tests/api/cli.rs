@@ -510,7 +510,8 @@ fn check_prints_the_effective_settings_or_the_message_serve_would_stop_with() {
             .env_remove("DATABASE_URL")
             .env_remove("LATCHKEY_PUBLIC_URL")
             .env_remove("LATCHKEY_JWT_SECRET")
-            .env_remove("LATCHKEY_JWT_ALG");
+            .env_remove("LATCHKEY_JWT_ALG")
+            .env_remove("LATCHKEY_METRICS_BIND");
         for (k, v) in env {
             command.env(k, v);
         }
@@ -535,6 +536,7 @@ fn check_prints_the_effective_settings_or_the_message_serve_would_stop_with() {
     assert!(out.contains("LATCHKEY_JWT_SECRET=<set>"), "{out}");
     assert!(out.contains("LATCHKEY_REFRESH_REUSE_GRACE=0s"), "{out}");
     assert!(out.contains("LATCHKEY_DB_POOL=16"), "{out}");
+    assert!(out.contains("LATCHKEY_METRICS_BIND=<unset>"), "{out}");
     assert!(!out.contains(secret), "the secret is never printed");
     let rsa = run(&[
         ("LATCHKEY_JWT_ALG", "RS256"),
@@ -543,8 +545,22 @@ fn check_prints_the_effective_settings_or_the_message_serve_would_stop_with() {
     let out = String::from_utf8_lossy(&rsa.stdout);
     assert!(out.contains("LATCHKEY_JWT_ALG=RS256"), "{out}");
     assert!(out.contains("LATCHKEY_KEY_ROTATION=1d12h"), "{out}");
-    let off = run(&[("LATCHKEY_KEY_ROTATION", "off")]);
-    assert!(String::from_utf8_lossy(&off.stdout).contains("LATCHKEY_KEY_ROTATION=off"));
+    let off = run(&[
+        ("LATCHKEY_KEY_ROTATION", "off"),
+        ("LATCHKEY_METRICS_BIND", "127.0.0.1:9100"),
+    ]);
+    let out = String::from_utf8_lossy(&off.stdout);
+    assert!(out.contains("LATCHKEY_KEY_ROTATION=off"), "{out}");
+    assert!(
+        out.contains("LATCHKEY_METRICS_BIND=127.0.0.1:9100"),
+        "{out}"
+    );
+    let same = run(&[("LATCHKEY_METRICS_BIND", "127.0.0.1:9999")]);
+    assert!(!same.status.success());
+    assert!(
+        String::from_utf8_lossy(&same.stderr).contains("LATCHKEY_METRICS_BIND"),
+        "the metrics listener cannot be the main one"
+    );
     let bad = run(&[("LATCHKEY_ACCESS_TTL", "soon")]);
     assert!(!bad.status.success());
     let stderr = String::from_utf8_lossy(&bad.stderr);

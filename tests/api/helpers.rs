@@ -31,6 +31,9 @@ pub struct TestApp {
     pub client: reqwest::Client,
     #[allow(dead_code)]
     pub settings: Settings,
+    /// `http://127.0.0.1:PORT` of the metrics listener, when the settings ask for one.
+    #[allow(dead_code)]
+    pub metrics_address: Option<String>,
     _dir: tempfile::TempDir,
 }
 
@@ -171,6 +174,9 @@ fn spawn_on(
     let db = db::open(&database, 8).expect("database opens");
     let app = Application::build(settings.clone(), db.clone()).expect("app builds");
     let port = app.port();
+    let metrics_address = app
+        .metrics_port()
+        .map(|port| format!("http://127.0.0.1:{port}"));
     actix_web::rt::spawn(app.run());
     TestApp {
         address: format!("http://127.0.0.1:{port}"),
@@ -179,6 +185,7 @@ fn spawn_on(
         db,
         client: client(),
         settings,
+        metrics_address,
         _dir: dir,
     }
 }

@@ -12,7 +12,7 @@ use latchkey::housekeeping::{self, Policy, Purged};
 use latchkey::passwords;
 use latchkey::schema::{login_failures, login_failures_by_ip, sessions as sessions_table};
 use latchkey::startup::Application;
-use latchkey::store::sessions::{self, Client, Lifetimes, Rotation};
+use latchkey::store::sessions::{self, Client, Lifetimes, RevokeReason, Rotation};
 use latchkey::store::{lockout, users, Actor, Statement, StoreError};
 use latchkey::tokens::refresh::RefreshToken;
 
@@ -129,7 +129,7 @@ async fn a_pass_deletes_only_what_can_no_longer_matter() {
         now - DAY,
         revoked,
         None,
-        "revoked_by_admin",
+        RevokeReason::RevokedByAdmin,
         &Actor::cli(),
     )
     .unwrap();

@@ -6,6 +6,7 @@ use std::time::{Duration, Instant};
 use latchkey::clock;
 use latchkey::db::Listener;
 use latchkey::domain::Role;
+use latchkey::store::sessions::RevokeReason;
 use latchkey::store::{sessions, Actor, StoreError};
 
 use crate::helpers::*;
@@ -115,7 +116,14 @@ async fn a_revocation_notifies_listeners_when_it_commits_and_only_then() {
     // Revoked, then rolled back: no notice.
     let mut conn = app.conn();
     let undone: Result<(), _> = latchkey::db::write_transaction(&mut conn, |conn| {
-        sessions::revoke(conn, clock::now(), session, None, "test", &Actor::cli())?;
+        sessions::revoke(
+            conn,
+            clock::now(),
+            session,
+            None,
+            RevokeReason::RevokedByAdmin,
+            &Actor::cli(),
+        )?;
         Err(StoreError::Conflict("rolled back".into()))
     });
     assert!(undone.is_err());
@@ -127,7 +135,7 @@ async fn a_revocation_notifies_listeners_when_it_commits_and_only_then() {
         clock::now(),
         session,
         None,
-        "test",
+        RevokeReason::RevokedByAdmin,
         &Actor::cli(),
     )
     .unwrap();

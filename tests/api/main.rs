@@ -18,6 +18,7 @@ mod jwt_attacks;
 mod keys;
 mod lockout;
 mod me;
+mod metrics;
 mod mfa;
 mod nginx;
 mod outage;

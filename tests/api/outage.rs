@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use latchkey::domain::Role;
 
 use crate::helpers::*;
+use crate::metrics::{metric, scrape};
 use crate::pages::html_page;
 
 #[actix_web::test]
@@ -16,7 +17,10 @@ async fn a_database_outage_is_503_everywhere_and_service_resumes_without_a_resta
         return;
     }
     let cluster = OwnPostgres::start();
-    let app = spawn_on_database(cluster.database(), |_| {}).await;
+    let app = spawn_on_database(cluster.database(), |s| {
+        s.metrics_bind = Some("127.0.0.1:0".into())
+    })
+    .await;
     app.add_user("alice", Role::User);
     let signed_in = app.post_token(&client(), "alice", PASSWORD).await;
     assert_eq!(signed_in.status(), 200);
@@ -52,6 +56,8 @@ async fn a_database_outage_is_503_everywhere_and_service_resumes_without_a_resta
         "a valid access token verifies without the database"
     );
     html_page(form, 503).await;
+    let errors = metric(&scrape(&app).await, "latchkey_db_errors_total");
+    assert!(errors >= 3.0, "the failed operations are counted: {errors}");
 
     cluster.resume();
     let deadline = Instant::now() + Duration::from_secs(30);

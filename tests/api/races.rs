@@ -5,6 +5,7 @@ use std::time::Duration;
 
 use latchkey::clock;
 use latchkey::domain::Role;
+use latchkey::store::sessions::RevokeReason;
 use latchkey::store::{audit, sessions, users, Actor};
 use reqwest::StatusCode;
 use serde_json::Value;
@@ -284,7 +285,7 @@ async fn a_revocation_stamped_long_before_it_commits_still_reaches_running_serve
         clock::now() - 60_000,
         id,
         None,
-        "revoked_by_admin",
+        RevokeReason::RevokedByAdmin,
         &Actor::cli(),
     )
     .unwrap();

@@ -1,0 +1,378 @@
+//! What an operator alerts on, in Prometheus' text format, served on a listener of its
+//! own (`LATCHKEY_METRICS_BIND`, see `startup`). Without that setting nothing is recorded:
+//! every method here is then a check of an `Option`.
+//!
+//! The series are held by `metrics-exporter-prometheus`' recorder, used directly (never
+//! installed as the process-wide recorder: each server — tests start many in one
+//! process — counts its own). Counters with a fixed set of labels exist from the start,
+//! at zero, so a rate can be taken before the first event. Per request the HTTP series
+//! are found in a per-worker cache (see [`RequestMetrics`]), not in the shared registry.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::rc::Rc;
+use std::sync::Arc;
+use std::time::Instant;
+
+use metrics::{Counter, Histogram, Key, Label, Metadata, Recorder as _};
+use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
+
+const SIGN_INS: &str = "latchkey_sign_ins_total";
+const REFRESHES: &str = "latchkey_refreshes_total";
+const REVOCATIONS: &str = "latchkey_revocations_total";
+const LOCKOUTS: &str = "latchkey_lockouts_total";
+const HTTP_REQUESTS: &str = "latchkey_http_requests_total";
+const HTTP_DURATION: &str = "latchkey_http_request_duration_seconds";
+const HASH_QUEUE: &str = "latchkey_password_hash_queue";
+const DB_ERRORS: &str = "latchkey_db_errors_total";
+
+/// Request durations, in seconds: from a cached token check to a slow database.
+const DURATION_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+];
+
+/// The route label of a request no route matched (its path is not a label: that would
+/// let anyone make series).
+pub const UNMATCHED: &str = "unmatched";
+
+/// How a sign-in (a password, or the code step after it) ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SignIn {
+    Ok,
+    /// Wrong username, password or code, or a disabled account.
+    Failed,
+    /// Refused by the lockout without being checked.
+    Locked,
+    /// The password was right; a second factor is asked for.
+    MfaRequired,
+    /// The database or the hasher failed.
+    Error,
+}
+
+impl SignIn {
+    const ALL: [SignIn; 5] = [
+        SignIn::Ok,
+        SignIn::Failed,
+        SignIn::Locked,
+        SignIn::MfaRequired,
+        SignIn::Error,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            SignIn::Ok => "ok",
+            SignIn::Failed => "failed",
+            SignIn::Locked => "locked",
+            SignIn::MfaRequired => "mfa_required",
+            SignIn::Error => "error",
+        }
+    }
+}
+
+/// How a refresh ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refresh {
+    Ok,
+    /// A repeat of a token rotated within the reuse grace: answered with its successor.
+    Grace,
+    /// A rotated token came back after the grace: its session was revoked.
+    Reused,
+    /// Unknown, expired, revoked, or malformed.
+    Invalid,
+}
+
+impl Refresh {
+    const ALL: [Refresh; 4] = [
+        Refresh::Ok,
+        Refresh::Grace,
+        Refresh::Reused,
+        Refresh::Invalid,
+    ];
+
+    fn label(self) -> &'static str {
+        match self {
+            Refresh::Ok => "ok",
+            Refresh::Grace => "grace",
+            Refresh::Reused => "reused",
+            Refresh::Invalid => "invalid",
+        }
+    }
+}
+
+/// This server's metrics, or nothing when no metrics listener is configured. Cheap to
+/// clone.
+#[derive(Clone, Default)]
+pub struct Metrics(Option<Arc<Registry>>);
+
+struct Registry {
+    recorder: PrometheusRecorder,
+    sign_ins: Vec<Counter>,
+    refreshes: Vec<Counter>,
+    lockouts: Counter,
+    db_errors: Counter,
+}
+
+impl Metrics {
+    /// Records nothing (no `LATCHKEY_METRICS_BIND`; the command line).
+    pub fn off() -> Self {
+        Metrics(None)
+    }
+
+    pub fn on() -> Self {
+        let recorder = PrometheusBuilder::new()
+            .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), DURATION_BUCKETS)
+            .expect("the duration buckets are not empty")
+            .build_recorder();
+        for (name, help) in [
+            (
+                SIGN_INS,
+                "Sign-ins by result (ok, failed, locked, mfa_required, error).",
+            ),
+            (
+                REFRESHES,
+                "Refresh-token exchanges by result (ok, grace, reused, invalid).",
+            ),
+            (REVOCATIONS, "Sessions this server revoked, by reason."),
+            (LOCKOUTS, "Lockouts started by repeated failed sign-ins."),
+            (
+                HTTP_REQUESTS,
+                "HTTP requests answered, by route pattern and status.",
+            ),
+            (
+                DB_ERRORS,
+                "Database operations that failed (unavailable or an error).",
+            ),
+        ] {
+            recorder.describe_counter(name.into(), None, help.into());
+        }
+        recorder.describe_histogram(
+            HTTP_DURATION.into(),
+            Some(metrics::Unit::Seconds),
+            "Time to answer an HTTP request, by route pattern.".into(),
+        );
+        recorder.describe_gauge(
+            HASH_QUEUE.into(),
+            None,
+            "Password hashes waiting for or running on a hashing thread.".into(),
+        );
+        let counter = |name: &'static str, labels: Vec<Label>| {
+            recorder.register_counter(&Key::from_parts(name, labels), &metadata())
+        };
+        let sign_ins = SignIn::ALL
+            .iter()
+            .map(|r| counter(SIGN_INS, vec![Label::new("result", r.label())]))
+            .collect();
+        let refreshes = Refresh::ALL
+            .iter()
+            .map(|r| counter(REFRESHES, vec![Label::new("result", r.label())]))
+            .collect();
+        let lockouts = counter(LOCKOUTS, vec![]);
+        let db_errors = counter(DB_ERRORS, vec![]);
+        Metrics(Some(Arc::new(Registry {
+            sign_ins,
+            refreshes,
+            lockouts,
+            db_errors,
+            recorder,
+        })))
+    }
+
+    pub fn is_on(&self) -> bool {
+        self.0.is_some()
+    }
+
+    pub fn sign_in(&self, result: SignIn) {
+        if let Some(r) = &self.0 {
+            r.sign_ins[result as usize].increment(1);
+        }
+    }
+
+    pub fn refresh(&self, result: Refresh) {
+        if let Some(r) = &self.0 {
+            r.refreshes[result as usize].increment(1);
+        }
+    }
+
+    pub fn lockout(&self) {
+        if let Some(r) = &self.0 {
+            r.lockouts.increment(1);
+        }
+    }
+
+    /// `sessions` sessions were revoked for `reason` (a stored revocation reason).
+    pub fn revoked(&self, reason: &'static str, sessions: usize) {
+        if let (Some(r), n @ 1..) = (&self.0, sessions) {
+            let key = Key::from_parts(REVOCATIONS, vec![Label::new("reason", reason)]);
+            r.recorder
+                .register_counter(&key, &metadata())
+                .increment(n as u64);
+        }
+    }
+
+    /// The exposition: the gauges and totals kept elsewhere are read now.
+    pub fn render(&self, hash_queue: usize, db_errors: u64) -> String {
+        let Some(r) = &self.0 else {
+            return String::new();
+        };
+        r.db_errors.absolute(db_errors);
+        r.recorder
+            .register_gauge(&Key::from_name(HASH_QUEUE), &metadata())
+            .set(hash_queue as f64);
+        let handle = r.recorder.handle();
+        handle.run_upkeep();
+        handle.render()
+    }
+
+    /// Moves recorded durations into their buckets; without a scrape, they would pile up.
+    pub fn upkeep(&self) {
+        if let Some(r) = &self.0 {
+            r.recorder.handle().run_upkeep();
+        }
+    }
+
+    /// The HTTP series for one worker thread (see [`RequestMetrics`]).
+    pub fn for_worker(&self) -> RequestMetrics {
+        RequestMetrics(self.0.clone().map(|registry| {
+            Rc::new(WorkerSeries {
+                registry,
+                series: RefCell::default(),
+            })
+        }))
+    }
+}
+
+fn metadata() -> Metadata<'static> {
+    Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()))
+}
+
+/// One worker's handles on the HTTP series, by (route pattern, status): a request looks
+/// its series up here, in a map only this thread touches, and takes the shared
+/// registry's locks only the first time a route answers a status.
+#[derive(Clone)]
+pub struct RequestMetrics(Option<Rc<WorkerSeries>>);
+
+pub struct WorkerSeries {
+    registry: Arc<Registry>,
+    /// By status, then by route: a lookup by `&str` needs no allocation.
+    series: RefCell<HashMap<u16, HashMap<String, RouteSeries>>>,
+}
+
+/// A route's request counter (for one status) and its duration histogram.
+type RouteSeries = (Counter, Histogram);
+
+impl RequestMetrics {
+    /// When a request started, if anything records it.
+    pub fn start(&self) -> Option<Instant> {
+        self.0.as_ref().map(|_| Instant::now())
+    }
+
+    /// Counts a request answered with `status` by `route` (a pattern, or [`UNMATCHED`]).
+    pub fn answered(&self, started: Option<Instant>, route: &str, status: u16) {
+        let (Some(worker), Some(started)) = (&self.0, started) else {
+            return;
+        };
+        let seconds = started.elapsed().as_secs_f64();
+        let mut series = worker.series.borrow_mut();
+        let by_route = series.entry(status).or_default();
+        if let Some((count, duration)) = by_route.get(route) {
+            count.increment(1);
+            duration.record(seconds);
+            return;
+        }
+        let recorder = &worker.registry.recorder;
+        let count = recorder.register_counter(
+            &Key::from_parts(
+                HTTP_REQUESTS,
+                vec![
+                    Label::new("route", route.to_owned()),
+                    Label::new("status", status.to_string()),
+                ],
+            ),
+            &metadata(),
+        );
+        let duration = recorder.register_histogram(
+            &Key::from_parts(HTTP_DURATION, vec![Label::new("route", route.to_owned())]),
+            &metadata(),
+        );
+        count.increment(1);
+        duration.record(seconds);
+        by_route.insert(route.to_owned(), (count, duration));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn off_records_and_renders_nothing() {
+        let metrics = Metrics::off();
+        metrics.sign_in(SignIn::Ok);
+        metrics.revoked("signed_out", 3);
+        let worker = metrics.for_worker();
+        worker.answered(worker.start(), "/api/me", 200);
+        assert_eq!(metrics.render(0, 0), "");
+    }
+
+    #[test]
+    fn fixed_series_start_at_zero_and_count() {
+        let metrics = Metrics::on();
+        let text = metrics.render(0, 0);
+        assert!(
+            text.contains("latchkey_sign_ins_total{result=\"mfa_required\"} 0"),
+            "{text}"
+        );
+        assert!(
+            text.contains("latchkey_refreshes_total{result=\"grace\"} 0"),
+            "{text}"
+        );
+        metrics.sign_in(SignIn::Locked);
+        metrics.refresh(Refresh::Reused);
+        metrics.revoked("refresh_token_reused", 1);
+        metrics.revoked("user_disabled", 0);
+        let text = metrics.render(2, 5);
+        assert!(
+            text.contains("latchkey_sign_ins_total{result=\"locked\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("latchkey_refreshes_total{result=\"reused\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("latchkey_revocations_total{reason=\"refresh_token_reused\"} 1"),
+            "{text}"
+        );
+        assert!(!text.contains("user_disabled"), "{text}");
+        assert!(text.contains("latchkey_password_hash_queue 2"), "{text}");
+        assert!(text.contains("latchkey_db_errors_total 5"), "{text}");
+    }
+
+    #[test]
+    fn requests_count_by_route_and_status_and_time_by_route() {
+        let metrics = Metrics::on();
+        let worker = metrics.for_worker();
+        for status in [200, 200, 401] {
+            worker.answered(worker.start(), "/api/me", status);
+        }
+        let text = metrics.render(0, 0);
+        assert!(
+            text.contains("latchkey_http_requests_total{route=\"/api/me\",status=\"200\"} 2"),
+            "{text}"
+        );
+        assert!(
+            text.contains("latchkey_http_requests_total{route=\"/api/me\",status=\"401\"} 1"),
+            "{text}"
+        );
+        assert!(
+            text.contains("latchkey_http_request_duration_seconds_count{route=\"/api/me\"} 3"),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "latchkey_http_request_duration_seconds_bucket{route=\"/api/me\",le=\"+Inf\"} 3"
+            ),
+            "{text}"
+        );
+    }
+}
