@@ -3,6 +3,7 @@
 mod admin;
 mod me;
 pub mod metrics;
+mod openapi;
 mod tokens;
 pub mod views;
 mod wellknown;
@@ -40,6 +41,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 resource("/admin/sessions/{id}").route(web::delete().to(admin::revoke_session)),
             )
             .service(resource("/admin/users").route(web::get().to(admin::users)))
+            .service(resource("/openapi.json").route(web::get().to(openapi::document)))
             .default_service(web::to(not_found)),
     )
     .service(

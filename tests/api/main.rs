@@ -21,6 +21,7 @@ mod me;
 mod metrics;
 mod mfa;
 mod nginx;
+mod openapi;
 mod outage;
 mod pages;
 mod passwords;
