@@ -72,7 +72,9 @@ enum CompletionShell {
 enum UserCommand {
     /// Create a user.
     Add {
+        /// The username.
         name: String,
+        /// The role: user or admin.
         #[arg(long, default_value = "user")]
         role: String,
         /// Read the password as one line from standard input.
@@ -87,25 +89,45 @@ enum UserCommand {
     },
     /// Show one user.
     Show {
+        /// The username.
         name: String,
         /// Print one JSON document (the API's field names) instead of text.
         #[arg(long)]
         json: bool,
     },
     /// Delete a user after revoking every session (the audit log keeps its rows).
-    Delete { name: String },
+    Delete {
+        /// The username.
+        name: String,
+    },
     /// Remove a user's second factors (TOTP and recovery codes) and revoke their
     /// sessions: for a user who lost their authenticator.
-    ResetMfa { name: String },
+    ResetMfa {
+        /// The username.
+        name: String,
+    },
     /// Change a user's role.
-    SetRole { name: String, role: String },
+    SetRole {
+        /// The username.
+        name: String,
+        /// The new role: user or admin.
+        role: String,
+    },
     /// Disable a user and revoke their sessions.
-    Disable { name: String },
+    Disable {
+        /// The username.
+        name: String,
+    },
     /// Enable a disabled user.
-    Enable { name: String },
+    Enable {
+        /// The username.
+        name: String,
+    },
     /// Set a user's password and revoke their sessions.
     Passwd {
+        /// The username.
         name: String,
+        /// Read the new password as one line from standard input.
         #[arg(long)]
         password_stdin: bool,
     },
@@ -124,8 +146,10 @@ enum SessionsCommand {
     },
     /// Revoke one session by id, or every session of a user.
     Revoke {
+        /// The session's id (as `sessions list` and the API show it).
         #[arg(required_unless_present = "user", conflicts_with = "user")]
         id: Option<String>,
+        /// Revoke every session of this user instead.
         #[arg(long)]
         user: Option<String>,
     },
@@ -856,5 +880,31 @@ mod tests {
             super::one_line_usage_error(rendered),
             "the following required arguments were not provided: <NAME>"
         );
+    }
+
+    #[test]
+    fn every_command_and_flag_has_help_text() {
+        fn walk(command: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            let path = format!("{path} {}", command.get_name());
+            if command.get_about().is_none() {
+                missing.push(path.clone());
+            }
+            for arg in command.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && arg.get_help().is_none() && arg.get_long_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in command.get_subcommands() {
+                walk(sub, &path, missing);
+            }
+        }
+        let mut missing = Vec::new();
+        walk(
+            &<super::Cli as clap::CommandFactory>::command(),
+            "",
+            &mut missing,
+        );
+        assert!(missing.is_empty(), "no help text: {missing:?}");
     }
 }

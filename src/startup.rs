@@ -239,8 +239,11 @@ where
     async move {
         let response = call.await?;
         if started.is_some() {
-            let route = response.request().match_pattern();
-            let route = route.as_deref().unwrap_or(metrics::UNMATCHED);
+            // Every resource is named by its full pattern (see `api` and `pages`).
+            let route = response
+                .request()
+                .match_name()
+                .unwrap_or(metrics::UNMATCHED);
             requests.answered(started, route, response.status().as_u16());
         }
         Ok(response)

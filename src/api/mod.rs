@@ -23,37 +23,59 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.service(
         web::scope("/auth")
             .wrap(from_fn(refuse_large_bodies))
-            .service(resource("/token").route(web::post().to(tokens::token)))
-            .service(resource("/refresh").route(web::post().to(tokens::refresh)))
-            .service(resource("/logout").route(web::post().to(tokens::logout)))
-            .service(resource("/renew").route(web::get().to(tokens::renew)))
+            .service(resource("/auth/token", "/token").route(web::post().to(tokens::token)))
+            .service(resource("/auth/refresh", "/refresh").route(web::post().to(tokens::refresh)))
+            .service(resource("/auth/logout", "/logout").route(web::post().to(tokens::logout)))
+            .service(resource("/auth/renew", "/renew").route(web::get().to(tokens::renew)))
             .default_service(web::to(not_found)),
     )
     .service(
         web::scope("/api")
             .wrap(from_fn(refuse_large_bodies))
-            .service(resource("/me").route(web::get().to(me::me)))
-            .service(resource("/verify").route(web::get().to(me::verify)))
-            .service(resource("/sessions").route(web::get().to(me::sessions)))
-            .service(resource("/sessions/{id}").route(web::delete().to(me::revoke_session)))
-            .service(resource("/admin/sessions").route(web::get().to(admin::sessions)))
+            .service(resource("/api/me", "/me").route(web::get().to(me::me)))
+            .service(resource("/api/verify", "/verify").route(web::get().to(me::verify)))
+            .service(resource("/api/sessions", "/sessions").route(web::get().to(me::sessions)))
             .service(
-                resource("/admin/sessions/{id}").route(web::delete().to(admin::revoke_session)),
+                resource("/api/sessions/{id}", "/sessions/{id}")
+                    .route(web::delete().to(me::revoke_session)),
             )
-            .service(resource("/admin/users").route(web::get().to(admin::users)))
-            .service(resource("/openapi.json").route(web::get().to(openapi::document)))
+            .service(
+                resource("/api/admin/sessions", "/admin/sessions")
+                    .route(web::get().to(admin::sessions)),
+            )
+            .service(
+                resource("/api/admin/sessions/{id}", "/admin/sessions/{id}")
+                    .route(web::delete().to(admin::revoke_session)),
+            )
+            .service(
+                resource("/api/admin/users", "/admin/users").route(web::get().to(admin::users)),
+            )
+            .service(
+                resource("/api/openapi.json", "/openapi.json")
+                    .route(web::get().to(openapi::document)),
+            )
             .default_service(web::to(not_found)),
     )
     .service(
         web::scope("/.well-known")
-            .service(resource("/jwks.json").route(web::get().to(wellknown::jwks)))
             .service(
-                resource("/oauth-authorization-server").route(web::get().to(wellknown::metadata)),
+                resource("/.well-known/jwks.json", "/jwks.json")
+                    .route(web::get().to(wellknown::jwks)),
             )
-            .service(resource("/openid-configuration").route(web::get().to(wellknown::metadata)))
+            .service(
+                resource(
+                    "/.well-known/oauth-authorization-server",
+                    "/oauth-authorization-server",
+                )
+                .route(web::get().to(wellknown::metadata)),
+            )
+            .service(
+                resource("/.well-known/openid-configuration", "/openid-configuration")
+                    .route(web::get().to(wellknown::metadata)),
+            )
             .default_service(web::to(not_found)),
     )
-    .service(resource("/healthz").route(web::get().to(wellknown::healthz)));
+    .service(resource("/healthz", "/healthz").route(web::get().to(wellknown::healthz)));
 }
 
 /// A declared body over the limit is refused before any handler runs, also on routes
@@ -73,8 +95,12 @@ async fn refuse_large_bodies(
     next.call(req).await
 }
 
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
+/// A resource at `path` inside its scope, named by its full pattern `name`: the route
+/// label of its metrics (`HttpRequest::match_name`, which needs no allocation).
+fn resource(name: &str, path: &str) -> actix_web::Resource {
+    web::resource(path)
+        .name(name)
+        .default_service(web::to(method_not_allowed))
 }
 
 async fn not_found() -> Result<HttpResponse, ApiError> {

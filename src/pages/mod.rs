@@ -25,7 +25,7 @@ pub use error::{form_error, PageError};
 const SID_KEY: &str = "sid";
 
 pub fn configure(cfg: &mut web::ServiceConfig) {
-    cfg.route("/", web::get().to(root))
+    cfg.service(resource("/").route(web::get().to(root)))
         .service(
             resource("/login")
                 .route(web::get().to(login::form))
@@ -49,32 +49,48 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/account/mfa/disable").route(web::post().to(mfa::disable)))
         .service(
             web::scope("/admin")
-                .service(resource("/sessions").route(web::get().to(admin::sessions)))
+                .service(admin_resource("/sessions").route(web::get().to(admin::sessions)))
                 .service(
-                    resource("/sessions/{id}/revoke").route(web::post().to(admin::revoke_session)),
+                    admin_resource("/sessions/{id}/revoke")
+                        .route(web::post().to(admin::revoke_session)),
                 )
                 .service(
-                    resource("/users")
+                    admin_resource("/users")
                         .route(web::get().to(admin::users))
                         .route(web::post().to(admin::create_user)),
                 )
-                .service(resource("/users/{id}/role").route(web::post().to(admin::set_role)))
-                .service(resource("/users/{id}/disable").route(web::post().to(admin::disable)))
-                .service(resource("/users/{id}/enable").route(web::post().to(admin::enable)))
-                .service(resource("/users/{id}/reset-mfa").route(web::post().to(admin::reset_mfa)))
+                .service(admin_resource("/users/{id}/role").route(web::post().to(admin::set_role)))
                 .service(
-                    resource("/users/{id}/revoke-sessions")
+                    admin_resource("/users/{id}/disable").route(web::post().to(admin::disable)),
+                )
+                .service(admin_resource("/users/{id}/enable").route(web::post().to(admin::enable)))
+                .service(
+                    admin_resource("/users/{id}/reset-mfa").route(web::post().to(admin::reset_mfa)),
+                )
+                .service(
+                    admin_resource("/users/{id}/revoke-sessions")
                         .route(web::post().to(admin::revoke_user_sessions)),
                 )
-                .service(resource("/audit").route(web::get().to(admin::audit)))
+                .service(admin_resource("/audit").route(web::get().to(admin::audit)))
                 .default_service(web::to(not_found)),
         )
         .service(resource("/static/{name}").route(web::get().to(assets::serve)))
         .default_service(web::to(not_found));
 }
 
-fn resource(path: &str) -> actix_web::Resource {
-    web::resource(path).default_service(web::to(method_not_allowed))
+/// A resource named by its pattern: the route label of its metrics
+/// (`HttpRequest::match_name`, which needs no allocation).
+fn resource(path: &'static str) -> actix_web::Resource {
+    web::resource(path)
+        .name(path)
+        .default_service(web::to(method_not_allowed))
+}
+
+/// [`resource`] inside the `/admin` scope, named by its full pattern.
+fn admin_resource(path: &str) -> actix_web::Resource {
+    web::resource(path)
+        .name(&format!("/admin{path}"))
+        .default_service(web::to(method_not_allowed))
 }
 
 async fn root() -> HttpResponse {

@@ -522,6 +522,10 @@ fn check_prints_the_effective_settings_or_the_message_serve_would_stop_with() {
         ("LATCHKEY_JWT_ALG", "HS256"),
         ("LATCHKEY_JWT_SECRET", secret),
         ("LATCHKEY_REFRESH_REUSE_GRACE", "0s"),
+        (
+            "LATCHKEY_TRUSTED_PROXIES",
+            "10.0.0.0/8, 192.168.1.7,fd00::/8",
+        ),
     ]);
     assert!(
         ok.status.success(),
@@ -537,6 +541,10 @@ fn check_prints_the_effective_settings_or_the_message_serve_would_stop_with() {
     assert!(out.contains("LATCHKEY_REFRESH_REUSE_GRACE=0s"), "{out}");
     assert!(out.contains("LATCHKEY_DB_POOL=16"), "{out}");
     assert!(out.contains("LATCHKEY_METRICS_BIND=<unset>"), "{out}");
+    assert!(
+        out.contains("LATCHKEY_TRUSTED_PROXIES=10.0.0.0/8,192.168.1.7/32,fd00::/8"),
+        "{out}"
+    );
     assert!(!out.contains(secret), "the secret is never printed");
     let rsa = run(&[
         ("LATCHKEY_JWT_ALG", "RS256"),

@@ -210,14 +210,31 @@ async fn a_reused_refresh_token_and_an_admin_revocation_are_counted_by_reason() 
         .delete_bearer(&format!("/api/admin/sessions/{session}"), &admin)
         .await;
     assert_eq!(again.status(), 204);
+    let page = app
+        .client
+        .get(app.url("/admin/users"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 303, "to the sign-in form");
     let text = scrape(&app).await;
-    assert_eq!(
-        metric(
-            &text,
-            "latchkey_revocations_total{reason=\"revoked_by_admin\"}"
+    // Routes are labelled by their pattern, the API's and the pages' alike.
+    for (series, expected) in [
+        (
+            "latchkey_revocations_total{reason=\"revoked_by_admin\"}",
+            1.0,
         ),
-        1.0
-    );
+        (
+            "latchkey_http_requests_total{route=\"/api/admin/sessions/{id}\",status=\"204\"}",
+            2.0,
+        ),
+        (
+            "latchkey_http_requests_total{route=\"/admin/users\",status=\"303\"}",
+            1.0,
+        ),
+    ] {
+        assert_eq!(metric(&text, series), expected, "{series}");
+    }
     promtool_accepts(&text);
 }
 
