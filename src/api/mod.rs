@@ -8,7 +8,7 @@ mod tokens;
 pub mod views;
 mod wellknown;
 
-use actix_web::body::MessageBody;
+use actix_web::body::{EitherBody, MessageBody};
 use actix_web::dev::{ServiceRequest, ServiceResponse};
 use actix_web::http::header::CONTENT_LENGTH;
 use actix_web::middleware::{from_fn, Next};
@@ -83,16 +83,20 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
 async fn refuse_large_bodies(
     req: ServiceRequest,
     next: Next<impl MessageBody>,
-) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
+) -> Result<ServiceResponse<EitherBody<impl MessageBody>>, actix_web::Error> {
     let declared = req
         .headers()
         .get(CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
     if declared.is_some_and(|n| n > BODY_LIMIT as u64) {
-        return Err(ApiError::PayloadTooLarge.into());
+        // A response, not an `Err`: the layers outside (request ids, metrics) see it.
+        let refused = actix_web::ResponseError::error_response(&ApiError::PayloadTooLarge);
+        return Ok(req.into_response(refused).map_into_right_body());
     }
-    next.call(req).await
+    next.call(req)
+        .await
+        .map(ServiceResponse::map_into_left_body)
 }
 
 /// A resource at `path` inside its scope, named by its full pattern `name`: the route

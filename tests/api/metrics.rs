@@ -148,6 +148,23 @@ async fn sign_ins_refreshes_revocations_and_lockouts_are_counted() {
     ] {
         assert_eq!(metric(&text, series), expected, "{series}");
     }
+    // A body refused by the limit before its handler runs is counted under its route.
+    let large = app
+        .client
+        .post(app.url("/auth/refresh"))
+        .body(vec![b'x'; 20_000])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(large.status(), 413);
+    let text = scrape(&app).await;
+    assert_eq!(
+        metric(
+            &text,
+            "latchkey_http_requests_total{route=\"/auth/refresh\",status=\"413\"}"
+        ),
+        1.0
+    );
     // The path of a request no route knows is not a label.
     let junk = app
         .client
