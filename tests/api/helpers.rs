@@ -163,22 +163,63 @@ pub fn fresh_postgres_database(server: &str) -> String {
     format!("{base}/{name}")
 }
 
+/// Starts a server whose public URL is its own address, as verifiers that fetch the
+/// discovery document need. The port is picked before binding, so when another test takes
+/// it first another one is tried.
+pub async fn spawn_app_at_own_url(adjust: impl Fn(&mut Settings)) -> TestApp {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let database = match postgres_server() {
+        Some(server) => fresh_postgres_database(&server),
+        None => dir.path().join("latchkey.db").to_str().unwrap().to_owned(),
+    };
+    let mut attempts = 0;
+    let mut dir = Some(dir);
+    loop {
+        let port = free_port();
+        let at_port = |s: &mut Settings| {
+            adjust(s);
+            s.bind = format!("127.0.0.1:{port}");
+            s.public_url = format!("http://127.0.0.1:{port}");
+        };
+        match try_spawn_on(dir.take().unwrap(), database.clone(), at_port) {
+            Ok(app) => return app,
+            Err((error, back)) if attempts < 5 && format!("{error:#}").contains("in use") => {
+                attempts += 1;
+                dir = Some(back);
+            }
+            Err((error, _)) => panic!("app builds: {error:#}"),
+        }
+    }
+}
+
 fn spawn_on(
     dir: tempfile::TempDir,
     database: String,
     adjust: impl FnOnce(&mut Settings),
 ) -> TestApp {
+    try_spawn_on(dir, database, adjust).unwrap_or_else(|(error, _)| panic!("app builds: {error:#}"))
+}
+
+/// Builds and spawns a server; on failure, the error and the directory back for a retry.
+fn try_spawn_on(
+    dir: tempfile::TempDir,
+    database: String,
+    adjust: impl FnOnce(&mut Settings),
+) -> Result<TestApp, (anyhow::Error, tempfile::TempDir)> {
     init_test_log();
     let mut settings = default_settings();
     adjust(&mut settings);
     let db = db::open(&database, 8).expect("database opens");
-    let app = Application::build(settings.clone(), db.clone()).expect("app builds");
+    let app = match Application::build(settings.clone(), db.clone()) {
+        Ok(app) => app,
+        Err(error) => return Err((error, dir)),
+    };
     let port = app.port();
     let metrics_address = app
         .metrics_port()
         .map(|port| format!("http://127.0.0.1:{port}"));
     actix_web::rt::spawn(app.run());
-    TestApp {
+    Ok(TestApp {
         address: format!("http://127.0.0.1:{port}"),
         port,
         database,
@@ -187,7 +228,7 @@ fn spawn_on(
         settings,
         metrics_address,
         _dir: dir,
-    }
+    })
 }
 
 /// A loopback port free at the moment of asking (a child process binds it next; callers

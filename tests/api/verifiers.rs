@@ -157,13 +157,7 @@ async fn verifies_across_a_rotation(
     via: &str,
 ) -> u32 {
     // The issuer and the discovery document's URLs must be the real address.
-    let port = free_port();
-    let app = spawn_app_with(|s| {
-        s.jwt_alg = JwtAlg::Stored(alg);
-        s.bind = format!("127.0.0.1:{port}");
-        s.public_url = format!("http://127.0.0.1:{port}");
-    })
-    .await;
+    let app = spawn_app_at_own_url(|s| s.jwt_alg = JwtAlg::Stored(alg)).await;
     let id = app.add_user("alice", Role::User);
     let browser = client();
     let before = app.sign_in(&browser, "alice").await;
@@ -279,12 +273,7 @@ fn oauth_client(dir: &std::path::Path, app: &TestApp, username: &str, password: 
 #[actix_web::test]
 async fn an_off_the_shelf_oauth_client_signs_in_with_the_password_grant_and_refreshes() {
     let Some(dir) = installed() else { return };
-    let port = free_port();
-    let app = spawn_app_with(|s| {
-        s.bind = format!("127.0.0.1:{port}");
-        s.public_url = format!("http://127.0.0.1:{port}");
-    })
-    .await;
+    let app = spawn_app_at_own_url(|_| {}).await;
     let id = app.add_user("alice", Role::User);
     let (dir, app) = (Arc::new(dir), Arc::new(app));
     let run = |password: &'static str| {
