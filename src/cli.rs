@@ -100,7 +100,7 @@ enum UserCommand {
         /// The username.
         name: String,
     },
-    /// Remove a user's second factors (TOTP and recovery codes) and revoke their
+    /// Remove a user's second factors (TOTP, recovery codes and passkeys) and revoke their
     /// sessions: for a user who lost their authenticator.
     ResetMfa {
         /// The username.
@@ -370,8 +370,12 @@ fn serve(database: &str, args: ServeArgs) -> anyhow::Result<()> {
         create_demo_accounts(&mut db::connect(database)?)?;
     }
     let db = db::open(database, pool)?;
+    let demo = args.demo;
     actix_web::rt::System::new().block_on(async move {
         let app = Application::build(settings.clone(), db)?;
+        if demo {
+            println!("sign in at {}/login", app.issuer());
+        }
         tracing::info!(
             "latchkey listening on {} (port {}), issuer {}",
             settings.bind,
@@ -556,7 +560,7 @@ fn user(conn: &mut Conn, cmd: UserCommand) -> anyhow::Result<()> {
                 "{}: {} and revoked their sessions",
                 user.username,
                 if had {
-                    "removed two-step sign-in"
+                    "removed two-step sign-in and passkeys"
                 } else {
                     "had no second factor"
                 }

@@ -20,8 +20,9 @@ pub struct ServeArgs {
     /// Create the demo accounts `admin` and `alice` (loopback binds only).
     #[arg(long)]
     pub demo: bool,
-    /// Public base URL: the token issuer; https turns on Secure cookies and HSTS.
-    /// Default: http:// and the bind address.
+    /// Public base URL: the token issuer and the passkey relying party; https turns on
+    /// Secure cookies and HSTS. Default: http:// and the bind address (with --demo on a
+    /// loopback address, http://localhost and the port, where passkeys work).
     #[arg(long, env = "LATCHKEY_PUBLIC_URL")]
     pub public_url: Option<String>,
     /// Access-token lifetime (30s, 15m, 2h, 7d).
@@ -247,6 +248,7 @@ impl Settings {
     pub fn from_args(args: &ServeArgs) -> Result<Self, String> {
         let public_url = match &args.public_url {
             Some(url) => lower_scheme(url.trim_end_matches('/')),
+            None if args.demo => demo_public_url(&args.bind),
             None => format!("http://{}", args.bind),
         };
         let secure_cookies = if public_url.starts_with("https://") {
@@ -390,6 +392,17 @@ impl Settings {
     }
 }
 
+/// The demo's default public URL: browsers offer passkeys only on a host name, so a
+/// loopback IP address with a fixed port becomes `localhost` and that port.
+fn demo_public_url(bind: &str) -> String {
+    match bind.parse::<std::net::SocketAddr>() {
+        Ok(addr) if addr.ip().is_loopback() && addr.port() != 0 => {
+            format!("http://localhost:{}", addr.port())
+        }
+        _ => format!("http://{bind}"),
+    }
+}
+
 /// `HTTPS://Host` → `https://Host`: schemes are case-insensitive, the issuer is compared exactly.
 fn lower_scheme(url: &str) -> String {
     match url.split_once("://") {
@@ -501,6 +514,16 @@ fn repeat_period(secret: &[u8]) -> usize {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_demo_is_served_on_localhost_where_passkeys_work() {
+        use super::demo_public_url;
+        assert_eq!(demo_public_url("127.0.0.1:8080"), "http://localhost:8080");
+        assert_eq!(demo_public_url("[::1]:9000"), "http://localhost:9000");
+        // Port 0 is picked at bind time, and a name stays as given.
+        assert_eq!(demo_public_url("127.0.0.1:0"), "http://127.0.0.1:0");
+        assert_eq!(demo_public_url("localhost:8080"), "http://localhost:8080");
+    }
+
     use super::{format_duration, parse_duration};
 
     #[test]

@@ -18,6 +18,7 @@ pub mod next_path;
 pub mod notices;
 pub mod origin;
 pub mod pages;
+pub mod passkeys;
 pub mod passwords;
 pub mod request_id;
 pub mod revocation;

@@ -101,6 +101,18 @@ diesel::table! {
 }
 
 diesel::table! {
+    passkeys (id) {
+        id -> BigInt,
+        user_id -> BigInt,
+        credential_id -> Binary,
+        name -> Text,
+        passkey -> Text,
+        created_at -> BigInt,
+        last_used_at -> Nullable<BigInt>,
+    }
+}
+
+diesel::table! {
     recovery_codes (id) {
         id -> BigInt,
         user_id -> BigInt,
@@ -124,6 +136,17 @@ diesel::table! {
 }
 
 diesel::table! {
+    webauthn_ceremonies (id) {
+        id -> Binary,
+        purpose -> Text,
+        user_id -> Nullable<BigInt>,
+        name -> Nullable<Text>,
+        state -> Text,
+        expires_at -> BigInt,
+    }
+}
+
+diesel::table! {
     users (id) {
         id -> BigInt,
         username -> Text,
@@ -138,6 +161,7 @@ diesel::joinable!(refresh_tokens -> sessions (session_id));
 diesel::joinable!(sessions -> users (user_id));
 diesel::joinable!(totp_factors -> users (user_id));
 diesel::joinable!(recovery_codes -> users (user_id));
+diesel::joinable!(passkeys -> users (user_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
     app_secrets,
@@ -151,5 +175,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     signing_keys,
     totp_factors,
     recovery_codes,
+    passkeys,
+    webauthn_ceremonies,
     users,
 );

@@ -20,6 +20,7 @@ use crate::db::Db;
 use crate::limits::{head_size, BODY_LIMIT, HEAD_LIMIT};
 use crate::metrics::{self, Metrics, RequestMetrics};
 use crate::mfa::MfaKey;
+use crate::passkeys::Passkeys;
 use crate::passwords::Hasher;
 use crate::revocation::RevokedSessions;
 use crate::state::AppState;
@@ -184,6 +185,7 @@ fn build_state(settings: Settings, store: Store, metrics: Metrics) -> anyhow::Re
     Ok(AppState {
         successor_key,
         mfa_key,
+        passkeys: Passkeys::for_public_url(&settings.public_url),
         tokens: AccessTokens::new(
             Keys::new(keys),
             settings.public_url.clone(),

@@ -3,6 +3,7 @@
 use crate::config::Settings;
 use crate::metrics::Metrics;
 use crate::mfa::MfaKey;
+use crate::passkeys::Passkeys;
 use crate::passwords::Hasher;
 use crate::revocation::RevokedSessions;
 use crate::store::sessions::Lifetimes;
@@ -22,6 +23,8 @@ pub struct AppState {
     pub mfa_key: MfaKey,
     /// Off unless `LATCHKEY_METRICS_BIND` is set.
     pub metrics: Metrics,
+    /// The WebAuthn relying party of `LATCHKEY_PUBLIC_URL`, or why there is none.
+    pub passkeys: Passkeys,
 }
 
 impl AppState {

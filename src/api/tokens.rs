@@ -255,19 +255,14 @@ pub async fn renew(
             .finish());
     };
     match flows::refresh(&state, Some(&presented), &client).await {
-        Ok(signed_in) => Ok(no_store(HttpResponse::SeeOther())
-            .insert_header((header::LOCATION, next))
-            .cookie(cookies::access(
-                &signed_in.access.token,
-                signed_in.access.expires_in,
-                secure,
-            ))
-            .cookie(cookies::refresh(
-                signed_in.refresh.expose(),
-                signed_in.refresh_expires_in,
-                secure,
-            ))
-            .finish()),
+        Ok(signed_in) => {
+            let [access, refresh] = signed_in.cookies(secure);
+            Ok(no_store(HttpResponse::SeeOther())
+                .insert_header((header::LOCATION, next))
+                .cookie(access)
+                .cookie(refresh)
+                .finish())
+        }
         Err(ApiError::InvalidRefreshToken) => Ok(no_store(HttpResponse::SeeOther())
             .insert_header((header::LOCATION, next_path::login_url(&next)))
             .cookie(cookies::clear_refresh(secure))

@@ -4,11 +4,13 @@ use actix_web::web::Data;
 
 use crate::client;
 use crate::clock::{self, Millis, SECOND};
+use crate::cookies;
 use crate::domain::{Password, SessionId, UserId, Username};
 use crate::error::ApiError;
 use crate::metrics;
 use crate::mfa::recovery;
 use crate::mfa::totp::Secret;
+use crate::passkeys::Refused;
 use crate::state::AppState;
 use std::time::Duration;
 
@@ -26,6 +28,16 @@ pub struct SignedIn {
     pub refresh_expires_in: i64,
     pub session_id: SessionId,
     pub user_id: UserId,
+}
+
+impl SignedIn {
+    /// The browser's pair: `lk_access` and `lk_refresh`, each as long as its token lives.
+    pub fn cookies(&self, secure: bool) -> [actix_web::cookie::Cookie<'static>; 2] {
+        [
+            cookies::access(&self.access.token, self.access.expires_in, secure),
+            cookies::refresh(self.refresh.expose(), self.refresh_expires_in, secure),
+        ]
+    }
 }
 
 fn seconds_until(at: Millis, now: Millis) -> i64 {
@@ -269,6 +281,60 @@ async fn check_code(
             attempt_failed(state, reservation, Some(user.id), &actor, client, now).await?;
             Err(ApiError::InvalidCredentials)
         }
+    }
+}
+
+/// Signs in with a passkey: `answer` is the browser's answer to the sign-in ceremony
+/// whose state is `ceremony`. The passkey names the account (no username is typed) and
+/// is both factors at once, so an account with TOTP needs no code. The attempt goes
+/// through the same lockout reservation as a password, so a locked-out account stays
+/// locked; a refused passkey is not counted as a failure (it cannot be guessed).
+pub async fn sign_in_with_passkey(
+    state: &Data<AppState>,
+    answer: serde_json::Value,
+    ceremony: &str,
+    client: &Client,
+) -> Result<SignedIn, ApiError> {
+    let result = check_passkey(state, answer, ceremony, client).await;
+    state.metrics.sign_in(sign_in_result(&result));
+    result
+}
+
+async fn check_passkey(
+    state: &Data<AppState>,
+    answer: serde_json::Value,
+    ceremony: &str,
+    client: &Client,
+) -> Result<SignedIn, ApiError> {
+    let (user_id, credential) = state.passkeys.identify(&answer).map_err(passkey_refused)?;
+    let passkey = state
+        .store
+        .passkey_by_credential(credential)
+        .await?
+        .filter(|p| p.user_id == user_id)
+        .ok_or(ApiError::InvalidCredentials)?;
+    let user = match state.store.user(passkey.user_id).await {
+        Ok(user) if !user.disabled => user,
+        Ok(_) | Err(StoreError::NotFound) => return Err(ApiError::InvalidCredentials),
+        Err(e) => return Err(e.into()),
+    };
+    let updated = state
+        .passkeys
+        .finish_sign_in(answer, ceremony, &passkey.passkey)
+        .map_err(passkey_refused)?;
+    state.store.passkey_used(passkey.id, updated).await?;
+    let actor = Actor::of(None, client);
+    let (reservation, now) =
+        reserve_attempt(state, user.username.clone(), Some(user.id), &actor, client).await?;
+    start(state, user, Amr::Passkey, reservation, &actor, client, now).await
+}
+
+/// A passkey that does not verify is wrong credentials; an answer that is not one at all
+/// (or a service where passkeys cannot work) is a bad request.
+fn passkey_refused(refused: Refused) -> ApiError {
+    match refused {
+        Refused::Rejected => ApiError::InvalidCredentials,
+        other => ApiError::BadRequest(other.to_string()),
     }
 }
 

@@ -171,6 +171,7 @@ pub struct UserItem {
     created: Moment,
     /// Two-step sign-in is on.
     totp: bool,
+    passkeys: i64,
 }
 
 /// What the create-user form held when it was refused (never the password).
@@ -198,6 +199,7 @@ async fn users_page(
     let counts: HashMap<i64, i64> = counts.into_iter().collect();
     let with_totp: std::collections::HashSet<i64> =
         state.store.users_with_totp().await?.into_iter().collect();
+    let passkeys: HashMap<i64, i64> = state.store.passkey_counts().await?.into_iter().collect();
     let now = clock::now();
     let me = page.identity.user_id.0;
     let flash = if new_user.error.is_some() {
@@ -218,6 +220,7 @@ async fn users_page(
                 sessions: counts.get(&u.id).copied().unwrap_or(0),
                 created: Moment::new(u.created_at, now),
                 totp: with_totp.contains(&u.id),
+                passkeys: passkeys.get(&u.id).copied().unwrap_or(0),
                 username: u.username,
             })
             .collect(),
@@ -496,7 +499,9 @@ fn event_name(kind: &str) -> String {
         "mfa_enabled" => "Two-step sign-in on".into(),
         "mfa_disabled" => "Two-step sign-in off".into(),
         "recovery_code_used" => "Recovery code used".into(),
-        "mfa_reset" => "Two-step sign-in reset".into(),
+        "mfa_reset" => "Second factors reset".into(),
+        "passkey_added" => "Passkey added".into(),
+        "passkey_removed" => "Passkey removed".into(),
         other => other.replace('_', " "),
     }
 }

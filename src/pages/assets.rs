@@ -1,4 +1,4 @@
-//! The stylesheet and icon, compiled into the binary so it runs from any directory.
+//! The stylesheet, icon and passkey script, compiled into the binary so it runs from any directory.
 //! Their URLs carry a content hash, so browsers may cache them for a year.
 
 use std::sync::LazyLock;
@@ -26,6 +26,11 @@ const ASSETS: &[Asset] = &[
         content_type: "image/svg+xml",
         body: include_bytes!("../../static/icon.svg"),
     },
+    Asset {
+        name: "passkeys.js",
+        content_type: "text/javascript; charset=utf-8",
+        body: include_bytes!("../../static/passkeys.js"),
+    },
 ];
 
 /// A short content hash over every asset: a new build with changed assets gets new URLs.
@@ -43,6 +48,8 @@ static CSS_URL: LazyLock<String> =
     LazyLock::new(|| format!("/static/app.css?v={}", VERSION.as_str()));
 static ICON_URL: LazyLock<String> =
     LazyLock::new(|| format!("/static/icon.svg?v={}", VERSION.as_str()));
+static PASSKEYS_URL: LazyLock<String> =
+    LazyLock::new(|| format!("/static/passkeys.js?v={}", VERSION.as_str()));
 
 pub fn css_url() -> &'static str {
     CSS_URL.as_str()
@@ -50,6 +57,10 @@ pub fn css_url() -> &'static str {
 
 pub fn icon_url() -> &'static str {
     ICON_URL.as_str()
+}
+
+pub fn passkeys_url() -> &'static str {
+    PASSKEYS_URL.as_str()
 }
 
 /// `GET /static/{name}`: immutable for a year under the current version, otherwise

@@ -14,7 +14,7 @@ use super::guard::Page;
 use super::layout::Layout;
 use super::login::{signed_out, CsrfForm};
 use super::see_other;
-use super::views::SessionItem;
+use super::views::{Moment, SessionItem};
 use crate::auth::flows::{self, revoking};
 use crate::clock;
 use crate::domain::{Password, SessionId};
@@ -38,6 +38,17 @@ pub struct DashboardPage {
     password_error: Option<String>,
     totp_on: bool,
     codes_left: i64,
+    passkeys: Vec<PasskeyItem>,
+    /// Why passkeys cannot be registered here, if they cannot.
+    passkeys_unavailable: Option<&'static str>,
+}
+
+/// A passkey as the dashboard lists it.
+pub struct PasskeyItem {
+    id: i64,
+    name: String,
+    created: Moment,
+    last_used: Option<Moment>,
 }
 
 async fn render(
@@ -63,13 +74,27 @@ async fn render(
     } else {
         0
     };
+    let passkeys = state
+        .store
+        .passkeys_of(user_id)
+        .await?
+        .into_iter()
+        .map(|p| PasskeyItem {
+            id: p.id,
+            name: p.name,
+            created: Moment::new(p.created_at, now),
+            last_used: p.last_used_at.map(|at| Moment::new(at, now)),
+        })
+        .collect();
     let flash = if password_error.is_some() {
         None
     } else {
         flash::take(&page.session)
     };
     Ok(DashboardPage {
-        layout: page.layout_with("dashboard", flash),
+        layout: page
+            .layout_with("dashboard", flash)
+            .with_passkeys(&state.passkeys),
         username: page.identity.username.clone(),
         role: page.identity.role.to_string(),
         member_since: clock::rfc3339(user.created_at)[..10].to_owned(),
@@ -78,6 +103,8 @@ async fn render(
         password_error,
         totp_on,
         codes_left,
+        passkeys,
+        passkeys_unavailable: state.passkeys.unavailable(),
     })
 }
 

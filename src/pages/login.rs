@@ -3,7 +3,7 @@
 use actix_session::Session;
 use actix_web::http::header;
 use actix_web::web::{self, Data};
-use actix_web::{CustomizeResponder, HttpRequest, HttpResponse, Responder};
+use actix_web::{CustomizeResponder, HttpRequest, HttpResponse, HttpResponseBuilder, Responder};
 use askama::Template;
 use askama_web::WebTemplate;
 use serde::Deserialize;
@@ -11,7 +11,7 @@ use serde::Deserialize;
 use super::error::PageError;
 use super::layout::Layout;
 use super::{csrf, flash, query, see_other, SID_KEY};
-use crate::auth::flows::{self, revoking, PendingCode};
+use crate::auth::flows::{self, revoking, PendingCode, SignedIn};
 use crate::auth::guard::authenticate;
 use crate::domain::Username;
 use crate::error::ApiError;
@@ -31,6 +31,8 @@ pub struct LoginPage {
     username: String,
     next: String,
     error: Option<String>,
+    /// Why "Sign in with a passkey" is not offered, if it is not.
+    passkeys_unavailable: Option<&'static str>,
 }
 
 /// The code step of a sign-in with two-step sign-in on.
@@ -51,17 +53,23 @@ pub struct NextQuery {
 }
 
 /// `GET /login[?next=PATH]`. Someone already signed in goes straight on.
-pub async fn form(req: HttpRequest, session: Session) -> Result<HttpResponse, PageError> {
+pub async fn form(
+    req: HttpRequest,
+    session: Session,
+    state: Data<AppState>,
+) -> Result<HttpResponse, PageError> {
     let q: NextQuery = query(&req)?;
     let next = next_path::local_or_default(q.next.as_deref());
     if authenticate(&req).is_ok() {
         return Ok(see_other(&next));
     }
     let page = LoginPage {
-        layout: Layout::new(None, csrf::token(&session), flash::take(&session)),
+        layout: Layout::new(None, csrf::token(&session), flash::take(&session))
+            .with_passkeys(&state.passkeys),
         username: String::new(),
         next,
         error: None,
+        passkeys_unavailable: state.passkeys.unavailable(),
     };
     Ok(page.respond_to(&req).map_into_boxed_body())
 }
@@ -101,10 +109,11 @@ pub async fn submit(
     let next = next_path::local_or_default(Some(&form.next));
     let refused = |error: String| -> CustomizeResponder<LoginPage> {
         LoginPage {
-            layout: Layout::new(None, csrf::token(&session), None),
+            layout: Layout::new(None, csrf::token(&session), None).with_passkeys(&state.passkeys),
             username: form.username.chars().take(ECHO_MAX).collect(),
             next: next.clone(),
             error: Some(error),
+            passkeys_unavailable: state.passkeys.unavailable(),
         }
         .customize()
     };
@@ -162,25 +171,9 @@ pub async fn submit(
     };
     match outcome {
         Ok(signed_in) => {
-            // A new sign-in gets a new cookie session: nothing from before carries over.
-            session.clear();
-            session.renew();
-            csrf::fresh(&session);
-            let _ = session.insert(SID_KEY, signed_in.session_id.0);
-            let secure = state.settings.secure_cookies;
-            Ok(HttpResponse::SeeOther()
-                .insert_header((header::LOCATION, next))
-                .cookie(cookies::access(
-                    &signed_in.access.token,
-                    signed_in.access.expires_in,
-                    secure,
-                ))
-                .cookie(cookies::refresh(
-                    signed_in.refresh.expose(),
-                    signed_in.refresh_expires_in,
-                    secure,
-                ))
-                .finish())
+            let mut response = HttpResponse::SeeOther();
+            response.insert_header((header::LOCATION, next));
+            Ok(browser_signed_in(&state, &session, &signed_in, response).finish())
         }
         Err(ApiError::MfaRequired) => {
             // The password was right: the code step, bound to this account for 5 minutes.
@@ -209,6 +202,24 @@ pub async fn submit(
         .map_into_boxed_body()),
         Err(other) => Err(other.into()),
     }
+}
+
+/// A browser that signed in: a new cookie session (nothing from before carries over)
+/// and both token cookies, on `response`.
+pub(super) fn browser_signed_in(
+    state: &AppState,
+    session: &Session,
+    signed_in: &SignedIn,
+    mut response: HttpResponseBuilder,
+) -> HttpResponseBuilder {
+    session.clear();
+    session.renew();
+    csrf::fresh(session);
+    let _ = session.insert(SID_KEY, signed_in.session_id.0);
+    for cookie in signed_in.cookies(state.settings.secure_cookies) {
+        response.cookie(cookie);
+    }
+    response
 }
 
 #[derive(Deserialize, Default)]

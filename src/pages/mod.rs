@@ -1,5 +1,5 @@
 //! Server-rendered pages: sign-in, the dashboard and the admin pages. Every form posts
-//! with a CSRF token; nothing needs JavaScript.
+//! with a CSRF token; nothing needs JavaScript but the passkey ceremonies.
 
 mod admin;
 mod assets;
@@ -11,6 +11,7 @@ mod guard;
 mod layout;
 mod login;
 mod mfa;
+mod passkeys;
 mod user_agent;
 mod views;
 mod when;
@@ -31,6 +32,8 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .route(web::get().to(login::form))
                 .route(web::post().to(login::submit)),
         )
+        .service(resource("/login/passkey/start").route(web::post().to(passkeys::sign_in_start)))
+        .service(resource("/login/passkey/finish").route(web::post().to(passkeys::sign_in_finish)))
         .service(resource("/logout").route(web::post().to(login::logout)))
         .service(resource("/dashboard").route(web::get().to(dashboard::show)))
         .service(
@@ -47,6 +50,15 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/account/mfa/confirm").route(web::post().to(mfa::confirm)))
         .service(resource("/account/mfa/recovery-codes").route(web::post().to(mfa::new_codes)))
         .service(resource("/account/mfa/disable").route(web::post().to(mfa::disable)))
+        .service(
+            resource("/account/passkeys/register/start")
+                .route(web::post().to(passkeys::register_start)),
+        )
+        .service(
+            resource("/account/passkeys/register/finish")
+                .route(web::post().to(passkeys::register_finish)),
+        )
+        .service(resource("/account/passkeys/{id}/remove").route(web::post().to(passkeys::remove)))
         .service(
             web::scope("/admin")
                 .service(admin_resource("/sessions").route(web::get().to(admin::sessions)))

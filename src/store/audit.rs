@@ -26,6 +26,8 @@ pub enum EventKind {
     MfaDisabled,
     RecoveryCodeUsed,
     MfaReset,
+    PasskeyAdded,
+    PasskeyRemoved,
 }
 
 impl EventKind {
@@ -49,6 +51,8 @@ impl EventKind {
             EventKind::MfaDisabled => "mfa_disabled",
             EventKind::RecoveryCodeUsed => "recovery_code_used",
             EventKind::MfaReset => "mfa_reset",
+            EventKind::PasskeyAdded => "passkey_added",
+            EventKind::PasskeyRemoved => "passkey_removed",
         }
     }
 }

@@ -44,7 +44,7 @@ pub fn codes_left(conn: &mut Conn, user_id: i64) -> Result<i64, StoreError> {
 }
 
 /// Audits `kind` about `user_id`, under their name (so a filter by user finds it).
-fn record(
+pub(super) fn record(
     conn: &mut Conn,
     now: Millis,
     kind: EventKind,
@@ -181,7 +181,7 @@ pub fn replace_codes(
     })
 }
 
-/// Removes a user's TOTP factor and recovery codes: by the user (`mfa_disabled`), or by
+/// Removes a user's TOTP factor and recovery codes (and, on a reset, passkeys): by the user (`mfa_disabled`), or by
 /// an admin (`mfa_reset`, which also revokes the user's sessions). Returns whether there
 /// was anything to remove, and the sessions revoked.
 pub fn remove(
@@ -197,6 +197,12 @@ pub fn remove(
         let codes =
             diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(user_id)))
                 .run(conn)?;
+        // An admin's reset removes every second factor, passkeys too.
+        let passkeys = if reset {
+            super::passkeys::remove_all_in_tx(conn, user_id)?
+        } else {
+            0
+        };
         let kind = if reset {
             EventKind::MfaReset
         } else {
@@ -217,6 +223,6 @@ pub fn remove(
         if factors + codes > 0 || reset {
             record(conn, now, kind, actor, user_id, None)?;
         }
-        Ok((factors > 0, revoked))
+        Ok((factors + passkeys > 0, revoked))
     })
 }

@@ -12,6 +12,7 @@ pub mod keys;
 pub mod lockout;
 pub mod mfa;
 mod ops;
+pub mod passkeys;
 pub mod purge;
 pub mod secrets;
 pub mod sessions;

@@ -9,6 +9,7 @@ use super::audit::{self, AuditRow};
 use super::keys::{self, KeyRow};
 use super::lockout::{self, Attempt, Peek, Policy, Reservation};
 use super::mfa;
+use super::passkeys::{self, CeremonyRow, PasskeyRow, Purpose};
 use super::purge::{self, Purged};
 use super::sessions::{
     self, Client, Lifetimes, Revocations, RevokeReason, Revoked, Rotation, SessionRow,
@@ -525,6 +526,105 @@ impl Store {
             .await?;
         self.count(revoked);
         Ok(had)
+    }
+
+    // ---- passkeys ----
+
+    pub async fn passkeys_of(&self, user_id: i64) -> Result<Vec<PasskeyRow>, StoreError> {
+        self.db
+            .read(move |conn| passkeys::of_user(conn, user_id))
+            .await
+    }
+
+    /// (user id, passkeys) of every user with any.
+    pub async fn passkey_counts(&self) -> Result<Vec<(i64, i64)>, StoreError> {
+        self.db.read(passkeys::counts).await
+    }
+
+    pub async fn passkey_by_credential(
+        &self,
+        credential_id: Vec<u8>,
+    ) -> Result<Option<PasskeyRow>, StoreError> {
+        self.db
+            .read(move |conn| passkeys::by_credential(conn, &credential_id))
+            .await
+    }
+
+    pub async fn add_passkey(
+        &self,
+        user_id: i64,
+        credential_id: Vec<u8>,
+        name: String,
+        passkey: String,
+        actor: Actor,
+    ) -> Result<i64, StoreError> {
+        self.db
+            .write(move |conn| {
+                passkeys::add(
+                    conn,
+                    clock::now(),
+                    user_id,
+                    &credential_id,
+                    &name,
+                    &passkey,
+                    &actor,
+                )
+            })
+            .await
+    }
+
+    pub async fn remove_passkey(
+        &self,
+        user_id: i64,
+        id: i64,
+        actor: Actor,
+    ) -> Result<(), StoreError> {
+        self.db
+            .write(move |conn| passkeys::remove(conn, clock::now(), user_id, id, &actor))
+            .await
+    }
+
+    pub async fn passkey_used(&self, id: i64, passkey: Option<String>) -> Result<(), StoreError> {
+        self.db
+            .write(move |conn| passkeys::used(conn, clock::now(), id, passkey.as_deref()))
+            .await
+    }
+
+    /// Keeps a ceremony's state until `expires_at` (see `passkeys::begin`).
+    pub async fn begin_ceremony(
+        &self,
+        id: Vec<u8>,
+        purpose: Purpose,
+        user_id: Option<i64>,
+        name: Option<String>,
+        state: String,
+        expires_at: Millis,
+    ) -> Result<(), StoreError> {
+        self.db
+            .write(move |conn| {
+                passkeys::begin(
+                    conn,
+                    clock::now(),
+                    &id,
+                    purpose,
+                    user_id,
+                    name.as_deref(),
+                    &state,
+                    expires_at,
+                )
+            })
+            .await
+    }
+
+    /// Takes a ceremony's state at most once (see `passkeys::take`).
+    pub async fn take_ceremony(
+        &self,
+        id: Vec<u8>,
+        purpose: Purpose,
+    ) -> Result<Option<CeremonyRow>, StoreError> {
+        self.db
+            .write(move |conn| passkeys::take(conn, clock::now(), &id, purpose))
+            .await
     }
 
     // ---- signing keys and shared secrets ----

@@ -46,6 +46,8 @@ pub enum Amr {
     Password,
     /// A password and a TOTP code or a recovery code.
     PasswordOtp,
+    /// A passkey, with user verification: a second factor on its own.
+    Passkey,
 }
 
 impl Amr {
@@ -53,6 +55,7 @@ impl Amr {
         match self {
             Amr::Password => &["pwd"],
             Amr::PasswordOtp => &["pwd", "otp"],
+            Amr::Passkey => &["hwk", "user"],
         }
     }
 
@@ -61,6 +64,7 @@ impl Amr {
         match self {
             Amr::Password => "pwd",
             Amr::PasswordOtp => "pwd,otp",
+            Amr::Passkey => "hwk,user",
         }
     }
 
@@ -68,6 +72,7 @@ impl Amr {
     pub fn from_stored(stored: &str) -> Self {
         match stored {
             "pwd,otp" => Amr::PasswordOtp,
+            "hwk,user" => Amr::Passkey,
             _ => Amr::Password,
         }
     }
@@ -78,6 +83,7 @@ impl Amr {
         match amr.as_slice() {
             [] | ["pwd"] => Ok(Amr::Password),
             ["pwd", "otp"] => Ok(Amr::PasswordOtp),
+            ["hwk", "user"] => Ok(Amr::Passkey),
             _ => Err(TokenError::Invalid),
         }
     }

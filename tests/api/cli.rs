@@ -182,6 +182,75 @@ async fn demo_mode_refuses_a_public_bind() {
 }
 
 #[actix_web::test]
+async fn the_demo_prints_its_accounts_and_a_localhost_url_where_passkeys_are_offered() {
+    use std::io::BufRead;
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_latchkey"))
+        .arg("--database")
+        .arg(dir.path().join("x.db"))
+        .args(["serve", "--demo", "--bind", &format!("127.0.0.1:{port}")])
+        .env_remove("LATCHKEY_PUBLIC_URL")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut lines = std::io::BufReader::new(child.stdout.take().unwrap()).lines();
+    let mut printed = Vec::new();
+    while let Some(Ok(line)) = lines.next() {
+        let done = line.starts_with("sign in at ");
+        printed.push(line);
+        if done || printed.len() > 10 {
+            break;
+        }
+    }
+    let url = format!("http://localhost:{port}");
+    let stop = |mut child: std::process::Child| {
+        let _ = child.kill();
+        let _ = child.wait();
+    };
+    if printed.last() != Some(&format!("sign in at {url}/login")) {
+        stop(child);
+        panic!("{printed:?}");
+    }
+    let password = printed
+        .iter()
+        .find_map(|l| l.strip_prefix("demo account created: alice / "))
+        .and_then(|rest| rest.split(' ').next())
+        .map(str::to_owned);
+
+    let browser = client();
+    let page = browser.get(format!("{url}/login")).send().await.unwrap();
+    let issuer = browser
+        .get(format!("{url}/.well-known/openid-configuration"))
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap()["issuer"]
+        .clone();
+    let html = page.text().await.unwrap();
+    let signed_in = match &password {
+        Some(password) => browser
+            .post(format!("{url}/auth/token"))
+            .json(&serde_json::json!({"username": "alice", "password": password}))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        None => reqwest::StatusCode::IM_A_TEAPOT,
+    };
+    stop(child);
+    assert!(password.is_some(), "{printed:?}");
+    assert_eq!(signed_in, 200, "the printed password signs in");
+    assert_eq!(issuer, url.as_str());
+    assert!(html.contains("Sign in with a passkey"), "{html}");
+    assert!(!html.contains("passkeys-unavailable"), "{html}");
+}
+
+#[actix_web::test]
 async fn bad_settings_stop_start_up_naming_the_variable() {
     let dir = tempfile::tempdir().unwrap();
     let db = dir.path().join("x.db");

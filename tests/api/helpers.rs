@@ -164,13 +164,36 @@ pub fn fresh_postgres_database(server: &str) -> String {
 }
 
 /// Starts a server whose public URL is its own address, as verifiers that fetch the
-/// discovery document need. The port is picked before binding, so when another test takes
-/// it first another one is tried.
+/// discovery document need.
 pub async fn spawn_app_at_own_url(adjust: impl Fn(&mut Settings)) -> TestApp {
+    spawn_at_own_url("127.0.0.1", None, adjust)
+}
+
+/// Starts a server on `http://localhost:PORT` (its public URL and the address the test
+/// uses): browsers offer passkeys on a host name, never on an IP address. With `same_db`,
+/// on that server's database (another instance).
+#[allow(dead_code)]
+pub async fn spawn_app_on_localhost(
+    same_db: Option<&TestApp>,
+    adjust: impl Fn(&mut Settings),
+) -> TestApp {
+    let mut app = spawn_at_own_url("localhost", same_db.map(|a| a.database.clone()), adjust);
+    app.address = app.settings.public_url.clone();
+    app
+}
+
+/// The port is picked before binding, so when another test takes it first another one
+/// is tried.
+fn spawn_at_own_url(
+    host: &str,
+    database: Option<String>,
+    adjust: impl Fn(&mut Settings),
+) -> TestApp {
     let dir = tempfile::tempdir().expect("temp dir");
-    let database = match postgres_server() {
-        Some(server) => fresh_postgres_database(&server),
-        None => dir.path().join("latchkey.db").to_str().unwrap().to_owned(),
+    let database = match (database, postgres_server()) {
+        (Some(database), _) => database,
+        (None, Some(server)) => fresh_postgres_database(&server),
+        (None, None) => dir.path().join("latchkey.db").to_str().unwrap().to_owned(),
     };
     let mut attempts = 0;
     let mut dir = Some(dir);
@@ -179,7 +202,7 @@ pub async fn spawn_app_at_own_url(adjust: impl Fn(&mut Settings)) -> TestApp {
         let at_port = |s: &mut Settings| {
             adjust(s);
             s.bind = format!("127.0.0.1:{port}");
-            s.public_url = format!("http://127.0.0.1:{port}");
+            s.public_url = format!("http://{host}:{port}");
         };
         match try_spawn_on(dir.take().unwrap(), database.clone(), at_port) {
             Ok(app) => return app,

@@ -1,6 +1,6 @@
-//! The pages in a real browser: headless Chromium driven through chromedriver's
-//! WebDriver HTTP protocol (plain JSON over reqwest, no extra crate). Skips with a message
-//! when the browser is not installed, unless `LATCHKEY_REQUIRE_BROWSER=1` (CI), where a
+//! The pages in a real browser, on `http://localhost:PORT` (where passkeys work): headless
+//! Chromium driven through chromedriver's WebDriver HTTP protocol (plain JSON over
+//! reqwest, no extra crate). Skips with a message when the browser is not installed, unless `LATCHKEY_REQUIRE_BROWSER=1` (CI), where a
 //! missing browser fails the test. Screenshots go to the target directory, and to `docs/`
 //! with `LATCHKEY_SCREENSHOTS=docs`.
 
@@ -337,7 +337,10 @@ async fn an_admin_revokes_a_users_session_in_the_browser_and_the_user_lands_on_t
     let Some((chromium, chromedriver)) = browser_programs() else {
         return;
     };
-    let app = spawn_app_with(|s| s.trusted_proxies = vec!["127.0.0.1".parse().unwrap()]).await;
+    let app = spawn_app_on_localhost(None, |s| {
+        s.trusted_proxies = vec!["127.0.0.1".parse().unwrap()]
+    })
+    .await;
     app.add_user("admin", Role::Admin);
     app.add_user("alice", Role::User);
     app.add_user("bob", Role::User);
@@ -428,7 +431,7 @@ async fn an_expired_access_token_is_renewed_silently_on_navigation() {
         return;
     };
     // The access cookie lives one second; the refresh cookie a week.
-    let app = spawn_app_with(|s| s.access_ttl = 1).await;
+    let app = spawn_app_on_localhost(None, |s| s.access_ttl = 1).await;
     app.add_user("alice", Role::User);
     let driver = Driver::start(chromium, &chromedriver).await;
     let alice = driver.browser().await;
@@ -452,7 +455,7 @@ async fn a_user_sets_up_two_step_sign_in_signs_out_and_signs_in_with_a_code() {
     let Some((chromium, chromedriver)) = browser_programs() else {
         return;
     };
-    let app = spawn_app().await;
+    let app = spawn_app_on_localhost(None, |_| {}).await;
     app.add_user("alice", Role::User);
     let driver = Driver::start(chromium, &chromedriver).await;
     let alice = driver.browser().await;
@@ -519,4 +522,242 @@ fn refresh_tokens(app: &TestApp) -> i64 {
         .one::<Count>(&mut conn)
         .unwrap()
         .n
+}
+
+impl Browser<'_> {
+    /// The page source once it satisfies `done` (a script's navigation may be under way).
+    async fn source_when(&self, done: impl Fn(&str) -> bool) -> String {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let source = self.source().await;
+            if done(&source) || Instant::now() > deadline {
+                return source;
+            }
+            actix_web::rt::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    /// A virtual authenticator, as WebDriver defines it: a platform passkey provider
+    /// (ctap2, internal) that keeps discoverable credentials and verifies its user.
+    async fn add_virtual_authenticator(&self) {
+        let options = json!({
+            "protocol": "ctap2",
+            "transport": "internal",
+            "hasResidentKey": true,
+            "hasUserVerification": true,
+            "isUserConsenting": true,
+            "isUserVerified": true,
+        });
+        self.call(
+            reqwest::Method::POST,
+            "/webauthn/authenticator",
+            Some(options),
+        )
+        .await;
+    }
+
+    /// Runs `script` in the page as an async function whose result is awaited.
+    async fn run_async(&self, script: &str, args: Value) -> Value {
+        let wrapped = format!(
+            "const done = arguments[arguments.length - 1];\
+             (async (...args) => {{ {script} }})(...Array.from(arguments).slice(0, -1))\
+             .then(done, (e) => done({{ error: String(e) }}));"
+        );
+        let body = json!({ "script": wrapped, "args": args });
+        self.call(reqwest::Method::POST, "/execute/async", Some(body))
+            .await
+    }
+
+    /// What the browser sends this origin: its cookies as one `Cookie` header.
+    async fn cookie_header(&self) -> String {
+        let cookies = self.call(reqwest::Method::GET, "/cookie", None).await;
+        cookies
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|c| {
+                format!(
+                    "{}={}",
+                    c["name"].as_str().unwrap(),
+                    c["value"].as_str().unwrap()
+                )
+            })
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    async fn cookie(&self, name: &str) -> String {
+        let cookie = self
+            .call(reqwest::Method::GET, &format!("/cookie/{name}"), None)
+            .await;
+        cookie["value"].as_str().unwrap().to_owned()
+    }
+}
+
+/// In the page: a passkey sign-in ceremony up to the authenticator's answer, which is
+/// returned instead of sent (the test sends it, and replays it).
+const ASSERTION_ONLY: &str = r#"
+    const b64 = (buffer) => btoa(String.fromCharCode(...new Uint8Array(buffer)))
+        .replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
+    const started = await fetch("/login/passkey/start", {
+        method: "POST",
+        headers: { "Content-Type": "application/json" },
+        body: JSON.stringify({ csrf_token: args[0] }),
+    });
+    const publicKey = (await started.json()).publicKey;
+    publicKey.challenge = Uint8Array.from(
+        atob(publicKey.challenge.replace(/-/g, "+").replace(/_/g, "/")), (c) => c.charCodeAt(0));
+    const c = await navigator.credentials.get({ publicKey });
+    return {
+        id: c.id, rawId: b64(c.rawId), type: c.type, extensions: {},
+        response: {
+            clientDataJSON: b64(c.response.clientDataJSON),
+            authenticatorData: b64(c.response.authenticatorData),
+            signature: b64(c.response.signature),
+            userHandle: b64(c.response.userHandle),
+        },
+    };
+"#;
+
+/// Posts a passkey answer to `app`'s sign-in, as the browser would (its cookies, the
+/// page's CSRF token, `app`'s origin): the status and error code.
+async fn finish_passkey_sign_in(
+    app: &TestApp,
+    cookies: &str,
+    csrf: &str,
+    credential: &Value,
+) -> (u16, String) {
+    let response = reqwest::Client::new()
+        .post(app.url("/login/passkey/finish"))
+        .header("Cookie", cookies)
+        .header("Origin", &app.address)
+        .json(&json!({ "csrf_token": csrf, "credential": credential }))
+        .send()
+        .await
+        .unwrap();
+    let status = response.status().as_u16();
+    let body: Value = response.json().await.unwrap_or_default();
+    (
+        status,
+        body["error"].as_str().unwrap_or_default().to_owned(),
+    )
+}
+
+fn amr_of(access_token: &str) -> Value {
+    let payload = access_token.split('.').nth(1).unwrap();
+    let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(payload)
+        .unwrap();
+    serde_json::from_slice::<Value>(&claims).unwrap()["amr"].clone()
+}
+
+#[actix_web::test]
+async fn a_user_registers_a_passkey_signs_in_with_it_alone_and_once_removed_it_fails() {
+    let Some((chromium, chromedriver)) = browser_programs() else {
+        return;
+    };
+    // Passkeys need a host name: the browser goes to http://localhost:PORT.
+    let app = spawn_app_on_localhost(None, |_| {}).await;
+    let id = app.add_user("alice", Role::User);
+    let driver = Driver::start(chromium, &chromedriver).await;
+    let alice = driver.browser().await;
+    alice.resize(1100, 1400).await;
+    alice.add_virtual_authenticator().await;
+    alice.sign_in(&app, "alice").await;
+
+    alice.type_into("#passkey-name", "laptop").await;
+    alice.click("#passkey-register-button").await;
+    alice
+        .source_when(|s| s.contains("Passkey \u{201c}laptop\u{201d} added"))
+        .await;
+    let listed = alice.text("#passkey-list").await;
+    assert!(
+        listed.contains("laptop") && listed.contains("Never used"),
+        "{listed}"
+    );
+    alice.screenshot("passkeys-dashboard").await;
+    // Two-step sign-in on as well: the passkey alone is both steps.
+    enroll_totp(&app, id);
+
+    alice.click(r#"form[action="/logout"] button"#).await;
+    alice.url_when(|url| url.ends_with("/login")).await;
+    alice.screenshot("login-passkey").await;
+    alice.click("#passkey-sign-in-button").await;
+    alice.url_when(|url| url.ends_with("/dashboard")).await;
+    alice.source_when(|s| s.contains("Hello, alice")).await;
+    let listed = alice.text("#passkey-list").await;
+    assert!(
+        listed.contains("laptop") && listed.contains("Last used"),
+        "{listed}"
+    );
+    assert_eq!(
+        amr_of(&alice.cookie("lk_access").await),
+        json!(["hwk", "user"])
+    );
+    let audit = String::from_utf8(app.cli(&["audit", "list", "--user", "alice"]).stdout).unwrap();
+    assert!(audit.contains("passkey_added"), "{audit}");
+
+    // An answer is good for its own ceremony only, once, within five minutes.
+    let csrf = alice
+        .attribute(r#"form#passkey-register input[name="csrf_token"]"#, "value")
+        .await;
+    let answer = alice.run_async(ASSERTION_ONLY, json!([csrf])).await;
+    assert!(answer["error"].is_null(), "{answer}");
+    let cookies = alice.cookie_header().await;
+    assert_eq!(
+        finish_passkey_sign_in(&app, &cookies, &csrf, &answer).await,
+        (200, String::new())
+    );
+    let replayed = finish_passkey_sign_in(&app, &cookies, &csrf, &answer).await;
+    assert_eq!(
+        replayed,
+        (400, "invalid_request".into()),
+        "the ceremony is used up"
+    );
+    // A new ceremony, a new challenge: the old answer does not fit it.
+    let fresh = alice.run_async(ASSERTION_ONLY, json!([csrf])).await;
+    assert!(fresh["error"].is_null(), "{fresh}");
+    let cookies = alice.cookie_header().await;
+    let old_answer = finish_passkey_sign_in(&app, &cookies, &csrf, &answer).await;
+    assert_eq!(old_answer, (401, "invalid_credentials".into()));
+    // An answer made for this origin, sent to another one (an instance on another port
+    // of the same database, whose ceremony it finds): refused.
+    let elsewhere = spawn_app_on_localhost(Some(&app), |_| {}).await;
+    let answer = alice.run_async(ASSERTION_ONLY, json!([csrf])).await;
+    let cookies = alice.cookie_header().await;
+    let crossed = finish_passkey_sign_in(&elsewhere, &cookies, &csrf, &answer).await;
+    assert_eq!(crossed, (401, "invalid_credentials".into()));
+    // A ceremony past its five minutes.
+    let answer = alice.run_async(ASSERTION_ONLY, json!([csrf])).await;
+    {
+        use latchkey::store::Statement;
+        diesel::sql_query("UPDATE webauthn_ceremonies SET expires_at = 0")
+            .run(&mut app.conn())
+            .unwrap();
+    }
+    let cookies = alice.cookie_header().await;
+    let late = finish_passkey_sign_in(&app, &cookies, &csrf, &answer).await;
+    assert_eq!(late, (400, "invalid_request".into()));
+
+    // Removed (with the password), the passkey signs in no more.
+    alice.goto(&app.url("/dashboard")).await;
+    alice
+        .type_into(
+            r#"form[action$="/remove"] input[name="password"]"#,
+            PASSWORD,
+        )
+        .await;
+    alice.click(r#"form[action$="/remove"] button"#).await;
+    let dashboard = alice.source_when(|s| s.contains("Passkey removed.")).await;
+    assert!(
+        !dashboard.contains("passkey-list"),
+        "none listed: {dashboard}"
+    );
+    alice.click(r#"form[action="/logout"] button"#).await;
+    alice.url_when(|url| url.ends_with("/login")).await;
+    alice.click("#passkey-sign-in-button").await;
+    let login = alice.source_when(|s| s.contains("not accepted")).await;
+    assert!(login.contains("not accepted"), "{login}");
+    assert!(alice.url().await.ends_with("/login"));
+    alice.quit().await;
 }

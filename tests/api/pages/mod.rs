@@ -5,6 +5,7 @@ mod browser;
 mod dashboard;
 mod login;
 mod mfa;
+mod passkeys;
 
 use reqwest::{Response, StatusCode};
 

@@ -1,0 +1,239 @@
+//! Passkeys in the database: each user's registered credentials (webauthn-rs' record of
+//! the public key and signature counter, as JSON; nothing secret) and the ceremonies in
+//! progress. Verifying a ceremony is `crate::passkeys`'; here, a ceremony's state is
+//! taken at most once (a conditional delete), by whichever instance the browser reaches.
+
+use diesel::prelude::*;
+
+use super::audit::EventKind;
+use super::{columns, mfa, write_tx, Actor, Statement, StoreError};
+use crate::clock::Millis;
+use crate::db::Conn;
+use crate::schema::{passkeys, webauthn_ceremonies};
+
+/// The most passkeys one account may register.
+pub const MAX_PER_USER: i64 = 20;
+
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = passkeys, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
+pub struct PasskeyRow {
+    pub id: i64,
+    pub user_id: i64,
+    pub credential_id: Vec<u8>,
+    pub name: String,
+    /// webauthn-rs' `Passkey`, serialised.
+    pub passkey: String,
+    pub created_at: Millis,
+    pub last_used_at: Option<Millis>,
+}
+
+/// A user's passkeys, oldest first.
+pub fn of_user(conn: &mut Conn, user_id: i64) -> Result<Vec<PasskeyRow>, StoreError> {
+    Ok(passkeys::table
+        .filter(passkeys::user_id.eq(user_id))
+        .order(passkeys::id.asc())
+        .select(columns::<PasskeyRow>())
+        .all(conn)?)
+}
+
+/// How many passkeys each user with any has (for the admin's users page).
+pub fn counts(conn: &mut Conn) -> Result<Vec<(i64, i64)>, StoreError> {
+    Ok(passkeys::table
+        .group_by(passkeys::user_id)
+        .select((passkeys::user_id, diesel::dsl::count_star()))
+        .all(conn)?)
+}
+
+/// The passkey with this credential id, whoever's it is.
+pub fn by_credential(
+    conn: &mut Conn,
+    credential_id: &[u8],
+) -> Result<Option<PasskeyRow>, StoreError> {
+    Ok(passkeys::table
+        .filter(passkeys::credential_id.eq(credential_id))
+        .select(columns::<PasskeyRow>())
+        .one(conn)
+        .optional()?)
+}
+
+/// Registers a passkey; audited as `passkey_added`. A credential already registered (to
+/// anyone) or an account at [`MAX_PER_USER`] is a conflict.
+pub fn add(
+    conn: &mut Conn,
+    now: Millis,
+    user_id: i64,
+    credential_id: &[u8],
+    name: &str,
+    passkey: &str,
+    actor: &Actor,
+) -> Result<i64, StoreError> {
+    write_tx(conn, |conn| {
+        if by_credential(conn, credential_id)?.is_some() {
+            return Err(StoreError::Conflict(
+                "this passkey is registered already".into(),
+            ));
+        }
+        let count: i64 = passkeys::table
+            .filter(passkeys::user_id.eq(user_id))
+            .count()
+            .one(conn)?;
+        if count >= MAX_PER_USER {
+            return Err(StoreError::Conflict(format!(
+                "an account may have at most {MAX_PER_USER} passkeys"
+            )));
+        }
+        let id: i64 = diesel::insert_into(passkeys::table)
+            .values((
+                passkeys::user_id.eq(user_id),
+                passkeys::credential_id.eq(credential_id),
+                passkeys::name.eq(name),
+                passkeys::passkey.eq(passkey),
+                passkeys::created_at.eq(now),
+            ))
+            .returning(passkeys::id)
+            .one(conn)?;
+        mfa::record(
+            conn,
+            now,
+            EventKind::PasskeyAdded,
+            actor,
+            user_id,
+            Some(name.to_owned()),
+        )?;
+        Ok(id)
+    })
+}
+
+/// Removes one of a user's passkeys; audited as `passkey_removed`. Another user's passkey
+/// is not found.
+pub fn remove(
+    conn: &mut Conn,
+    now: Millis,
+    user_id: i64,
+    id: i64,
+    actor: &Actor,
+) -> Result<(), StoreError> {
+    write_tx(conn, |conn| {
+        let name: Option<String> = passkeys::table
+            .filter(passkeys::id.eq(id))
+            .filter(passkeys::user_id.eq(user_id))
+            .select(passkeys::name)
+            .one(conn)
+            .optional()?;
+        let name = name.ok_or(StoreError::NotFound)?;
+        diesel::delete(passkeys::table.filter(passkeys::id.eq(id))).run(conn)?;
+        mfa::record(
+            conn,
+            now,
+            EventKind::PasskeyRemoved,
+            actor,
+            user_id,
+            Some(name),
+        )
+    })
+}
+
+/// Removes every passkey of a user (an admin's reset); returns how many there were.
+pub fn remove_all_in_tx(conn: &mut Conn, user_id: i64) -> Result<usize, StoreError> {
+    Ok(diesel::delete(passkeys::table.filter(passkeys::user_id.eq(user_id))).run(conn)?)
+}
+
+/// After a sign-in with it: the updated record (its counter) and when.
+pub fn used(
+    conn: &mut Conn,
+    now: Millis,
+    id: i64,
+    passkey: Option<&str>,
+) -> Result<(), StoreError> {
+    match passkey {
+        Some(passkey) => diesel::update(passkeys::table.filter(passkeys::id.eq(id)))
+            .set((
+                passkeys::last_used_at.eq(now),
+                passkeys::passkey.eq(passkey),
+            ))
+            .run(conn)?,
+        None => diesel::update(passkeys::table.filter(passkeys::id.eq(id)))
+            .set(passkeys::last_used_at.eq(now))
+            .run(conn)?,
+    };
+    Ok(())
+}
+
+/// What a ceremony is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    Register,
+    SignIn,
+}
+
+impl Purpose {
+    fn as_str(self) -> &'static str {
+        match self {
+            Purpose::Register => "register",
+            Purpose::SignIn => "sign_in",
+        }
+    }
+}
+
+/// A ceremony's stored state.
+#[derive(Debug, Clone, Queryable, Selectable)]
+#[diesel(table_name = webauthn_ceremonies, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
+pub struct CeremonyRow {
+    pub user_id: Option<i64>,
+    pub name: Option<String>,
+    pub state: String,
+    pub expires_at: Millis,
+}
+
+/// Keeps a ceremony's state under `id` (a hash of the browser's ceremony id); drops
+/// ceremonies that have expired.
+#[allow(clippy::too_many_arguments)]
+pub fn begin(
+    conn: &mut Conn,
+    now: Millis,
+    id: &[u8],
+    purpose: Purpose,
+    user_id: Option<i64>,
+    name: Option<&str>,
+    state: &str,
+    expires_at: Millis,
+) -> Result<(), StoreError> {
+    write_tx(conn, |conn| {
+        diesel::delete(webauthn_ceremonies::table.filter(webauthn_ceremonies::expires_at.le(now)))
+            .run(conn)?;
+        diesel::insert_into(webauthn_ceremonies::table)
+            .values((
+                webauthn_ceremonies::id.eq(id),
+                webauthn_ceremonies::purpose.eq(purpose.as_str()),
+                webauthn_ceremonies::user_id.eq(user_id),
+                webauthn_ceremonies::name.eq(name),
+                webauthn_ceremonies::state.eq(state),
+                webauthn_ceremonies::expires_at.eq(expires_at),
+            ))
+            .run(conn)?;
+        Ok(())
+    })
+}
+
+/// Takes a ceremony's state, once: the first caller gets it (if it has not expired),
+/// every later one nothing.
+pub fn take(
+    conn: &mut Conn,
+    now: Millis,
+    id: &[u8],
+    purpose: Purpose,
+) -> Result<Option<CeremonyRow>, StoreError> {
+    write_tx(conn, |conn| {
+        let row: Option<CeremonyRow> = webauthn_ceremonies::table
+            .filter(webauthn_ceremonies::id.eq(id))
+            .filter(webauthn_ceremonies::purpose.eq(purpose.as_str()))
+            .select(columns::<CeremonyRow>())
+            .one(conn)
+            .optional()?;
+        let Some(row) = row else { return Ok(None) };
+        let deleted =
+            diesel::delete(webauthn_ceremonies::table.filter(webauthn_ceremonies::id.eq(id)))
+                .run(conn)?;
+        Ok((deleted == 1 && row.expires_at > now).then_some(row))
+    })
+}
