@@ -5,31 +5,26 @@
 //! The series are held by `metrics-exporter-prometheus`' recorder, used directly (never
 //! installed as the process-wide recorder: each server — tests start many in one
 //! process — counts its own). Counters with a fixed set of labels exist from the start,
-//! at zero, so a rate can be taken before the first event. Per request the HTTP series
-//! are found in a per-worker cache (see [`RequestMetrics`]), not in the shared registry.
+//! at zero, so a rate can be taken before the first event. The HTTP series, which every
+//! request touches, are counted per worker thread instead (see `http`).
 
-use std::cell::RefCell;
-use std::collections::HashMap;
+mod http;
+
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use metrics::{Counter, Histogram, Key, Label, Metadata, Recorder as _};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusRecorder};
+use metrics::{Counter, Key, Label, Metadata, Recorder as _};
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusRecorder};
+
+use self::http::{HttpSeries, WorkerSeries};
 
 const SIGN_INS: &str = "latchkey_sign_ins_total";
 const REFRESHES: &str = "latchkey_refreshes_total";
 const REVOCATIONS: &str = "latchkey_revocations_total";
 const LOCKOUTS: &str = "latchkey_lockouts_total";
-const HTTP_REQUESTS: &str = "latchkey_http_requests_total";
-const HTTP_DURATION: &str = "latchkey_http_request_duration_seconds";
 const HASH_QUEUE: &str = "latchkey_password_hash_queue";
 const DB_ERRORS: &str = "latchkey_db_errors_total";
-
-/// Request durations, in seconds: from a cached token check to a slow database.
-const DURATION_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
 
 /// The route label of a request no route matched (its path is not a label: that would
 /// let anyone make series).
@@ -110,6 +105,7 @@ struct Registry {
     refreshes: Vec<Counter>,
     lockouts: Counter,
     db_errors: Counter,
+    http: HttpSeries,
 }
 
 impl Metrics {
@@ -119,10 +115,7 @@ impl Metrics {
     }
 
     pub fn on() -> Self {
-        let recorder = PrometheusBuilder::new()
-            .set_buckets_for_metric(Matcher::Full(HTTP_DURATION.into()), DURATION_BUCKETS)
-            .expect("the duration buckets are not empty")
-            .build_recorder();
+        let recorder = PrometheusBuilder::new().build_recorder();
         for (name, help) in [
             (
                 SIGN_INS,
@@ -135,21 +128,12 @@ impl Metrics {
             (REVOCATIONS, "Sessions this server revoked, by reason."),
             (LOCKOUTS, "Lockouts started by repeated failed sign-ins."),
             (
-                HTTP_REQUESTS,
-                "HTTP requests answered, by route pattern and status.",
-            ),
-            (
                 DB_ERRORS,
                 "Database operations that failed (unavailable or an error).",
             ),
         ] {
             recorder.describe_counter(name.into(), None, help.into());
         }
-        recorder.describe_histogram(
-            HTTP_DURATION.into(),
-            Some(metrics::Unit::Seconds),
-            "Time to answer an HTTP request, by route pattern.".into(),
-        );
         recorder.describe_gauge(
             HASH_QUEUE.into(),
             None,
@@ -174,6 +158,7 @@ impl Metrics {
             lockouts,
             db_errors,
             recorder,
+            http: HttpSeries::default(),
         })))
     }
 
@@ -218,26 +203,14 @@ impl Metrics {
         r.recorder
             .register_gauge(&Key::from_name(HASH_QUEUE), &metadata())
             .set(hash_queue as f64);
-        let handle = r.recorder.handle();
-        handle.run_upkeep();
-        handle.render()
-    }
-
-    /// Moves recorded durations into their buckets; without a scrape, they would pile up.
-    pub fn upkeep(&self) {
-        if let Some(r) = &self.0 {
-            r.recorder.handle().run_upkeep();
-        }
+        let mut text = r.recorder.handle().render();
+        r.http.render(&mut text);
+        text
     }
 
     /// The HTTP series for one worker thread (see [`RequestMetrics`]).
     pub fn for_worker(&self) -> RequestMetrics {
-        RequestMetrics(self.0.clone().map(|registry| {
-            Rc::new(WorkerSeries {
-                registry,
-                series: RefCell::default(),
-            })
-        }))
+        RequestMetrics(self.0.as_ref().map(|r| r.http.for_worker()))
     }
 }
 
@@ -245,20 +218,9 @@ fn metadata() -> Metadata<'static> {
     Metadata::new(module_path!(), metrics::Level::INFO, Some(module_path!()))
 }
 
-/// One worker's handles on the HTTP series, by (route pattern, status): a request looks
-/// its series up here, in a map only this thread touches, and takes the shared
-/// registry's locks only the first time a route answers a status.
+/// One worker's handle on the HTTP series, or nothing when metrics are off.
 #[derive(Clone)]
 pub struct RequestMetrics(Option<Rc<WorkerSeries>>);
-
-pub struct WorkerSeries {
-    registry: Arc<Registry>,
-    /// By status, then by route: a lookup by `&str` needs no allocation.
-    series: RefCell<HashMap<u16, HashMap<String, RouteSeries>>>,
-}
-
-/// A route's request counter (for one status) and its duration histogram.
-type RouteSeries = (Counter, Histogram);
 
 impl RequestMetrics {
     /// When a request started, if anything records it.
@@ -268,35 +230,9 @@ impl RequestMetrics {
 
     /// Counts a request answered with `status` by `route` (a pattern, or [`UNMATCHED`]).
     pub fn answered(&self, started: Option<Instant>, route: &str, status: u16) {
-        let (Some(worker), Some(started)) = (&self.0, started) else {
-            return;
-        };
-        let seconds = started.elapsed().as_secs_f64();
-        let mut series = worker.series.borrow_mut();
-        let by_route = series.entry(status).or_default();
-        if let Some((count, duration)) = by_route.get(route) {
-            count.increment(1);
-            duration.record(seconds);
-            return;
+        if let (Some(worker), Some(started)) = (&self.0, started) {
+            worker.answered(started, route, status);
         }
-        let recorder = &worker.registry.recorder;
-        let count = recorder.register_counter(
-            &Key::from_parts(
-                HTTP_REQUESTS,
-                vec![
-                    Label::new("route", route.to_owned()),
-                    Label::new("status", status.to_string()),
-                ],
-            ),
-            &metadata(),
-        );
-        let duration = recorder.register_histogram(
-            &Key::from_parts(HTTP_DURATION, vec![Label::new("route", route.to_owned())]),
-            &metadata(),
-        );
-        count.increment(1);
-        duration.record(seconds);
-        by_route.insert(route.to_owned(), (count, duration));
     }
 }
 

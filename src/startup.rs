@@ -35,8 +35,6 @@ const REVOCATION_POLL: Duration = Duration::from_millis(250);
 /// How often this instance reloads signing keys (SPEC: a rotation is used within 10 s)
 /// and looks whether the automatic rotation is due.
 const KEY_POLL: Duration = Duration::from_secs(KEY_POLL_SECS as u64);
-/// How often recorded request durations are moved into their histogram buckets.
-const METRICS_UPKEEP: Duration = Duration::from_secs(5);
 
 pub struct Application {
     server: Server,
@@ -203,14 +201,6 @@ fn build_state(settings: Settings, store: Store, metrics: Metrics) -> anyhow::Re
 /// nothing else (never on the main listener, so the public cannot read it).
 fn metrics_server(state: Data<AppState>, listener: TcpListener) -> anyhow::Result<(Server, u16)> {
     let port = listener.local_addr()?.port();
-    let upkeep = state.clone();
-    actix_web::rt::spawn(async move {
-        let mut tick = actix_web::rt::time::interval(METRICS_UPKEEP);
-        loop {
-            tick.tick().await;
-            upkeep.metrics.upkeep();
-        }
-    });
     let server = HttpServer::new(move || {
         App::new()
             .app_data(state.clone())
