@@ -40,6 +40,11 @@
     } catch (_) {
       throw new Error("the server's answer was not understood; reload the page and try again");
     }
+    if (response.status === 401 && answer.error === "invalid_token") {
+      // The page's sign-in needs renewing: reloading renews it, and says to repeat this.
+      window.location.reload();
+      return new Promise(() => {});
+    }
     if (answer.error === "invalid_credentials") {
       throw new Error("this passkey was not accepted (it may have been removed from its account)");
     }
@@ -51,7 +56,23 @@
   function failure(error) {
     if (error && error.name === "NotAllowedError") return "The passkey prompt was closed or timed out.";
     if (error && error.name === "InvalidStateError") return "This passkey is registered already.";
-    return `That did not work: ${error && error.message ? error.message : error}.`;
+    if (error && error.name === "SecurityError") {
+      return "This browser refuses passkeys for this address; use the address the page names.";
+    }
+    const text = String(error && error.message ? error.message : error).replace(/[.\s]+$/, "");
+    return `That did not work: ${text}.`;
+  }
+
+  // Passkeys are bound to one origin, the service's public URL: reached at any other
+  // address, the page names the right one instead of offering a prompt that must fail.
+  function offered(block) {
+    if (window.location.origin === block.dataset.origin) {
+      block.hidden = false;
+      return true;
+    }
+    const elsewhere = document.getElementById("passkeys-elsewhere");
+    if (elsewhere) elsewhere.hidden = false;
+    return false;
   }
 
   function show(element, message) {
@@ -60,12 +81,14 @@
   }
 
   const register = document.getElementById("passkey-register");
-  if (register) {
+  if (register && offered(register)) {
     const error = document.getElementById("passkey-register-error");
-    register.hidden = false;
+    const button = document.getElementById("passkey-register-button");
     register.addEventListener("submit", async (event) => {
       event.preventDefault();
+      if (button.disabled) return;
       error.hidden = true;
+      button.disabled = true;
       const csrf_token = register.elements.csrf_token.value;
       try {
         const options = await post("/account/passkeys/register/start", {
@@ -87,15 +110,16 @@
         window.location.assign(done.redirect);
       } catch (e) {
         show(error, failure(e));
+      } finally {
+        button.disabled = false;
       }
     });
   }
 
   const signIn = document.getElementById("passkey-sign-in");
-  if (signIn) {
+  if (signIn && offered(signIn)) {
     const error = document.getElementById("passkey-sign-in-error");
     const button = document.getElementById("passkey-sign-in-button");
-    signIn.hidden = false;
     button.addEventListener("click", async () => {
       error.hidden = true;
       button.disabled = true;

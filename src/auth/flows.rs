@@ -288,7 +288,8 @@ async fn check_code(
 /// whose state is `ceremony`. The passkey names the account (no username is typed) and
 /// is both factors at once, so an account with TOTP needs no code. The attempt goes
 /// through the same lockout reservation as a password, so a locked-out account stays
-/// locked; a refused passkey is not counted as a failure (it cannot be guessed).
+/// locked; a refused passkey is audited but not counted as a failure (it cannot be
+/// guessed).
 pub async fn sign_in_with_passkey(
     state: &Data<AppState>,
     answer: serde_json::Value,
@@ -306,26 +307,62 @@ async fn check_passkey(
     ceremony: &str,
     client: &Client,
 ) -> Result<SignedIn, ApiError> {
+    let actor = Actor::of(None, client);
     let (user_id, credential) = state.passkeys.identify(&answer).map_err(passkey_refused)?;
     let passkey = state
         .store
         .passkey_by_credential(credential)
         .await?
-        .filter(|p| p.user_id == user_id)
-        .ok_or(ApiError::InvalidCredentials)?;
-    let user = match state.store.user(passkey.user_id).await {
-        Ok(user) if !user.disabled => user,
-        Ok(_) | Err(StoreError::NotFound) => return Err(ApiError::InvalidCredentials),
-        Err(e) => return Err(e.into()),
+        .filter(|p| p.user_id == user_id);
+    let user = match &passkey {
+        Some(p) => match state.store.user(p.user_id).await {
+            Ok(user) => Some(user),
+            Err(StoreError::NotFound) => None,
+            Err(e) => return Err(e.into()),
+        },
+        None => None,
     };
-    let updated = state
-        .passkeys
-        .finish_sign_in(answer, ceremony, &passkey.passkey)
-        .map_err(passkey_refused)?;
-    state.store.passkey_used(passkey.id, updated).await?;
-    let actor = Actor::of(None, client);
+    let (Some(passkey), Some(user)) = (passkey, user) else {
+        state.store.passkey_refused(None, actor).await?;
+        return Err(ApiError::InvalidCredentials);
+    };
     let (reservation, now) =
         reserve_attempt(state, user.username.clone(), Some(user.id), &actor, client).await?;
+    let verified = match user.disabled {
+        true => Err(Refused::Rejected),
+        false => state
+            .passkeys
+            .finish_sign_in(answer, ceremony, &passkey.passkey),
+    };
+    let accepted = match verified {
+        Ok(updated) => {
+            state
+                .store
+                .passkey_used(passkey.id, passkey.passkey, updated)
+                .await?
+        }
+        Err(Refused::Rejected) => false,
+        Err(other) => {
+            let policy = lockout_policy(state);
+            state
+                .store
+                .withdraw_attempt(now, reservation, policy)
+                .await?;
+            return Err(passkey_refused(other));
+        }
+    };
+    if !accepted {
+        let policy = lockout_policy(state);
+        state
+            .store
+            .withdraw_attempt(now, reservation, policy)
+            .await?;
+        state
+            .store
+            .passkey_refused(Some((user.id, user.username)), actor)
+            .await?;
+        return Err(ApiError::InvalidCredentials);
+    }
     start(state, user, Amr::Passkey, reservation, &actor, client, now).await
 }
 

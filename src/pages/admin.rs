@@ -453,13 +453,13 @@ pub async fn reset_mfa(
         return Ok(signed_out(
             &state,
             &page.session,
-            "Your two-step sign-in was reset and your sessions signed out.",
+            "Your two-step sign-in and passkeys were reset and your sessions signed out.",
         ));
     }
     flash::ok(
         &page.session,
         format!(
-            "Reset two-step sign-in of {} and signed out their sessions.",
+            "Reset two-step sign-in of {} and signed out their sessions; their passkeys are removed too.",
             user.username
         ),
     );

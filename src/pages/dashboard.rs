@@ -41,6 +41,8 @@ pub struct DashboardPage {
     passkeys: Vec<PasskeyItem>,
     /// Why passkeys cannot be registered here, if they cannot.
     passkeys_unavailable: Option<&'static str>,
+    /// The one origin passkeys work on (the public URL): elsewhere the page says go there.
+    passkeys_origin: String,
 }
 
 /// A passkey as the dashboard lists it.
@@ -105,6 +107,7 @@ async fn render(
         codes_left,
         passkeys,
         passkeys_unavailable: state.passkeys.unavailable(),
+        passkeys_origin: state.settings.public_url.clone(),
     })
 }
 

@@ -33,6 +33,8 @@ pub struct LoginPage {
     error: Option<String>,
     /// Why "Sign in with a passkey" is not offered, if it is not.
     passkeys_unavailable: Option<&'static str>,
+    /// The one origin passkeys work on (the public URL): elsewhere the page says go there.
+    passkeys_origin: String,
 }
 
 /// The code step of a sign-in with two-step sign-in on.
@@ -70,6 +72,7 @@ pub async fn form(
         next,
         error: None,
         passkeys_unavailable: state.passkeys.unavailable(),
+        passkeys_origin: state.settings.public_url.clone(),
     };
     Ok(page.respond_to(&req).map_into_boxed_body())
 }
@@ -114,6 +117,7 @@ pub async fn submit(
             next: next.clone(),
             error: Some(error),
             passkeys_unavailable: state.passkeys.unavailable(),
+            passkeys_origin: state.settings.public_url.clone(),
         }
         .customize()
     };

@@ -25,7 +25,7 @@ use crate::error::ApiError;
 use crate::next_path;
 use crate::passkeys::{Refused, CEREMONY_SECS};
 use crate::state::AppState;
-use crate::store::passkeys::Purpose;
+use crate::store::passkeys::{Purpose, MAX_PER_USER};
 use crate::store::sessions::Client;
 use crate::store::{Actor, StoreError};
 
@@ -47,6 +47,17 @@ fn new_ceremony(session: &Session) -> Vec<u8> {
 fn current_ceremony(session: &Session) -> Option<Vec<u8>> {
     let id = session.remove_as::<String>(CEREMONY_KEY)?.ok()?;
     Some(Sha256::digest(id.as_bytes()).to_vec())
+}
+
+/// The registration calls are JSON, so a page guard's refusal is answered as JSON too:
+/// an access cookie that needs renewing is 401 `invalid_token` (the script reloads the
+/// page, which renews it and says to repeat the step).
+fn signed_in(page: Result<Page, PageError>) -> Result<Page, ApiError> {
+    page.map_err(|refused| match refused {
+        PageError::Renew(_) => ApiError::MissingToken,
+        PageError::EnrolFirst => ApiError::MfaRequired,
+        _ => ApiError::Forbidden,
+    })
 }
 
 fn refused(e: Refused) -> ApiError {
@@ -83,14 +94,21 @@ fn passkey_name(raw: &str) -> Result<String, ApiError> {
 
 /// `POST /account/passkeys/register/start`: the options for `navigator.credentials.create`.
 pub async fn register_start(
-    page: Page,
+    page: Result<Page, PageError>,
     state: Data<AppState>,
     body: Json<StartRegistration>,
 ) -> Result<HttpResponse, ApiError> {
+    let page = signed_in(page)?;
     check_csrf(page.request(), &page.session, &body.csrf_token)?;
     let name = passkey_name(&body.name)?;
     let user_id = page.identity.user_id.0;
     let existing = state.store.passkeys_of(user_id).await?;
+    // Before the authenticator makes a credential that could not be kept.
+    if existing.len() as i64 >= MAX_PER_USER {
+        return Err(ApiError::Conflict(format!(
+            "an account may have at most {MAX_PER_USER} passkeys: remove one first"
+        )));
+    }
     let (options, ceremony) = state
         .passkeys
         .start_registration(
@@ -126,11 +144,12 @@ pub struct Answer {
 /// `POST /account/passkeys/register/finish`: checks the browser's answer and keeps the
 /// passkey.
 pub async fn register_finish(
-    page: Page,
+    page: Result<Page, PageError>,
     state: Data<AppState>,
     body: Json<Answer>,
     client: Client,
 ) -> Result<HttpResponse, ApiError> {
+    let page = signed_in(page)?;
     check_csrf(page.request(), &page.session, &body.csrf_token)?;
     let id = current_ceremony(&page.session).ok_or_else(expired)?;
     let user_id = page.identity.user_id.0;

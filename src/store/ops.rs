@@ -584,9 +584,31 @@ impl Store {
             .await
     }
 
-    pub async fn passkey_used(&self, id: i64, passkey: Option<String>) -> Result<(), StoreError> {
+    /// Records a verified sign-in with a passkey (see `passkeys::used`): false when another
+    /// sign-in with it, or its removal, came first.
+    pub async fn passkey_used(
+        &self,
+        id: i64,
+        verified: String,
+        updated: Option<String>,
+    ) -> Result<bool, StoreError> {
         self.db
-            .write(move |conn| passkeys::used(conn, clock::now(), id, passkey.as_deref()))
+            .write(move |conn| {
+                passkeys::used(conn, clock::now(), id, &verified, updated.as_deref())
+            })
+            .await
+    }
+
+    pub async fn passkey_refused(
+        &self,
+        user: Option<(i64, String)>,
+        actor: Actor,
+    ) -> Result<(), StoreError> {
+        self.db
+            .write(move |conn| {
+                let user = user.as_ref().map(|(id, name)| (*id, name.as_str()));
+                passkeys::refused(conn, clock::now(), user, &actor)
+            })
             .await
     }
 

@@ -5,7 +5,7 @@
 
 use diesel::prelude::*;
 
-use super::audit::EventKind;
+use super::audit::{self, Event, EventKind};
 use super::{columns, mfa, write_tx, Actor, Statement, StoreError};
 use crate::clock::Millis;
 use crate::db::Conn;
@@ -138,25 +138,52 @@ pub fn remove_all_in_tx(conn: &mut Conn, user_id: i64) -> Result<usize, StoreErr
     Ok(diesel::delete(passkeys::table.filter(passkeys::user_id.eq(user_id))).run(conn)?)
 }
 
-/// After a sign-in with it: the updated record (its counter) and when.
+/// After a verified sign-in: when, and the record with its new signature counter. The
+/// record is replaced only while it is still the one the answer was verified against, so
+/// two sign-ins racing with one passkey cannot move its counter back: the later one gets
+/// `false` (as does a passkey removed meanwhile).
 pub fn used(
     conn: &mut Conn,
     now: Millis,
     id: i64,
-    passkey: Option<&str>,
-) -> Result<(), StoreError> {
-    match passkey {
-        Some(passkey) => diesel::update(passkeys::table.filter(passkeys::id.eq(id)))
+    verified: &str,
+    updated: Option<&str>,
+) -> Result<bool, StoreError> {
+    let this = passkeys::table.filter(passkeys::id.eq(id));
+    let changed = match updated {
+        Some(updated) => diesel::update(this.filter(passkeys::passkey.eq(verified)))
             .set((
                 passkeys::last_used_at.eq(now),
-                passkeys::passkey.eq(passkey),
+                passkeys::passkey.eq(updated),
             ))
             .run(conn)?,
-        None => diesel::update(passkeys::table.filter(passkeys::id.eq(id)))
+        None => diesel::update(this)
             .set(passkeys::last_used_at.eq(now))
             .run(conn)?,
     };
-    Ok(())
+    Ok(changed == 1)
+}
+
+/// Audits a refused passkey sign-in (`sign_in_failed`, detail `passkey`), under the
+/// account it claimed when there is one.
+pub fn refused(
+    conn: &mut Conn,
+    now: Millis,
+    user: Option<(i64, &str)>,
+    actor: &Actor,
+) -> Result<(), StoreError> {
+    audit::record(
+        conn,
+        now,
+        Event {
+            kind: EventKind::SignInFailed,
+            actor,
+            subject_user_id: user.map(|(id, _)| id),
+            subject_username: user.map(|(_, name)| name),
+            session_id: None,
+            detail: Some("passkey".into()),
+        },
+    )
 }
 
 /// What a ceremony is for.

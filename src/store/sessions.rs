@@ -131,7 +131,12 @@ pub fn start(
                 subject_user_id: Some(user.id),
                 subject_username: Some(&user.username),
                 session_id: Some(session.id),
-                detail: None,
+                // A passkey sign-in says so (RFC 8176 `hwk`: a proof of a hardware key).
+                detail: verified
+                    .amr
+                    .split(',')
+                    .any(|method| method == "hwk")
+                    .then(|| "passkey".to_owned()),
             },
         )?;
         Ok(Some((session, user)))

@@ -99,8 +99,19 @@ impl Driver {
     }
 
     async fn browser(&self) -> Browser<'_> {
+        self.browser_with(&[]).await
+    }
+
+    /// A browser with JavaScript turned off.
+    async fn browser_without_scripts(&self) -> Browser<'_> {
+        self.browser_with(&["--blink-settings=scriptEnabled=false"])
+            .await
+    }
+
+    async fn browser_with(&self, extra: &[&str]) -> Browser<'_> {
         let profile = tempfile::tempdir().unwrap();
-        let args = [
+        let profile_arg = format!("--user-data-dir={}", profile.path().display());
+        let mut args = vec![
             "--headless",
             "--no-sandbox",
             "--disable-gpu",
@@ -112,8 +123,9 @@ impl Driver {
             "--disable-sync",
             "--hide-scrollbars",
             "--window-size=1280,900",
-            &format!("--user-data-dir={}", profile.path().display()),
+            &profile_arg,
         ];
+        args.extend_from_slice(extra);
         let body = json!({"capabilities": {"alwaysMatch": {
             "browserName": "chrome",
             "goog:chromeOptions": {"binary": self.chromium, "args": args},
@@ -586,6 +598,13 @@ impl Browser<'_> {
             .join("; ")
     }
 
+    /// Whether the element is shown (WebDriver's "element displayed").
+    async fn displayed(&self, css: &str) -> bool {
+        let element = self.find(css).await;
+        let path = format!("/element/{element}/displayed");
+        self.call(reqwest::Method::GET, &path, None).await == true
+    }
+
     async fn cookie(&self, name: &str) -> String {
         let cookie = self
             .call(reqwest::Method::GET, &format!("/cookie/{name}"), None)
@@ -694,8 +713,15 @@ async fn a_user_registers_a_passkey_signs_in_with_it_alone_and_once_removed_it_f
         amr_of(&alice.cookie("lk_access").await),
         json!(["hwk", "user"])
     );
-    let audit = String::from_utf8(app.cli(&["audit", "list", "--user", "alice"]).stdout).unwrap();
-    assert!(audit.contains("passkey_added"), "{audit}");
+    let audit = audit_events(&app);
+    assert!(
+        audit.contains(&("passkey_added".into(), "laptop".into())),
+        "{audit:?}"
+    );
+    assert!(
+        audit.contains(&("sign_in_succeeded".into(), "passkey".into())),
+        "{audit:?}"
+    );
 
     // An answer is good for its own ceremony only, once, within five minutes.
     let csrf = alice
@@ -759,5 +785,56 @@ async fn a_user_registers_a_passkey_signs_in_with_it_alone_and_once_removed_it_f
     let login = alice.source_when(|s| s.contains("not accepted")).await;
     assert!(login.contains("not accepted"), "{login}");
     assert!(alice.url().await.ends_with("/login"));
+    let refused = audit_events(&app);
+    assert!(
+        refused.contains(&("sign_in_failed".into(), "passkey".into())),
+        "{refused:?}"
+    );
+
+    // At another address of the same server (its IP), the page names the one where
+    // passkeys work instead of offering a prompt that must fail.
+    alice
+        .goto(&format!("http://127.0.0.1:{}/login", app.port))
+        .await;
+    alice
+        .source_when(|s| s.contains("passkeys-elsewhere"))
+        .await;
+    assert!(alice.displayed("#passkeys-elsewhere").await);
+    assert!(!alice.displayed("#passkey-sign-in-button").await);
+    alice.quit().await;
+}
+
+/// (kind, detail) of every audit event, oldest first.
+fn audit_events(app: &TestApp) -> Vec<(String, String)> {
+    let out = app.cli(&["audit", "list", "--json"]);
+    let listed: Value = serde_json::from_slice(&out.stdout).unwrap();
+    listed["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .rev()
+        .map(|e| {
+            let field = |name: &str| e[name].as_str().unwrap_or_default().to_owned();
+            (field("kind"), field("detail"))
+        })
+        .collect()
+}
+
+#[actix_web::test]
+async fn without_javascript_the_passkey_controls_stay_hidden_and_the_password_works() {
+    let Some((chromium, chromedriver)) = browser_programs() else {
+        return;
+    };
+    let app = spawn_app_on_localhost(None, |_| {}).await;
+    app.add_user("alice", Role::User);
+    let driver = Driver::start(chromium, &chromedriver).await;
+    let alice = driver.browser_without_scripts().await;
+    alice.goto(&app.url("/login")).await;
+    assert!(!alice.displayed("#passkey-sign-in-button").await);
+    assert!(!alice.displayed("#passkeys-elsewhere").await);
+    alice.sign_in(&app, "alice").await;
+    assert!(alice.url().await.ends_with("/dashboard"));
+    assert!(!alice.displayed("#passkey-register-button").await);
+    assert!(alice.source().await.contains("Hello, alice"));
     alice.quit().await;
 }

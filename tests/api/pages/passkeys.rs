@@ -220,18 +220,56 @@ async fn the_ceremony_endpoints_refuse_bad_requests_with_json_errors() {
     // The ceremony was used up by that answer.
     let (status, _) = post_json(&app, &alice, "/account/passkeys/register/finish", junk).await;
     assert_eq!(status, 400);
-    // Registering needs a signed-in user.
-    let (status, _) = (
-        client
-            .post(app.url("/account/passkeys/register/start"))
-            .json(&json!({"csrf_token": csrf, "name": "x"}))
-            .send()
-            .await
-            .unwrap()
-            .status(),
-        (),
+    // Registering needs a signed-in page: without a (fresh) access cookie the answer is
+    // JSON the script acts on (it reloads the page, which renews the sign-in).
+    let body = json!({"csrf_token": csrf, "name": "x"});
+    let (status, answer) = post_json(&app, &client, "/account/passkeys/register/start", body).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (401, Some("invalid_token")),
+        "{answer}"
     );
-    assert!(status.is_redirection(), "{status}");
+}
+
+#[actix_web::test]
+async fn an_account_at_the_passkey_limit_is_told_before_the_prompt() {
+    let app = spawn_app_on_localhost(None, |_| {}).await;
+    let id = app.add_user("alice", Role::User);
+    for n in 0..latchkey::store::passkeys::MAX_PER_USER {
+        add_passkey(&app, id, &format!("key {n}"));
+    }
+    let alice = app.page_client("alice").await;
+    let csrf = app.page_csrf(&alice, "/dashboard").await;
+    let body = json!({"csrf_token": csrf, "name": "one more"});
+    let (status, answer) = post_json(&app, &alice, "/account/passkeys/register/start", body).await;
+    assert_eq!(
+        (status, answer["error"].as_str()),
+        (409, Some("conflict")),
+        "{answer}"
+    );
+    assert!(
+        answer["message"].as_str().unwrap().contains("at most 20"),
+        "{answer}"
+    );
+}
+
+#[actix_web::test]
+async fn a_signature_counter_is_only_moved_forward_from_the_record_that_was_verified() {
+    use latchkey::store::passkeys;
+    let app = spawn_app_on_localhost(None, |_| {}).await;
+    let user = app.add_user("alice", Role::User);
+    let id = add_passkey(&app, user, "laptop");
+    let now = latchkey::clock::now();
+    let mut conn = app.conn();
+    // Two sign-ins verified against the same record ("{}"): the first moves it on, the
+    // second, now stale, must not put an older counter back.
+    assert!(passkeys::used(&mut conn, now, id, "{}", Some(r#"{"counter":2}"#)).unwrap());
+    assert!(!passkeys::used(&mut conn, now, id, "{}", Some(r#"{"counter":1}"#)).unwrap());
+    let row = &passkeys::of_user(&mut conn, user).unwrap()[0];
+    assert_eq!(row.passkey, r#"{"counter":2}"#);
+    assert_eq!(row.last_used_at, Some(now));
+    // A passkey removed meanwhile is not used either.
+    assert!(!passkeys::used(&mut conn, now, id + 1000, "{}", None).unwrap());
 }
 
 #[actix_web::test]
