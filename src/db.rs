@@ -566,15 +566,21 @@ struct Ran {
 /// At most this many queued writes share one transaction.
 const MAX_BATCH: usize = 64;
 
+/// At most this many writes wait for the writer. A burst beyond it is answered
+/// `Unavailable` (503) at once, instead of growing memory until its jobs time out: the
+/// writer commits some 15 000 writes a second, so a full queue is already most of a
+/// second behind, and every write in it holds a request open.
+pub const QUEUE_LIMIT: usize = 4096;
+
 /// The queue in front of the writer thread. The thread ends when the last `Db` is dropped.
 #[derive(Clone)]
 struct Writer {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::SyncSender<Job>,
 }
 
 impl Writer {
     fn spawn(path: String, conn: Conn) -> std::io::Result<Writer> {
-        let (jobs, queue) = mpsc::channel::<Job>();
+        let (jobs, queue) = mpsc::sync_channel::<Job>(QUEUE_LIMIT);
         std::thread::Builder::new()
             .name(WRITER_THREAD.into())
             .spawn(move || {
@@ -597,7 +603,8 @@ impl Writer {
         Ok(Writer { jobs })
     }
 
-    /// Queues `f`; `reply` gets its result once its batch has committed. A job that
+    /// Queues `f`; `reply` gets its result once its batch has committed. A full queue
+    /// ([`QUEUE_LIMIT`]) refuses it at once, as `Unavailable`. A job that
     /// waited longer than [`WAIT`] for its turn, or finds no writer connection, is
     /// answered `Unavailable` without running. `f` runs in a savepoint: when it fails, its
     /// changes are undone and the rest of the batch commits. A panic in `f` drops
@@ -625,7 +632,7 @@ impl Writer {
                 }),
             }
         });
-        self.jobs.send(job).map_err(|_| StoreError::Unavailable)
+        self.jobs.try_send(job).map_err(|_| StoreError::Unavailable)
     }
 }
 
@@ -754,7 +761,8 @@ mod tests {
         }
     }
 
-    /// Queues a write that holds the writer until the returned sender is used.
+    /// Queues a write that holds the writer until the returned sender is used, and waits
+    /// until the writer runs it (so what is queued next waits in the queue).
     async fn hold_writer(
         db: &Db,
     ) -> (
@@ -762,13 +770,49 @@ mod tests {
         impl std::future::Future<Output = Result<bool, StoreError>> + Unpin + '_,
     ) {
         let (release, held) = mpsc::channel::<()>();
-        let mut blocker = Box::pin(db.write(move |_| Ok(held.recv().is_ok())));
+        let (running, runs) = mpsc::channel::<()>();
+        let mut blocker = Box::pin(db.write(move |_| {
+            let _ = running.send(());
+            Ok(held.recv().is_ok())
+        }));
         queue(&mut blocker).await;
+        runs.recv_timeout(Duration::from_secs(10))
+            .expect("the writer runs the blocker");
         (release, blocker)
     }
 
     fn insert(x: i64) -> impl FnMut(&mut Conn) -> Result<(), StoreError> {
         move |conn| Ok(conn.batch_execute(&format!("INSERT INTO t VALUES ({x})"))?)
+    }
+
+    #[tokio::test]
+    async fn a_burst_beyond_the_queue_is_refused_at_once_and_the_queue_still_commits() {
+        let (_dir, db) = temp_db();
+        db.write_blocking(create_table).unwrap();
+        let (release, blocker) = hold_writer(&db).await;
+        let mut queued: Vec<_> = (0..QUEUE_LIMIT as i64)
+            .map(|x| Box::pin(db.write(insert(x))))
+            .collect();
+        for write in &mut queued {
+            queue(write).await;
+        }
+        // One more is refused on the spot, not after waiting its turn.
+        let mut refused = Box::pin(db.write(insert(-1)));
+        let refused = tokio::select! {
+            biased;
+            answer = &mut refused => answer,
+            () = std::future::ready(()) => panic!("queued beyond QUEUE_LIMIT"),
+        };
+        assert!(
+            matches!(refused, Err(StoreError::Unavailable)),
+            "{refused:?}"
+        );
+        release.send(()).unwrap();
+        assert!(blocker.await.unwrap());
+        for write in queued {
+            write.await.unwrap();
+        }
+        assert_eq!(rows(&mut db.reader().unwrap()), QUEUE_LIMIT as i64);
     }
 
     #[tokio::test]
