@@ -7,7 +7,7 @@ use serde::Deserialize;
 use super::views::{SessionList, SessionView, UserList, UserView};
 use crate::auth::flows::revoking;
 use crate::auth::{Admin, Auth};
-use crate::domain::{SessionId, Username};
+use crate::domain::{listing, SessionId};
 use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::sessions::{self, Client, RevokeReason};
@@ -39,21 +39,10 @@ pub async fn sessions(
                 ApiError::BadRequest(format!("limit must be a whole number from 1 to {MAX_PAGE}"))
             })?,
     };
-    let cursor =
-        match query.cursor.as_deref().filter(|c| !c.is_empty()) {
-            None => None,
-            Some(raw) => Some(raw.parse::<SessionId>().map_err(|_| {
-                ApiError::BadRequest("cursor is not one this service gave out".into())
-            })?),
-        };
-    let user = match query.user.as_deref().filter(|u| !u.is_empty()) {
-        None => None,
-        Some(raw) => Some(Username::parse(raw).map_err(ApiError::BadRequest)?),
-    };
-    let page = state
-        .store
-        .active_sessions(user, cursor.map(|c| c.0), limit + 1)
-        .await?;
+    let cursor = listing::cursor(query.cursor.as_deref())
+        .map_err(|_| ApiError::BadRequest("cursor is not one this service gave out".into()))?;
+    let user = listing::user_filter(query.user.as_deref()).map_err(ApiError::BadRequest)?;
+    let page = state.store.active_sessions(user, cursor, limit + 1).await?;
     Ok(HttpResponse::Ok().json(paged(page, limit, auth.session_id)))
 }
 

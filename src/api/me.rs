@@ -10,11 +10,9 @@ use crate::auth::Auth;
 use crate::domain::{Role, SessionId};
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::store::sessions::OWN_SESSIONS_LIMIT;
 use crate::store::sessions::{Client, RevokeReason};
 use crate::store::Actor;
-
-/// The most sessions one user's list shows (the rest are still revocable by id).
-const OWN_SESSIONS_LIMIT: i64 = 500;
 
 pub async fn me(auth: Auth) -> HttpResponse {
     HttpResponse::Ok().json(json!({

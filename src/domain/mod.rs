@@ -1,6 +1,7 @@
 //! Validated values: raw strings stop at the edge of the program.
 
 mod ids;
+pub mod listing;
 mod password;
 mod role;
 mod username;

@@ -20,11 +20,7 @@ use crate::clock;
 use crate::domain::{Password, SessionId};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::sessions::{Client, RevokeReason};
-use crate::store::Actor;
-
-/// The most sessions the dashboard lists (the rest stay revocable with "everywhere else").
-const OWN_SESSIONS_LIMIT: i64 = 200;
+use crate::store::sessions::{Client, RevokeReason, OWN_SESSIONS_LIMIT};
 
 #[derive(Template, WebTemplate)]
 #[template(path = "dashboard.html")]
@@ -115,10 +111,6 @@ pub async fn show(page: Page, state: Data<AppState>) -> Result<DashboardPage, Pa
     render(&page, &state, None).await
 }
 
-fn actor(page: &Page, client: Client) -> Actor {
-    Actor::of(Some(page.identity.user_id.0), &client)
-}
-
 /// `POST /sessions/{id}/revoke`: signs out one of your own sessions (this one included).
 pub async fn revoke(
     page: Page,
@@ -130,7 +122,7 @@ pub async fn revoke(
     page.check_csrf(&form.csrf_token)?;
     let id: SessionId = id.parse().map_err(|_| PageError::NotFound)?;
     let owner = page.identity.user_id.0;
-    let actor = actor(&page, client);
+    let actor = page.actor(&client);
     revoking(
         &state,
         state
@@ -154,7 +146,7 @@ pub async fn revoke_others(
 ) -> Result<HttpResponse, PageError> {
     page.check_csrf(&form.csrf_token)?;
     let (user_id, keep) = (page.identity.user_id.0, page.identity.session_id.0);
-    let actor = actor(&page, client);
+    let actor = page.actor(&client);
     let (_, n) = revoking(
         &state,
         state
@@ -233,7 +225,7 @@ pub async fn change_password(
         PageError::Internal
     })?;
     let keep = page.identity.session_id.0;
-    let actor = actor(&page, client);
+    let actor = page.actor(&client);
     revoking(
         &state,
         state.store.set_password(user_id, hash, Some(keep), actor),

@@ -19,6 +19,8 @@ use crate::auth::guard::{authenticate, RoleRequirement};
 use crate::auth::{AnyRole, Identity};
 use crate::domain::Role;
 use crate::next_path;
+use crate::store::sessions::Client;
+use crate::store::Actor;
 
 pub struct Page<R: RoleRequirement = AnyRole> {
     pub identity: Identity,
@@ -28,6 +30,11 @@ pub struct Page<R: RoleRequirement = AnyRole> {
 }
 
 impl<R: RoleRequirement> Page<R> {
+    /// Who does what this page posts: its user, from this client.
+    pub fn actor(&self, client: &Client) -> Actor {
+        Actor::of(Some(self.identity.user_id.0), client)
+    }
+
     /// The layout around this page, taking the pending flash message.
     pub fn layout(&self, nav: &'static str) -> Layout {
         self.layout_with(nav, flash::take(&self.session))

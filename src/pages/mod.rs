@@ -61,29 +61,37 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
         .service(resource("/account/passkeys/{id}/remove").route(web::post().to(passkeys::remove)))
         .service(
             web::scope("/admin")
-                .service(admin_resource("/sessions").route(web::get().to(admin::sessions)))
+                .service(admin_resource("/sessions").route(web::get().to(admin::sessions::show)))
                 .service(
                     admin_resource("/sessions/{id}/revoke")
-                        .route(web::post().to(admin::revoke_session)),
+                        .route(web::post().to(admin::sessions::revoke)),
                 )
                 .service(
                     admin_resource("/users")
-                        .route(web::get().to(admin::users))
-                        .route(web::post().to(admin::create_user)),
+                        .route(web::get().to(admin::users::show))
+                        .route(web::post().to(admin::users::create)),
                 )
-                .service(admin_resource("/users/{id}/role").route(web::post().to(admin::set_role)))
                 .service(
-                    admin_resource("/users/{id}/disable").route(web::post().to(admin::disable)),
+                    admin_resource("/users/{id}/role")
+                        .route(web::post().to(admin::users::set_role)),
                 )
-                .service(admin_resource("/users/{id}/enable").route(web::post().to(admin::enable)))
                 .service(
-                    admin_resource("/users/{id}/reset-mfa").route(web::post().to(admin::reset_mfa)),
+                    admin_resource("/users/{id}/disable")
+                        .route(web::post().to(admin::users::disable)),
+                )
+                .service(
+                    admin_resource("/users/{id}/enable")
+                        .route(web::post().to(admin::users::enable)),
+                )
+                .service(
+                    admin_resource("/users/{id}/reset-mfa")
+                        .route(web::post().to(admin::users::reset_mfa)),
                 )
                 .service(
                     admin_resource("/users/{id}/revoke-sessions")
-                        .route(web::post().to(admin::revoke_user_sessions)),
+                        .route(web::post().to(admin::users::revoke_sessions)),
                 )
-                .service(admin_resource("/audit").route(web::get().to(admin::audit)))
+                .service(admin_resource("/audit").route(web::get().to(admin::audit::show)))
                 .default_service(web::to(not_found)),
         )
         .service(resource("/static/{name}").route(web::get().to(assets::serve)))

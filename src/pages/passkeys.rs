@@ -27,7 +27,7 @@ use crate::passkeys::{Refused, CEREMONY_SECS};
 use crate::state::AppState;
 use crate::store::passkeys::{Purpose, MAX_PER_USER};
 use crate::store::sessions::Client;
-use crate::store::{Actor, StoreError};
+use crate::store::StoreError;
 
 /// Where the cookie session keeps the id of the ceremony in progress.
 const CEREMONY_KEY: &str = "passkey_ceremony";
@@ -164,7 +164,7 @@ pub async fn register_finish(
         .finish_registration(body.into_inner().credential, &ceremony.state)
         .map_err(refused)?;
     let name = ceremony.name.unwrap_or_default();
-    let actor = Actor::of(Some(user_id), &client);
+    let actor = page.actor(&client);
     state
         .store
         .add_passkey(user_id, credential, name.clone(), passkey, actor)
@@ -222,7 +222,7 @@ pub async fn remove(
         }
         Err(e) => return Err(e.into()),
     }
-    let actor = Actor::of(Some(user_id), &client);
+    let actor = page.actor(&client);
     match state.store.remove_passkey(user_id, id, actor).await {
         Ok(()) => {}
         Err(StoreError::NotFound) => return Err(PageError::NotFound),

@@ -58,6 +58,10 @@ pub struct Client {
     pub user_agent: String,
 }
 
+/// The most sessions a user's own list shows, on the API and the dashboard alike (the
+/// rest stay revocable: by id, or with "everywhere else").
+pub const OWN_SESSIONS_LIMIT: i64 = 500;
+
 /// The user row a sign-in's password was verified against.
 #[derive(Debug, Clone, Copy)]
 pub struct Verified<'a> {

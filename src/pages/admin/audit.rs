@@ -1,0 +1,130 @@
+//! `/admin/audit`: the audit log, newest first.
+
+use std::collections::HashMap;
+
+use actix_web::web::Data;
+use actix_web::HttpRequest;
+use askama::Template;
+use askama_web::WebTemplate;
+use serde::Deserialize;
+
+use super::{cursor, user_filter, PAGE_SIZE};
+use crate::auth::Admin;
+use crate::clock;
+use crate::pages::error::PageError;
+use crate::pages::guard::Page;
+use crate::pages::layout::Layout;
+use crate::pages::query;
+use crate::pages::views::Moment;
+use crate::state::AppState;
+use crate::store::audit::AuditRow;
+use crate::store::split_page;
+
+pub struct AuditItem {
+    at: Moment,
+    kind: String,
+    event: String,
+    subject: String,
+    actor: String,
+    session: String,
+    ip: String,
+    detail: String,
+}
+
+/// How an event kind reads in the log.
+fn event_name(kind: &str) -> String {
+    match kind {
+        "sign_in_succeeded" => "Signed in".into(),
+        "sign_in_failed" => "Sign-in failed".into(),
+        "sign_in_refused" => "Sign-in refused".into(),
+        "locked_out" => "Locked out".into(),
+        "refresh_token_reused" => "Refresh token reused".into(),
+        "session_revoked" => "Session revoked".into(),
+        "user_created" => "User created".into(),
+        "role_changed" => "Role changed".into(),
+        "user_disabled" => "User disabled".into(),
+        "user_enabled" => "User enabled".into(),
+        "user_deleted" => "User deleted".into(),
+        "password_changed" => "Password changed".into(),
+        "key_rotated" => "Signing key rotated".into(),
+        "key_revoked" => "Signing key revoked".into(),
+        "mfa_enabled" => "Two-step sign-in on".into(),
+        "mfa_disabled" => "Two-step sign-in off".into(),
+        "recovery_code_used" => "Recovery code used".into(),
+        "mfa_reset" => "Second factors reset".into(),
+        "passkey_added" => "Passkey added".into(),
+        "passkey_removed" => "Passkey removed".into(),
+        other => other.replace('_', " "),
+    }
+}
+
+#[derive(Template, WebTemplate)]
+#[template(path = "admin_audit.html")]
+pub struct AuditPage {
+    layout: Layout,
+    user: String,
+    events: Vec<AuditItem>,
+    next_page: Option<String>,
+    paged: bool,
+}
+
+#[derive(Deserialize)]
+pub struct AuditQuery {
+    user: Option<String>,
+    before: Option<String>,
+}
+
+/// `GET /admin/audit[?user=NAME&before=CURSOR]`, newest first.
+pub async fn show(
+    req: HttpRequest,
+    page: Page<Admin>,
+    state: Data<AppState>,
+) -> Result<AuditPage, PageError> {
+    let q: AuditQuery = query(&req)?;
+    let user = user_filter(q.user.as_deref())?;
+    let before = cursor(q.before.as_deref())?;
+    let filter = user.as_ref().map(|u| u.to_string());
+    let (rows, names) = state
+        .store
+        .audit_page(filter, before, PAGE_SIZE + 1)
+        .await?;
+    let (rows, more) = split_page(rows, PAGE_SIZE);
+    let names: HashMap<i64, String> = names.into_iter().collect();
+    let user = user.map(|u| u.to_string()).unwrap_or_default();
+    let next_page = more
+        .then(|| rows.last().map(|r| r.id))
+        .flatten()
+        .map(|last| format!("/admin/audit?user={user}&before={last}"));
+    let now = clock::now();
+    Ok(AuditPage {
+        layout: page.layout("audit"),
+        events: rows
+            .into_iter()
+            .map(|r| audit_item(r, &names, now))
+            .collect(),
+        user,
+        next_page,
+        paged: before.is_some(),
+    })
+}
+
+fn audit_item(r: AuditRow, names: &HashMap<i64, String>, now: i64) -> AuditItem {
+    let actor = match (r.actor_user_id, r.user_agent.as_deref()) {
+        (Some(id), _) => names
+            .get(&id)
+            .cloned()
+            .unwrap_or_else(|| format!("user {id}")),
+        (None, Some("latchkey-cli")) => "command line".into(),
+        (None, _) => String::new(),
+    };
+    AuditItem {
+        at: Moment::new(r.at, now),
+        event: event_name(&r.kind),
+        kind: r.kind,
+        subject: r.subject_username.unwrap_or_default(),
+        actor,
+        session: r.session_id.map(|s| s.to_string()).unwrap_or_default(),
+        ip: r.ip.unwrap_or_default(),
+        detail: r.detail.unwrap_or_default().replace('_', " "),
+    }
+}
