@@ -142,6 +142,7 @@ diesel::table! {
         user_id -> Nullable<BigInt>,
         name -> Nullable<Text>,
         state -> Text,
+        ip -> Text,
         expires_at -> BigInt,
     }
 }

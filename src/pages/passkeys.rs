@@ -25,7 +25,7 @@ use crate::error::ApiError;
 use crate::next_path;
 use crate::passkeys::{Refused, CEREMONY_SECS};
 use crate::state::AppState;
-use crate::store::passkeys::{Purpose, MAX_PER_USER};
+use crate::store::passkeys::{NewCeremony, Purpose, MAX_PER_USER};
 use crate::store::sessions::Client;
 use crate::store::StoreError;
 
@@ -58,6 +58,14 @@ fn signed_in(page: Result<Page, PageError>) -> Result<Page, ApiError> {
         PageError::EnrolFirst => ApiError::MfaRequired,
         _ => ApiError::Forbidden,
     })
+}
+
+/// Keeps a ceremony's state; a client with too many pending is told to wait.
+async fn begin(state: &AppState, ceremony: NewCeremony) -> Result<(), ApiError> {
+    match state.store.begin_ceremony(ceremony).await? {
+        true => Ok(()),
+        false => Err(ApiError::TooManyAttempts(CEREMONY_SECS as i64)),
+    }
 }
 
 fn refused(e: Refused) -> ApiError {
@@ -97,6 +105,7 @@ pub async fn register_start(
     page: Result<Page, PageError>,
     state: Data<AppState>,
     body: Json<StartRegistration>,
+    client: Client,
 ) -> Result<HttpResponse, ApiError> {
     let page = signed_in(page)?;
     check_csrf(page.request(), &page.session, &body.csrf_token)?;
@@ -118,18 +127,16 @@ pub async fn register_start(
         )
         .map_err(refused)?;
     let id = new_ceremony(&page.session);
-    let until = clock::now() + CEREMONY_SECS as i64 * SECOND;
-    state
-        .store
-        .begin_ceremony(
-            id,
-            Purpose::Register,
-            Some(user_id),
-            Some(name),
-            ceremony,
-            until,
-        )
-        .await?;
+    let ceremony = NewCeremony {
+        id,
+        purpose: Purpose::Register,
+        user_id: Some(user_id),
+        name: Some(name),
+        state: ceremony,
+        ip: client.ip,
+        expires_at: clock::now() + CEREMONY_SECS as i64 * SECOND,
+    };
+    begin(&state, ceremony).await?;
     Ok(HttpResponse::Ok().json(options))
 }
 
@@ -244,15 +251,21 @@ pub async fn sign_in_start(
     session: Session,
     state: Data<AppState>,
     body: Json<StartSignIn>,
+    client: Client,
 ) -> Result<HttpResponse, ApiError> {
     check_csrf(&req, &session, &body.csrf_token)?;
     let (options, ceremony) = state.passkeys.start_sign_in().map_err(refused)?;
     let id = new_ceremony(&session);
-    let until = clock::now() + CEREMONY_SECS as i64 * SECOND;
-    state
-        .store
-        .begin_ceremony(id, Purpose::SignIn, None, None, ceremony, until)
-        .await?;
+    let ceremony = NewCeremony {
+        id,
+        purpose: Purpose::SignIn,
+        user_id: None,
+        name: None,
+        state: ceremony,
+        ip: client.ip,
+        expires_at: clock::now() + CEREMONY_SECS as i64 * SECOND,
+    };
+    begin(&state, ceremony).await?;
     Ok(HttpResponse::Ok().json(options))
 }
 

@@ -9,7 +9,7 @@ use super::audit::{self, AuditRow};
 use super::keys::{self, KeyRow};
 use super::lockout::{self, Attempt, Peek, Policy, Reservation};
 use super::mfa;
-use super::passkeys::{self, CeremonyRow, PasskeyRow, Purpose};
+use super::passkeys::{self, CeremonyRow, NewCeremony, PasskeyRow, Purpose};
 use super::purge::{self, Purged};
 use super::sessions::{
     self, Client, Lifetimes, Revocations, RevokeReason, Revoked, Rotation, SessionRow,
@@ -612,29 +612,11 @@ impl Store {
             .await
     }
 
-    /// Keeps a ceremony's state until `expires_at` (see `passkeys::begin`).
-    pub async fn begin_ceremony(
-        &self,
-        id: Vec<u8>,
-        purpose: Purpose,
-        user_id: Option<i64>,
-        name: Option<String>,
-        state: String,
-        expires_at: Millis,
-    ) -> Result<(), StoreError> {
+    /// Keeps a ceremony's state (see `passkeys::begin`): false when its client has too
+    /// many pending.
+    pub async fn begin_ceremony(&self, ceremony: NewCeremony) -> Result<bool, StoreError> {
         self.db
-            .write(move |conn| {
-                passkeys::begin(
-                    conn,
-                    clock::now(),
-                    &id,
-                    purpose,
-                    user_id,
-                    name.as_deref(),
-                    &state,
-                    expires_at,
-                )
-            })
+            .write(move |conn| passkeys::begin(conn, clock::now(), &ceremony))
             .await
     }
 

@@ -212,33 +212,50 @@ pub struct CeremonyRow {
     pub expires_at: Millis,
 }
 
-/// Keeps a ceremony's state under `id` (a hash of the browser's ceremony id); drops
-/// ceremonies that have expired.
-#[allow(clippy::too_many_arguments)]
-pub fn begin(
-    conn: &mut Conn,
-    now: Millis,
-    id: &[u8],
-    purpose: Purpose,
-    user_id: Option<i64>,
-    name: Option<&str>,
-    state: &str,
-    expires_at: Millis,
-) -> Result<(), StoreError> {
+/// The most ceremonies one client IP may have pending (each is a row for five minutes,
+/// and starting a sign-in needs no account).
+pub const PENDING_PER_IP: i64 = 20;
+
+/// A ceremony to keep until it is finished or expires.
+pub struct NewCeremony {
+    /// The hash of the browser's ceremony id.
+    pub id: Vec<u8>,
+    pub purpose: Purpose,
+    /// Registration: whose.
+    pub user_id: Option<i64>,
+    /// Registration: the new passkey's name.
+    pub name: Option<String>,
+    /// webauthn-rs' state, serialised.
+    pub state: String,
+    pub ip: String,
+    pub expires_at: Millis,
+}
+
+/// Keeps a ceremony's state; drops ceremonies that have expired. False (and nothing
+/// kept) when its client IP has [`PENDING_PER_IP`] ceremonies pending already.
+pub fn begin(conn: &mut Conn, now: Millis, ceremony: &NewCeremony) -> Result<bool, StoreError> {
     write_tx(conn, |conn| {
         diesel::delete(webauthn_ceremonies::table.filter(webauthn_ceremonies::expires_at.le(now)))
             .run(conn)?;
+        let pending: i64 = webauthn_ceremonies::table
+            .filter(webauthn_ceremonies::ip.eq(&ceremony.ip))
+            .count()
+            .one(conn)?;
+        if pending >= PENDING_PER_IP {
+            return Ok(false);
+        }
         diesel::insert_into(webauthn_ceremonies::table)
             .values((
-                webauthn_ceremonies::id.eq(id),
-                webauthn_ceremonies::purpose.eq(purpose.as_str()),
-                webauthn_ceremonies::user_id.eq(user_id),
-                webauthn_ceremonies::name.eq(name),
-                webauthn_ceremonies::state.eq(state),
-                webauthn_ceremonies::expires_at.eq(expires_at),
+                webauthn_ceremonies::id.eq(&ceremony.id),
+                webauthn_ceremonies::purpose.eq(ceremony.purpose.as_str()),
+                webauthn_ceremonies::user_id.eq(ceremony.user_id),
+                webauthn_ceremonies::name.eq(&ceremony.name),
+                webauthn_ceremonies::state.eq(&ceremony.state),
+                webauthn_ceremonies::ip.eq(&ceremony.ip),
+                webauthn_ceremonies::expires_at.eq(ceremony.expires_at),
             ))
             .run(conn)?;
-        Ok(())
+        Ok(true)
     })
 }
 

@@ -19,6 +19,8 @@ CREATE TABLE webauthn_ceremonies (
     user_id BIGINT REFERENCES users(id) ON DELETE CASCADE,
     name TEXT,                                -- registration: the new passkey's name
     state TEXT NOT NULL,
+    ip TEXT NOT NULL,                         -- the client's: pending ceremonies are capped per IP
     expires_at BIGINT NOT NULL
 );
 CREATE INDEX webauthn_ceremonies_expires_at ON webauthn_ceremonies (expires_at);
+CREATE INDEX webauthn_ceremonies_ip ON webauthn_ceremonies (ip);

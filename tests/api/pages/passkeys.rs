@@ -376,3 +376,30 @@ async fn admins_see_passkey_counts_and_a_reset_removes_them() {
     let audit = String::from_utf8(app.cli(&["audit", "list", "--user", "bob"]).stdout).unwrap();
     assert!(audit.contains("mfa_reset"), "{audit}");
 }
+
+#[actix_web::test]
+async fn one_client_cannot_pile_up_pending_ceremonies() {
+    let app = spawn_app_on_localhost(None, |s| {
+        s.trusted_proxies = vec!["127.0.0.1".parse().unwrap()]
+    })
+    .await;
+    let client = client();
+    let csrf = app.login_csrf(&client).await;
+    let start = |from: &'static str| {
+        let request = client
+            .post(app.url("/login/passkey/start"))
+            .header("X-Forwarded-For", from)
+            .json(&json!({"csrf_token": csrf}));
+        async move { request.send().await.unwrap() }
+    };
+    for _ in 0..latchkey::store::passkeys::PENDING_PER_IP {
+        assert_eq!(start("203.0.113.7").await.status(), 200);
+    }
+    let refused = start("203.0.113.7").await;
+    assert_eq!(refused.status(), 429);
+    assert!(refused.headers().contains_key("retry-after"));
+    let body: Value = refused.json().await.unwrap();
+    assert_eq!(body["error"], "too_many_attempts");
+    // Another client is not held up by it.
+    assert_eq!(start("203.0.113.8").await.status(), 200);
+}
