@@ -37,7 +37,7 @@ use diesel::sqlite::SqliteConnection;
 use diesel::{Connection, QueryResult, RunQueryDsl};
 use diesel_migrations::{embed_migrations, EmbeddedMigrations, MigrationHarness};
 
-use crate::store::StoreError;
+use crate::store::error::StoreError;
 
 const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/sqlite");
 const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("migrations/postgres");
@@ -116,6 +116,10 @@ macro_rules! on_backend {
 const WAIT: Duration = Duration::from_secs(5);
 
 const WRITER_THREAD: &str = "latchkey-writer";
+
+/// The PostgreSQL channel on which instances tell each other of changes (the store
+/// sends on it, a [`Listener`] listens).
+pub const CHANNEL: &str = "latchkey";
 
 /// `busy_timeout` first: connections open in parallel, and anything else could meet a
 /// lock held by another process before the timeout is set.
@@ -420,7 +424,7 @@ impl Db {
     }
 }
 
-/// A dedicated PostgreSQL connection that `LISTEN`s on [`crate::store::CHANNEL`]; it
+/// A dedicated PostgreSQL connection that `LISTEN`s on [`CHANNEL`]; it
 /// runs queries too (the catch-up reads after a notice).
 pub struct Listener {
     conn: Conn,
@@ -430,7 +434,7 @@ impl Listener {
     pub fn connect(url: &str) -> anyhow::Result<Listener> {
         let mut conn = establish_postgres(url)?;
         conn.batch_execute(PG_SESSION)?;
-        conn.batch_execute(&format!("LISTEN {}", crate::store::CHANNEL))?;
+        conn.batch_execute(&format!("LISTEN {CHANNEL}"))?;
         Ok(Listener {
             conn: Conn::Pg(Box::new(Owned(conn))),
         })

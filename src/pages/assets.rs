@@ -1,13 +1,11 @@
-//! The stylesheet, icon and passkey script, compiled into the binary so it runs from any directory.
-//! Their URLs carry a content hash, so browsers may cache them for a year.
+//! The stylesheet, icon and passkey script, compiled into the binary so it runs from any
+//! directory. Their URLs carry a content hash, so browsers may cache them for a year.
 
 use std::sync::LazyLock;
 
 use actix_web::http::header;
-use actix_web::{web, HttpRequest, HttpResponse};
+use actix_web::HttpResponse;
 use sha2::{Digest, Sha256};
-
-use super::error::PageError;
 
 struct Asset {
     name: &'static str,
@@ -63,21 +61,21 @@ pub fn passkeys_url() -> &'static str {
     PASSKEYS_URL.as_str()
 }
 
-/// `GET /static/{name}`: immutable for a year under the current version, otherwise
-/// revalidated, so an old URL never pins stale content.
-pub async fn serve(req: HttpRequest, name: web::Path<String>) -> Result<HttpResponse, PageError> {
-    let asset = ASSETS
-        .iter()
-        .find(|a| a.name == name.as_str())
-        .ok_or(PageError::NotFound)?;
-    let current = req.query_string().strip_prefix("v=") == Some(VERSION.as_str());
+/// The answer to `GET /static/{name}?{query}`, or `None` for a name that is no asset:
+/// immutable for a year under the current version, otherwise revalidated, so an old URL
+/// never pins stale content.
+pub fn response(name: &str, query: &str) -> Option<HttpResponse> {
+    let asset = ASSETS.iter().find(|a| a.name == name)?;
+    let current = query.strip_prefix("v=") == Some(VERSION.as_str());
     let cache = if current {
         "public, max-age=31536000, immutable"
     } else {
         "no-cache"
     };
-    Ok(HttpResponse::Ok()
-        .insert_header((header::CACHE_CONTROL, cache))
-        .content_type(asset.content_type)
-        .body(asset.body))
+    Some(
+        HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, cache))
+            .content_type(asset.content_type)
+            .body(asset.body),
+    )
 }

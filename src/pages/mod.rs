@@ -94,7 +94,7 @@ pub fn configure(cfg: &mut web::ServiceConfig) {
                 .service(admin_resource("/audit").route(web::get().to(admin::audit::show)))
                 .default_service(web::to(not_found)),
         )
-        .service(resource("/static/{name}").route(web::get().to(assets::serve)))
+        .service(resource("/static/{name}").route(web::get().to(static_asset)))
         .default_service(web::to(not_found));
 }
 
@@ -123,6 +123,14 @@ async fn not_found() -> Result<HttpResponse, PageError> {
 
 async fn method_not_allowed() -> Result<HttpResponse, PageError> {
     Err(PageError::MethodNotAllowed)
+}
+
+/// `GET /static/{name}` (see `assets`); a name that is no asset is the 404 page.
+async fn static_asset(
+    req: HttpRequest,
+    name: web::Path<String>,
+) -> Result<HttpResponse, PageError> {
+    assets::response(&name, req.query_string()).ok_or(PageError::NotFound)
 }
 
 fn see_other(location: &str) -> HttpResponse {

@@ -8,6 +8,7 @@
 //! statement cache.
 
 pub mod audit;
+pub mod error;
 pub mod keys;
 pub mod lockout;
 pub mod mfa;
@@ -18,73 +19,17 @@ pub mod secrets;
 pub mod sessions;
 pub mod users;
 
+pub use error::StoreError;
 pub use ops::{AuditPage, Store};
 
 use diesel::backend::Backend as DieselBackend;
 use diesel::pg::PgConnection;
 use diesel::query_builder::{AstPass, Query, QueryFragment, QueryId};
 use diesel::query_dsl::methods::{ExecuteDsl, LoadQuery};
-use diesel::result::{DatabaseErrorKind, Error as DieselError};
 use diesel::sqlite::{Sqlite, SqliteConnection};
 use diesel::{QueryResult, RunQueryDsl, Selectable};
 
 use crate::db::{Backend, Conn};
-
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    #[error("not found")]
-    NotFound,
-    #[error("{0}")]
-    Conflict(String),
-    #[error("the database is unavailable")]
-    Unavailable,
-    #[error("database error: {0}")]
-    Database(DieselError),
-}
-
-impl From<DieselError> for StoreError {
-    fn from(e: DieselError) -> Self {
-        match e {
-            DieselError::NotFound => StoreError::NotFound,
-            // PostgreSQL went away (restarted, unreachable): a pooled connection finds out
-            // at its next statement.
-            DieselError::DatabaseError(
-                DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand,
-                _,
-            ) => StoreError::Unavailable,
-            // Text no row can hold (PostgreSQL refuses a NUL in text): a lookup by it
-            // finds nothing. Inputs are checked before they get here; this is the net.
-            DieselError::DatabaseError(_, ref info)
-                if info.message().starts_with("invalid byte sequence") =>
-            {
-                StoreError::NotFound
-            }
-            DieselError::DatabaseError(DatabaseErrorKind::Unknown, ref info)
-                if unavailable(info.message()) =>
-            {
-                StoreError::Unavailable
-            }
-            other => StoreError::Database(other),
-        }
-    }
-}
-
-/// Messages of a database that cannot serve now, rather than of a bug: SQLite's
-/// busy/locked after `busy_timeout` ran out, PostgreSQL shutting down or gone.
-fn unavailable(message: &str) -> bool {
-    [
-        "locked",
-        "busy",
-        "lock timeout",
-        "statement timeout",
-        "terminating connection",
-        "server closed the connection",
-        "no connection to the server",
-        "the database system is",
-    ]
-    .iter()
-    .any(|m| message.contains(m))
-}
 
 /// A write transaction (see [`crate::db::write_transaction`]): `BEGIN IMMEDIATE` on
 /// SQLite, READ COMMITTED (run again on a deadlock) on PostgreSQL, and a
@@ -141,8 +86,7 @@ pub trait Statement: Sized {
 
 impl<T> Statement for T {}
 
-/// The PostgreSQL channel on which instances tell each other of changes.
-pub const CHANNEL: &str = "latchkey";
+pub use crate::db::CHANNEL;
 
 /// A change the other instances must learn of at once (on PostgreSQL; SQLite has one
 /// server per file and its poll).

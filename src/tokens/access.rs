@@ -5,8 +5,10 @@ use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{decode, decode_header, Header, Validation};
 use serde::{Deserialize, Serialize};
 
+pub use super::amr::Amr;
 use super::keys::{KeySet, Keys};
 use super::verified;
+pub use super::verified::Verified;
 use crate::clock::{self, SECOND};
 use crate::domain::{Role, SessionId, UserId};
 
@@ -39,56 +41,6 @@ struct Claims {
     amr: Vec<String>,
 }
 
-/// How a session signed in (RFC 8176 `amr` values).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Amr {
-    /// A password.
-    Password,
-    /// A password and a TOTP code or a recovery code.
-    PasswordOtp,
-    /// A passkey, with user verification: a second factor on its own.
-    Passkey,
-}
-
-impl Amr {
-    pub fn methods(self) -> &'static [&'static str] {
-        match self {
-            Amr::Password => &["pwd"],
-            Amr::PasswordOtp => &["pwd", "otp"],
-            Amr::Passkey => &["hwk", "user"],
-        }
-    }
-
-    /// As the session row keeps it: the methods, comma-separated.
-    pub fn stored(self) -> &'static str {
-        match self {
-            Amr::Password => "pwd",
-            Amr::PasswordOtp => "pwd,otp",
-            Amr::Passkey => "hwk,user",
-        }
-    }
-
-    /// From the session row; anything unknown reads as the weakest (a password).
-    pub fn from_stored(stored: &str) -> Self {
-        match stored {
-            "pwd,otp" => Amr::PasswordOtp,
-            "hwk,user" => Amr::Passkey,
-            _ => Amr::Password,
-        }
-    }
-
-    /// Read back from a token; a token without `amr` predates it and was a password.
-    fn from_claim(amr: &[String]) -> Result<Self, TokenError> {
-        let amr: Vec<&str> = amr.iter().map(String::as_str).collect();
-        match amr.as_slice() {
-            [] | ["pwd"] => Ok(Amr::Password),
-            ["pwd", "otp"] => Ok(Amr::PasswordOtp),
-            ["hwk", "user"] => Ok(Amr::Passkey),
-            _ => Err(TokenError::Invalid),
-        }
-    }
-}
-
 /// The session an access token is issued for.
 #[derive(Debug, Clone, Copy)]
 pub struct SessionClaims {
@@ -98,18 +50,6 @@ pub struct SessionClaims {
     pub amr: Amr,
     /// The session's absolute end, Unix seconds: the token never outlives it.
     pub not_after: i64,
-}
-
-/// What a valid access token says.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Verified {
-    pub user_id: UserId,
-    pub session_id: SessionId,
-    pub username: String,
-    pub role: Role,
-    pub amr: Amr,
-    /// Expiry, Unix seconds.
-    pub exp: i64,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -253,7 +193,7 @@ fn verify_signed(
         session_id: claims.sid.parse().map_err(|_| TokenError::Invalid)?,
         username: claims.name,
         role: claims.role.parse().map_err(|_| TokenError::Invalid)?,
-        amr: Amr::from_claim(&claims.amr)?,
+        amr: Amr::from_claim(&claims.amr).ok_or(TokenError::Invalid)?,
         exp: claims.exp,
     };
     Ok((verified, kid))

@@ -1,6 +1,7 @@
 //! Access tokens (signed JWTs) and refresh tokens (opaque, stored hashed).
 
 pub mod access;
+pub mod amr;
 pub mod keys;
 pub mod refresh;
 pub mod signer;

@@ -17,7 +17,20 @@ use std::sync::RwLock;
 
 use sha2::{Digest, Sha256};
 
-use super::access::Verified;
+use super::amr::Amr;
+use crate::domain::{Role, SessionId, UserId};
+
+/// What a valid access token says.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    pub user_id: UserId,
+    pub session_id: SessionId,
+    pub username: String,
+    pub role: Role,
+    pub amr: Amr,
+    /// Expiry, Unix seconds.
+    pub exp: i64,
+}
 
 const SHARDS: usize = 16;
 /// How many verified tokens a key set remembers: ~2.5 MiB when full.
