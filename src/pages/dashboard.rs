@@ -212,7 +212,7 @@ pub async fn change_password(
         Err(ApiError::TooManyAttempts(secs)) => {
             let message = format!(
                 "Too many wrong passwords. Try again in {}.",
-                super::login::wait_text(secs)
+                super::when::wait_text(secs)
             );
             let mut response = refused(&page, &state, &message).await?;
             *response.status_mut() = StatusCode::TOO_MANY_REQUESTS;

@@ -33,6 +33,13 @@ pub enum PageError {
     PayloadTooLarge,
     #[error("the form must be sent as application/x-www-form-urlencoded")]
     UnsupportedMediaType,
+    /// A password, code or passkey that was not accepted, where a page did not answer
+    /// it with its own form: the reason, as a 401 page.
+    #[error("{0}")]
+    NotAccepted(String),
+    /// The lockout: try again after this many seconds.
+    #[error("too many failed attempts; try again in {}", super::when::wait_text(*.0))]
+    TooManyAttempts(i64),
     #[error("the service is busy; try again in a moment")]
     Unavailable,
     #[error("something went wrong on our side; it has been logged")]
@@ -72,6 +79,8 @@ impl ResponseError for PageError {
             PageError::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             PageError::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             PageError::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            PageError::NotAccepted(_) => StatusCode::UNAUTHORIZED,
+            PageError::TooManyAttempts(_) => StatusCode::TOO_MANY_REQUESTS,
             PageError::Unavailable => StatusCode::SERVICE_UNAVAILABLE,
             PageError::Internal => StatusCode::INTERNAL_SERVER_ERROR,
         }
@@ -95,6 +104,9 @@ impl ResponseError for PageError {
             message: self.to_string(),
         };
         let mut response = HttpResponse::build(self.status_code());
+        if let PageError::TooManyAttempts(secs) = self {
+            response.insert_header((header::RETRY_AFTER, secs.max(&1).to_string()));
+        }
         match page.render() {
             Ok(body) => response.content_type("text/html; charset=utf-8").body(body),
             Err(e) => {
@@ -135,12 +147,14 @@ impl From<ApiError> for PageError {
             ApiError::MissingToken
             | ApiError::InvalidToken
             | ApiError::TokenExpired
-            | ApiError::SessionRevoked => PageError::Renew(crate::next_path::DEFAULT.into()),
-            ApiError::InvalidCredentials
-            | ApiError::MfaRequired
-            | ApiError::TooManyAttempts(_)
-            | ApiError::InvalidRefreshToken
-            | ApiError::Internal => PageError::Internal,
+            | ApiError::SessionRevoked
+            | ApiError::InvalidRefreshToken => PageError::Renew(crate::next_path::DEFAULT.into()),
+            // A page that forgot to answer these with its own form still answers a 4xx.
+            e @ (ApiError::InvalidCredentials | ApiError::MfaRequired) => {
+                PageError::NotAccepted(e.to_string())
+            }
+            ApiError::TooManyAttempts(secs) => PageError::TooManyAttempts(secs),
+            ApiError::Internal => PageError::Internal,
         }
     }
 }
@@ -165,7 +179,7 @@ mod tests {
     use actix_web::body::to_bytes;
     use actix_web::ResponseError;
 
-    use super::PageError;
+    use super::*;
 
     #[actix_web::test]
     async fn an_internal_error_is_a_page_in_the_layout_without_its_cause() {
@@ -188,6 +202,47 @@ mod tests {
         assert_eq!(
             response.headers().get("location").unwrap(),
             "/auth/renew?next=/admin/users%3Fx%3D1"
+        );
+    }
+
+    /// Every failure a flow can end a page with, but the server's own, is a 4xx page (or
+    /// the renew redirect), whether or not the page answered it first.
+    #[test]
+    fn every_flow_error_on_a_page_is_a_client_error() {
+        let flow_errors = [
+            ApiError::BadRequest("x".into()),
+            ApiError::InvalidCredentials,
+            ApiError::MfaRequired,
+            ApiError::TooManyAttempts(90),
+            ApiError::MissingToken,
+            ApiError::InvalidToken,
+            ApiError::TokenExpired,
+            ApiError::SessionRevoked,
+            ApiError::InvalidRefreshToken,
+            ApiError::Forbidden,
+            ApiError::CrossSite("x"),
+            ApiError::Conflict("x".into()),
+            ApiError::NotFound,
+            ApiError::MethodNotAllowed,
+            ApiError::PayloadTooLarge,
+            ApiError::UnsupportedMediaType,
+        ];
+        for error in flow_errors {
+            let shown = format!("{error:?}");
+            let page = PageError::from(error);
+            let status = page.status_code();
+            assert!(
+                status.is_client_error() || status == StatusCode::SEE_OTHER,
+                "{shown} is a {status} page"
+            );
+            let response = page.error_response();
+            assert_eq!(response.status(), status, "{shown}");
+        }
+        let locked = PageError::from(ApiError::TooManyAttempts(90)).error_response();
+        assert_eq!(locked.headers().get(header::RETRY_AFTER).unwrap(), "90");
+        assert_eq!(
+            PageError::from(ApiError::Unavailable).status_code(),
+            StatusCode::SERVICE_UNAVAILABLE
         );
     }
 }

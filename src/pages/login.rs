@@ -10,6 +10,7 @@ use serde::Deserialize;
 
 use super::error::PageError;
 use super::layout::Layout;
+use super::when;
 use super::{csrf, flash, query, see_other, SID_KEY};
 use crate::auth::flows::{self, revoking, PendingCode, SignedIn};
 use crate::auth::guard::authenticate;
@@ -89,17 +90,6 @@ pub struct LoginForm {
     next: String,
 }
 
-/// "15 minutes", "40 seconds": how long a lockout still runs.
-pub(super) fn wait_text(secs: i64) -> String {
-    let secs = secs.max(1);
-    if secs < 60 {
-        format!("{secs} second{}", if secs == 1 { "" } else { "s" })
-    } else {
-        let minutes = (secs + 59) / 60;
-        format!("{minutes} minute{}", if minutes == 1 { "" } else { "s" })
-    }
-}
-
 /// `POST /login`: signs in, sets both cookies, goes to `next` (local paths only).
 pub async fn submit(
     req: HttpRequest,
@@ -151,7 +141,7 @@ pub async fn submit(
                 Err(ApiError::TooManyAttempts(secs)) => {
                     return Ok(code_page(Some(format!(
                         "Too many wrong codes. Try again in {}.",
-                        wait_text(secs)
+                        when::wait_text(secs)
                     )))
                     .with_status(StatusCode::TOO_MANY_REQUESTS)
                     .insert_header((header::RETRY_AFTER, secs.max(1).to_string()))
@@ -198,7 +188,7 @@ pub async fn submit(
             .map_into_boxed_body()),
         Err(ApiError::TooManyAttempts(secs)) => Ok(refused(format!(
             "Too many failed sign-ins. Try again in {}.",
-            wait_text(secs)
+            when::wait_text(secs)
         ))
         .with_status(StatusCode::TOO_MANY_REQUESTS)
         .insert_header((header::RETRY_AFTER, secs.max(1).to_string()))
@@ -273,16 +263,4 @@ pub(super) fn signed_out(state: &AppState, session: &Session, message: &str) -> 
         .cookie(cookies::clear_access(secure))
         .cookie(cookies::clear_refresh(secure))
         .finish()
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn lockout_waits_read_as_people_say_them() {
-        assert_eq!(super::wait_text(1), "1 second");
-        assert_eq!(super::wait_text(40), "40 seconds");
-        assert_eq!(super::wait_text(60), "1 minute");
-        assert_eq!(super::wait_text(900), "15 minutes");
-        assert_eq!(super::wait_text(61), "2 minutes");
-    }
 }

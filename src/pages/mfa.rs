@@ -253,7 +253,7 @@ async fn confirmed(
                 &page.session,
                 format!(
                     "Too many wrong attempts. Try again in {}.",
-                    super::login::wait_text(secs)
+                    super::when::wait_text(secs)
                 ),
             );
             Ok(Some(see_other("/dashboard")))

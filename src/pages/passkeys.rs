@@ -222,7 +222,7 @@ pub async fn remove(
                 &page.session,
                 format!(
                     "Too many wrong passwords. Try again in {}.",
-                    super::login::wait_text(secs)
+                    super::when::wait_text(secs)
                 ),
             );
             return Ok(see_other("/dashboard"));

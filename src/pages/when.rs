@@ -2,6 +2,17 @@
 
 use crate::clock::{Millis, SECOND};
 
+/// "15 minutes", "40 seconds": how long a lockout still runs.
+pub fn wait_text(secs: i64) -> String {
+    let secs = secs.max(1);
+    if secs < 60 {
+        format!("{secs} second{}", if secs == 1 { "" } else { "s" })
+    } else {
+        let minutes = (secs + 59) / 60;
+        format!("{minutes} minute{}", if minutes == 1 { "" } else { "s" })
+    }
+}
+
 /// `at` relative to `now`, in the largest whole unit.
 pub fn relative(at: Millis, now: Millis) -> String {
     let past = at <= now;
@@ -35,8 +46,17 @@ pub fn relative(at: Millis, now: Millis) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::relative;
+    use super::{relative, wait_text};
     use crate::clock::SECOND;
+
+    #[test]
+    fn lockout_waits_read_as_people_say_them() {
+        assert_eq!(wait_text(1), "1 second");
+        assert_eq!(wait_text(40), "40 seconds");
+        assert_eq!(wait_text(60), "1 minute");
+        assert_eq!(wait_text(900), "15 minutes");
+        assert_eq!(wait_text(61), "2 minutes");
+    }
 
     const NOW: i64 = 1_800_000_000_000;
 
