@@ -1,19 +1,16 @@
-//! Housekeeping: a background task that deletes what can no longer matter — expired
+//! Housekeeping: a background task (run by `tasks`) that deletes what can no longer matter — expired
 //! refresh tokens, sessions long past their absolute lifetime, stale sign-in failure
 //! counters — a bounded batch per table per run (`store::purge`), so one run never holds
 //! the write lock for long however much has piled up.
 
 use std::time::Duration;
 
-use actix_web::web::Data;
-
 use crate::clock::{Millis, SECOND};
 use crate::config::Settings;
-use crate::state::AppState;
 pub use crate::store::purge::{run_once, Policy, Purged};
 
-/// How often the task runs; the first run is at start-up.
-const INTERVAL: Duration = Duration::from_secs(60);
+/// How often the task runs (see `tasks`); the first run is at start-up.
+pub const INTERVAL: Duration = Duration::from_secs(60);
 /// Rows deleted per table per run.
 pub const BATCH: i64 = 1000;
 /// How long an ended session (expired or revoked) stays for the audit view.
@@ -29,22 +26,4 @@ impl Policy {
             batch: BATCH,
         }
     }
-}
-
-/// Runs `run_once` every `INTERVAL` for as long as the server runs.
-pub fn spawn(state: Data<AppState>) {
-    let policy = Policy::from_settings(&state.settings);
-    actix_web::rt::spawn(async move {
-        let mut tick = actix_web::rt::time::interval(INTERVAL);
-        loop {
-            tick.tick().await;
-            match state.store.housekeep(policy).await {
-                Ok(purged) if purged != Purged::default() => {
-                    tracing::info!(?purged, "housekeeping purged old rows");
-                }
-                Ok(_) => {}
-                Err(e) => tracing::warn!(error = %e, "housekeeping failed"),
-            }
-        }
-    });
 }

@@ -26,4 +26,5 @@ pub mod schema;
 pub mod startup;
 pub mod state;
 pub mod store;
+pub mod tasks;
 pub mod tokens;

@@ -1,7 +1,6 @@
 //! Wires the application: keys, state, background refreshers, middleware and routes.
 
 use std::net::TcpListener;
-use std::time::Duration;
 
 use actix_session::config::{BrowserSession, CookieContentSecurity};
 use actix_session::storage::CookieSessionStore;
@@ -14,7 +13,7 @@ use actix_web::middleware::DefaultHeaders;
 use actix_web::web::{self, Data};
 use actix_web::{App, HttpResponse, HttpServer};
 
-use crate::clock::{self, SECOND};
+use crate::clock;
 use crate::config::{JwtAlg, MfaKeySource, Settings};
 use crate::db::Db;
 use crate::limits::{head_size, BODY_LIMIT, HEAD_LIMIT};
@@ -25,16 +24,11 @@ use crate::passwords::Hasher;
 use crate::revocation::RevokedSessions;
 use crate::state::AppState;
 use crate::store::Store;
+use crate::tasks::Tasks;
 use crate::tokens::access::AccessTokens;
-use crate::tokens::keys::{usable_since, KeyAlg, KeySet, Keys, KEY_POLL_SECS};
+use crate::tokens::keys::{usable_since, KeySet, Keys};
 use crate::tokens::refresh::SuccessorKey;
-use crate::{api, cookies, error, housekeeping, notices, pages, request_id};
-
-/// How often this instance looks for revocations made by other processes.
-const REVOCATION_POLL: Duration = Duration::from_millis(250);
-/// How often this instance reloads signing keys (SPEC: a rotation is used within 10 s)
-/// and looks whether the automatic rotation is due.
-const KEY_POLL: Duration = Duration::from_secs(KEY_POLL_SECS as u64);
+use crate::{api, cookies, error, notices, pages, request_id};
 
 pub struct Application {
     server: Server,
@@ -42,6 +36,8 @@ pub struct Application {
     issuer: String,
     /// The `LATCHKEY_METRICS_BIND` listener and its port.
     metrics: Option<(Server, u16)>,
+    /// The background work, stopped when the server has stopped.
+    tasks: Tasks,
 }
 
 impl Application {
@@ -74,13 +70,12 @@ impl Application {
         };
         let store = Store::new(db, metrics.clone());
         let state = Data::new(build_state(settings, store, metrics)?);
-        spawn_refreshers(state.clone());
+        let tasks = Tasks::start(&state);
         if let Some(url) = state.store.postgres_url() {
             let weak = std::sync::Arc::downgrade(&state.clone().into_inner());
             notices::spawn(url.to_owned(), weak)
                 .map_err(|e| anyhow::anyhow!("cannot start the notification listener: {e}"))?;
         }
-        housekeeping::spawn(state.clone());
         let workers = std::thread::available_parallelism().map_or(1, |n| n.get());
         let session_key = session_key(&state.store)?;
         let metrics = match metrics_listener {
@@ -127,6 +122,7 @@ impl Application {
             port,
             issuer,
             metrics,
+            tasks,
         })
     }
 
@@ -145,7 +141,7 @@ impl Application {
     }
 
     /// Serves until SIGINT/SIGTERM, then drains in-flight requests; the metrics listener
-    /// stops with the main one.
+    /// and the background tasks stop with the main one.
     pub async fn run(self) -> std::io::Result<()> {
         let metrics = self.metrics.map(|(server, _)| {
             let handle = server.handle();
@@ -156,6 +152,7 @@ impl Application {
         if let Some(handle) = metrics {
             handle.stop(true).await;
         }
+        self.tasks.stop();
         served
     }
 }
@@ -239,67 +236,6 @@ where
             requests.answered(started, route, response.status().as_u16());
         }
         Ok(response)
-    }
-}
-
-/// Background tasks: the revocation set and the stored keys follow the database, and
-/// the automatic rotation runs when due.
-fn spawn_refreshers(state: Data<AppState>) {
-    let revocations = state.clone();
-    actix_web::rt::spawn(async move {
-        let mut tick = actix_web::rt::time::interval(REVOCATION_POLL);
-        loop {
-            tick.tick().await;
-            if let Err(e) = revocations.revoked.sync(&revocations.store).await {
-                tracing::warn!(error = %e, "cannot refresh the revocation set");
-            }
-        }
-    });
-    if let Some(alg) = state.settings.jwt_alg.stored() {
-        actix_web::rt::spawn(async move {
-            let mut tick = actix_web::rt::time::interval(KEY_POLL);
-            loop {
-                tick.tick().await;
-                if let Some(every) = state.settings.key_rotation {
-                    rotate_if_due(&state, alg, every).await;
-                }
-                let since = usable_since(clock::now(), state.settings.token_horizon());
-                match state.store.usable_keys(alg.name(), since).await {
-                    Ok(rows) => state.tokens.keys.reload(alg, &rows),
-                    Err(e) => tracing::warn!(error = %e, "cannot reload signing keys"),
-                }
-            }
-        });
-    }
-}
-
-/// `LATCHKEY_KEY_ROTATION`: once the current key has signed for `every` seconds, one
-/// instance rotates (the store re-checks under the keys lock, so two instances that find
-/// it due at once rotate once).
-async fn rotate_if_due(state: &AppState, alg: KeyAlg, every: i64) {
-    let now = clock::now();
-    let due = now - every * SECOND;
-    let signing_since = state.tokens.keys.current().signing_since;
-    if signing_since.is_none_or(|since| since > due) {
-        return;
-    }
-    let generated = actix_web::rt::task::spawn_blocking(move || alg.generate(now)).await;
-    let Ok(Ok(new_next)) = generated else {
-        tracing::error!("cannot make a signing key for the automatic rotation");
-        return;
-    };
-    match state.store.rotate_key_if_due(new_next, due).await {
-        Ok(done) => {
-            for rotated in done {
-                tracing::info!(
-                    algorithm = %rotated.algorithm,
-                    current = %rotated.current,
-                    next = %rotated.next,
-                    "signing key rotated automatically"
-                );
-            }
-        }
-        Err(e) => tracing::warn!(error = %e, "cannot rotate the signing key"),
     }
 }
 
