@@ -31,6 +31,36 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    pub const ALL: [EventKind; 20] = [
+        EventKind::SignInSucceeded,
+        EventKind::SignInFailed,
+        EventKind::SignInRefused,
+        EventKind::LockedOut,
+        EventKind::RefreshReuse,
+        EventKind::SessionRevoked,
+        EventKind::UserCreated,
+        EventKind::RoleChanged,
+        EventKind::UserDisabled,
+        EventKind::UserEnabled,
+        EventKind::UserDeleted,
+        EventKind::PasswordChanged,
+        EventKind::KeyRotated,
+        EventKind::KeyRevoked,
+        EventKind::MfaEnabled,
+        EventKind::MfaDisabled,
+        EventKind::RecoveryCodeUsed,
+        EventKind::MfaReset,
+        EventKind::PasskeyAdded,
+        EventKind::PasskeyRemoved,
+    ];
+
+    /// The kind a stored row names (`None` for a name this build does not know).
+    pub fn from_name(name: &str) -> Option<EventKind> {
+        EventKind::ALL
+            .into_iter()
+            .find(|kind| kind.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::SignInSucceeded => "sign_in_succeeded",
@@ -120,4 +150,20 @@ pub fn list(
         }
         query.load(c)
     })?)
+}
+
+#[cfg(test)]
+mod kind_tests {
+    use super::EventKind;
+
+    #[test]
+    fn every_kind_is_listed_once_and_reads_back_from_its_name() {
+        let names: std::collections::HashSet<_> =
+            EventKind::ALL.iter().map(|k| k.as_str()).collect();
+        assert_eq!(names.len(), EventKind::ALL.len());
+        for kind in EventKind::ALL {
+            assert_eq!(EventKind::from_name(kind.as_str()), Some(kind));
+        }
+        assert_eq!(EventKind::from_name("no_such_event"), None);
+    }
 }

@@ -17,7 +17,7 @@ use crate::pages::layout::Layout;
 use crate::pages::query;
 use crate::pages::views::Moment;
 use crate::state::AppState;
-use crate::store::audit::AuditRow;
+use crate::store::audit::{AuditRow, EventKind};
 use crate::store::split_page;
 
 pub struct AuditItem {
@@ -32,30 +32,35 @@ pub struct AuditItem {
 }
 
 /// How an event kind reads in the log.
+/// An event as the page names it; a kind this build does not know (written by a newer
+/// one) reads as its stored name.
 fn event_name(kind: &str) -> String {
+    let Some(kind) = EventKind::from_name(kind) else {
+        return kind.replace('_', " ");
+    };
     match kind {
-        "sign_in_succeeded" => "Signed in".into(),
-        "sign_in_failed" => "Sign-in failed".into(),
-        "sign_in_refused" => "Sign-in refused".into(),
-        "locked_out" => "Locked out".into(),
-        "refresh_token_reused" => "Refresh token reused".into(),
-        "session_revoked" => "Session revoked".into(),
-        "user_created" => "User created".into(),
-        "role_changed" => "Role changed".into(),
-        "user_disabled" => "User disabled".into(),
-        "user_enabled" => "User enabled".into(),
-        "user_deleted" => "User deleted".into(),
-        "password_changed" => "Password changed".into(),
-        "key_rotated" => "Signing key rotated".into(),
-        "key_revoked" => "Signing key revoked".into(),
-        "mfa_enabled" => "Two-step sign-in on".into(),
-        "mfa_disabled" => "Two-step sign-in off".into(),
-        "recovery_code_used" => "Recovery code used".into(),
-        "mfa_reset" => "Second factors reset".into(),
-        "passkey_added" => "Passkey added".into(),
-        "passkey_removed" => "Passkey removed".into(),
-        other => other.replace('_', " "),
+        EventKind::SignInSucceeded => "Signed in",
+        EventKind::SignInFailed => "Sign-in failed",
+        EventKind::SignInRefused => "Sign-in refused",
+        EventKind::LockedOut => "Locked out",
+        EventKind::RefreshReuse => "Refresh token reused",
+        EventKind::SessionRevoked => "Session revoked",
+        EventKind::UserCreated => "User created",
+        EventKind::RoleChanged => "Role changed",
+        EventKind::UserDisabled => "User disabled",
+        EventKind::UserEnabled => "User enabled",
+        EventKind::UserDeleted => "User deleted",
+        EventKind::PasswordChanged => "Password changed",
+        EventKind::KeyRotated => "Signing key rotated",
+        EventKind::KeyRevoked => "Signing key revoked",
+        EventKind::MfaEnabled => "Two-step sign-in on",
+        EventKind::MfaDisabled => "Two-step sign-in off",
+        EventKind::RecoveryCodeUsed => "Recovery code used",
+        EventKind::MfaReset => "Second factors reset",
+        EventKind::PasskeyAdded => "Passkey added",
+        EventKind::PasskeyRemoved => "Passkey removed",
     }
+    .into()
 }
 
 #[derive(Template, WebTemplate)]
