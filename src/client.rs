@@ -15,9 +15,6 @@ use actix_web::http::header;
 use actix_web::{FromRequest, HttpRequest};
 use ipnet::IpNet;
 
-use crate::state::AppState;
-use crate::store::sessions::Client;
-
 const MAX_USER_AGENT: usize = 512;
 
 /// One entry of `LATCHKEY_TRUSTED_PROXIES`: an address or a CIDR range.
@@ -134,6 +131,17 @@ pub fn user_agent(req: &HttpRequest) -> String {
         .unwrap_or_default()
 }
 
+/// Where a request came from: what sessions and the audit log keep of it.
+#[derive(Debug, Clone)]
+pub struct Client {
+    pub ip: String,
+    pub user_agent: String,
+}
+
+/// `LATCHKEY_TRUSTED_PROXIES`, as the app's data for the [`Client`] extractor.
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(pub Vec<ProxyRange>);
+
 /// Extractor form of the two above.
 impl FromRequest for Client {
     type Error = actix_web::Error;
@@ -141,8 +149,8 @@ impl FromRequest for Client {
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let trusted = req
-            .app_data::<actix_web::web::Data<AppState>>()
-            .map(|s| s.settings.trusted_proxies.as_slice())
+            .app_data::<actix_web::web::Data<TrustedProxies>>()
+            .map(|t| t.0.as_slice())
             .unwrap_or(&[]);
         std::future::ready(Ok(Client {
             ip: client_ip(req, trusted),

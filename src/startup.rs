@@ -13,6 +13,7 @@ use actix_web::middleware::DefaultHeaders;
 use actix_web::web::{self, Data};
 use actix_web::{App, HttpResponse, HttpServer};
 
+use crate::client::TrustedProxies;
 use crate::clock;
 use crate::config::{JwtAlg, MfaKeySource, Settings};
 use crate::db::Db;
@@ -83,11 +84,13 @@ impl Application {
             None => None,
         };
         let worker_state = state.clone();
+        let trusted = Data::new(TrustedProxies(state.settings.trusted_proxies.clone()));
         let server = HttpServer::new(move || {
             let state = worker_state.clone();
             let requests = state.metrics.for_worker();
             App::new()
                 .app_data(state.clone())
+                .app_data(trusted.clone())
                 .app_data(
                     web::JsonConfig::default()
                         .limit(BODY_LIMIT)

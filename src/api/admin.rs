@@ -7,10 +7,11 @@ use serde::Deserialize;
 use super::views::{SessionList, SessionView, UserList, UserView};
 use crate::auth::flows::revoking;
 use crate::auth::{Admin, Auth};
+use crate::client::Client;
 use crate::domain::{listing, SessionId};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::sessions::{self, Client, RevokeReason};
+use crate::store::sessions::{self, RevokeReason};
 use crate::store::{split_page, Actor};
 
 pub const DEFAULT_PAGE: i64 = 50;

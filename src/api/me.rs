@@ -7,11 +7,12 @@ use serde_json::json;
 use super::views::{SessionList, SessionView};
 use crate::auth::flows::revoking;
 use crate::auth::Auth;
+use crate::client::Client;
 use crate::domain::{Role, SessionId};
 use crate::error::ApiError;
 use crate::state::AppState;
+use crate::store::sessions::RevokeReason;
 use crate::store::sessions::OWN_SESSIONS_LIMIT;
-use crate::store::sessions::{Client, RevokeReason};
 use crate::store::Actor;
 
 pub async fn me(auth: Auth) -> HttpResponse {

@@ -8,12 +8,12 @@ use serde::{Deserialize, Serialize};
 
 use crate::auth::flows::Via;
 use crate::auth::flows::{self, SignedIn};
+use crate::client::Client;
 use crate::cookies;
 use crate::error::{ApiError, OAuthError};
 use crate::next_path;
 use crate::origin;
 use crate::state::AppState;
-use crate::store::sessions::Client;
 
 #[derive(Deserialize)]
 pub struct Credentials {

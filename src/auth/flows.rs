@@ -14,8 +14,9 @@ use crate::passkeys::Refused;
 use crate::state::AppState;
 use std::time::Duration;
 
+use crate::client::Client;
 use crate::store::lockout::{self, Attempt, Peek, Reservation};
-use crate::store::sessions::{Client, Rotation, SessionRow};
+use crate::store::sessions::{Rotation, SessionRow};
 use crate::store::users::UserRow;
 use crate::store::{Actor, StoreError};
 use crate::tokens::access::{Amr, Issued, SessionClaims};

@@ -16,11 +16,12 @@ use super::login::{signed_out, CsrfForm};
 use super::see_other;
 use super::views::{Moment, SessionItem};
 use crate::auth::flows::{self, revoking};
+use crate::client::Client;
 use crate::clock;
 use crate::domain::{Password, SessionId};
 use crate::error::ApiError;
 use crate::state::AppState;
-use crate::store::sessions::{Client, RevokeReason, OWN_SESSIONS_LIMIT};
+use crate::store::sessions::{RevokeReason, OWN_SESSIONS_LIMIT};
 
 #[derive(Template, WebTemplate)]
 #[template(path = "dashboard.html")]

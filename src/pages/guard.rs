@@ -17,9 +17,9 @@ use super::layout::{Layout, NavUser};
 use super::{csrf, SID_KEY};
 use crate::auth::guard::{authenticate, RoleRequirement};
 use crate::auth::{AnyRole, Identity};
+use crate::client::Client;
 use crate::domain::Role;
 use crate::next_path;
-use crate::store::sessions::Client;
 use crate::store::Actor;
 
 pub struct Page<R: RoleRequirement = AnyRole> {

@@ -20,11 +20,12 @@ use super::layout::Layout;
 use super::login::signed_out;
 use super::see_other;
 use crate::auth::flows;
+use crate::client::Client;
 use crate::clock::{self, Millis, SECOND};
 use crate::error::ApiError;
 use crate::mfa::{qr, recovery, totp::Secret};
 use crate::state::AppState;
-use crate::store::sessions::{Client, RevokeReason};
+use crate::store::sessions::RevokeReason;
 use crate::store::{Actor, StoreError};
 use crate::tokens::access::Amr;
 

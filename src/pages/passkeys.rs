@@ -20,13 +20,13 @@ use super::guard::Page;
 use super::login::browser_signed_in;
 use super::{csrf, see_other};
 use crate::auth::flows;
+use crate::client::Client;
 use crate::clock::{self, SECOND};
 use crate::error::ApiError;
 use crate::next_path;
 use crate::passkeys::{Refused, CEREMONY_SECS};
 use crate::state::AppState;
 use crate::store::passkeys::{NewCeremony, Purpose, MAX_PER_USER};
-use crate::store::sessions::Client;
 use crate::store::StoreError;
 
 /// Where the cookie session keeps the id of the ceremony in progress.

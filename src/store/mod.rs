@@ -29,6 +29,7 @@ use diesel::query_dsl::methods::{ExecuteDsl, LoadQuery};
 use diesel::sqlite::{Sqlite, SqliteConnection};
 use diesel::{QueryResult, RunQueryDsl, Selectable};
 
+use crate::client::Client;
 use crate::db::{Backend, Conn};
 
 /// A write transaction (see [`crate::db::write_transaction`]): `BEGIN IMMEDIATE` on
@@ -209,7 +210,7 @@ pub struct Actor {
 
 impl Actor {
     /// A request's client, acting as `user_id` when known.
-    pub fn of(user_id: Option<i64>, client: &sessions::Client) -> Self {
+    pub fn of(user_id: Option<i64>, client: &Client) -> Self {
         Actor {
             user_id,
             ip: Some(client.ip.clone()),

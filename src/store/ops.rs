@@ -12,11 +12,12 @@ use super::mfa;
 use super::passkeys::{self, CeremonyRow, NewCeremony, PasskeyRow, Purpose};
 use super::purge::{self, Purged};
 use super::sessions::{
-    self, Client, Lifetimes, Revocations, RevokeReason, Revoked, Rotation, SessionRow,
-    SessionWithUser, Verified,
+    self, Lifetimes, Revocations, RevokeReason, Revoked, Rotation, SessionRow, SessionWithUser,
+    Verified,
 };
 use super::users::{self, UserRow};
 use super::{secrets, write_tx, Actor, Statement, StoreError};
+use crate::client::Client;
 use crate::clock::{self, Millis};
 use crate::db::Db;
 use crate::domain::{Role, Username};

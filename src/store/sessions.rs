@@ -6,6 +6,7 @@ use diesel::prelude::*;
 use super::audit::{self, Event, EventKind};
 use super::users::UserRow;
 use super::{columns, write_tx, Actor, Prepared, Statement, StoreError};
+use crate::client::Client;
 use crate::clock::Millis;
 use crate::db::Conn;
 use crate::schema::{refresh_tokens, revocation_counter, revocations, sessions, users};
@@ -49,13 +50,6 @@ pub struct Lifetimes {
     pub refresh_ttl: Millis,
     pub session_max: Millis,
     pub reuse_grace: Millis,
-}
-
-/// Where a request came from.
-#[derive(Debug, Clone)]
-pub struct Client {
-    pub ip: String,
-    pub user_agent: String,
 }
 
 /// The most sessions a user's own list shows, on the API and the dashboard alike (the

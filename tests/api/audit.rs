@@ -4,10 +4,11 @@
 use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
+use latchkey::client::Client;
 use latchkey::clock;
 use latchkey::domain::{Role, Username};
 use latchkey::store::audit::{self, AuditRow};
-use latchkey::store::sessions::{self, Client, Lifetimes, RevokeReason};
+use latchkey::store::sessions::{self, Lifetimes, RevokeReason};
 use latchkey::store::{lockout, users, Actor, StoreError};
 use serde_json::Value;
 

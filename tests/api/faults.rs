@@ -11,11 +11,12 @@ use std::time::{Duration, Instant};
 use diesel::connection::SimpleConnection;
 use diesel::prelude::*;
 use diesel::sql_types::Text;
+use latchkey::client::Client;
 use latchkey::clock;
 use latchkey::db;
 use latchkey::domain::{Password, Role, Username};
 use latchkey::passwords;
-use latchkey::store::sessions::{self, Client, Lifetimes};
+use latchkey::store::sessions::{self, Lifetimes};
 use latchkey::store::{users, Actor};
 use latchkey::tokens::refresh::RefreshToken;
 

@@ -5,6 +5,7 @@
 use std::time::{Duration, Instant};
 
 use diesel::prelude::*;
+use latchkey::client::Client;
 use latchkey::clock::{self, Millis};
 use latchkey::db::{self, Conn, Db};
 use latchkey::domain::{Password, Role, Username};
@@ -12,7 +13,7 @@ use latchkey::housekeeping::{self, Policy, Purged};
 use latchkey::passwords;
 use latchkey::schema::{login_failures, login_failures_by_ip, sessions as sessions_table};
 use latchkey::startup::Application;
-use latchkey::store::sessions::{self, Client, Lifetimes, RevokeReason, Rotation};
+use latchkey::store::sessions::{self, Lifetimes, RevokeReason, Rotation};
 use latchkey::store::{lockout, users, Actor, Statement, StoreError};
 use latchkey::tokens::refresh::RefreshToken;
 

@@ -9,6 +9,7 @@ use serde::Deserialize;
 use super::{cursor, user_filter, PAGE_SIZE};
 use crate::auth::flows::revoking;
 use crate::auth::Admin;
+use crate::client::Client;
 use crate::clock;
 use crate::domain::SessionId;
 use crate::next_path;
@@ -20,7 +21,7 @@ use crate::pages::login::signed_out;
 use crate::pages::views::SessionItem;
 use crate::pages::{query, see_other};
 use crate::state::AppState;
-use crate::store::sessions::{Client, RevokeReason};
+use crate::store::sessions::RevokeReason;
 use crate::store::split_page;
 
 #[derive(Template, WebTemplate)]

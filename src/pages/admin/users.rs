@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use crate::auth::flows::revoking;
 use crate::auth::Admin;
+use crate::client::Client;
 use crate::clock;
 use crate::domain::{Password, Role, UserId, Username};
 use crate::pages::error::PageError;
@@ -22,7 +23,7 @@ use crate::pages::login::{signed_out, CsrfForm};
 use crate::pages::see_other;
 use crate::pages::views::Moment;
 use crate::state::AppState;
-use crate::store::sessions::{Client, RevokeReason};
+use crate::store::sessions::RevokeReason;
 use crate::store::StoreError;
 
 pub struct UserItem {

@@ -1,6 +1,7 @@
+use latchkey::client::Client;
 use latchkey::clock;
 use latchkey::domain::{Role, Username};
-use latchkey::store::sessions::{self, Client, Lifetimes};
+use latchkey::store::sessions::{self, Lifetimes};
 use latchkey::store::users;
 
 use super::{csrf_of, html_page, location};
