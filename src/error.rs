@@ -6,6 +6,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, ResponseError};
 use serde::Serialize;
 
+use crate::auth::flows::AuthError;
 use crate::store::StoreError;
 
 #[derive(Debug, thiserror::Error)]
@@ -209,6 +210,27 @@ impl From<StoreError> for ApiError {
                 ApiError::Internal
             }
         }
+    }
+}
+
+/// The flows' refusals as the API answers them.
+impl From<AuthError> for ApiError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            AuthError::InvalidCredentials => ApiError::InvalidCredentials,
+            AuthError::MfaRequired => ApiError::MfaRequired,
+            AuthError::TooManyAttempts(secs) => ApiError::TooManyAttempts(secs),
+            AuthError::InvalidRefreshToken => ApiError::InvalidRefreshToken,
+            AuthError::BadRequest(message) => ApiError::BadRequest(message),
+            AuthError::Store(e) => e.into(),
+            AuthError::Internal => ApiError::Internal,
+        }
+    }
+}
+
+impl From<AuthError> for OAuthError {
+    fn from(e: AuthError) -> Self {
+        ApiError::from(e).into()
     }
 }
 

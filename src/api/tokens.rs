@@ -7,7 +7,7 @@ use askama::Template;
 use serde::{Deserialize, Serialize};
 
 use crate::auth::flows::Via;
-use crate::auth::flows::{self, SignedIn};
+use crate::auth::flows::{self, AuthError, SignedIn};
 use crate::client::Client;
 use crate::cookies;
 use crate::error::{ApiError, OAuthError};
@@ -79,7 +79,8 @@ pub async fn token(
         Via::Api,
         &client,
     )
-    .await?;
+    .await
+    .map_err(ApiError::from)?;
     Ok(token_response(&state, &signed_in))
 }
 
@@ -180,13 +181,13 @@ pub async fn refresh(
     same_origin(&req)?;
     match flows::refresh(&state, refresh_cookie(&req).as_deref(), &client).await {
         Ok(signed_in) => Ok(token_response(&state, &signed_in)),
-        Err(ApiError::InvalidRefreshToken) => {
+        Err(AuthError::InvalidRefreshToken) => {
             let mut response =
                 actix_web::ResponseError::error_response(&ApiError::InvalidRefreshToken);
             let _ = response.add_cookie(&cookies::clear_refresh(state.settings.secure_cookies));
             Ok(response)
         }
-        Err(other) => Err(other),
+        Err(other) => Err(other.into()),
     }
 }
 
@@ -263,11 +264,11 @@ pub async fn renew(
                 .cookie(refresh)
                 .finish())
         }
-        Err(ApiError::InvalidRefreshToken) => Ok(no_store(HttpResponse::SeeOther())
+        Err(AuthError::InvalidRefreshToken) => Ok(no_store(HttpResponse::SeeOther())
             .insert_header((header::LOCATION, next_path::login_url(&next)))
             .cookie(cookies::clear_refresh(secure))
             .cookie(cookies::clear_access(secure))
             .finish()),
-        Err(other) => Err(other),
+        Err(other) => Err(other.into()),
     }
 }

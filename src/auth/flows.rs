@@ -6,7 +6,6 @@ use crate::client;
 use crate::clock::{self, Millis, SECOND};
 use crate::cookies;
 use crate::domain::{Password, SessionId, UserId, Username};
-use crate::error::ApiError;
 use crate::metrics;
 use crate::mfa::recovery;
 use crate::mfa::totp::Secret;
@@ -21,6 +20,31 @@ use crate::store::users::UserRow;
 use crate::store::{Actor, StoreError};
 use crate::tokens::access::{Amr, Issued, SessionClaims};
 use crate::tokens::refresh::RefreshToken;
+
+/// How a flow refuses, or fails. Mapped once to the API's JSON errors (`crate::error`)
+/// and once to pages (`pages::error`): a page that does not answer one of these with
+/// its own form still shows a 4xx page for it.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthError {
+    /// Wrong username, password, code or passkey, or a disabled account.
+    #[error("the credentials were not accepted")]
+    InvalidCredentials,
+    /// The password was right; a second factor is needed.
+    #[error("a second factor is required")]
+    MfaRequired,
+    /// The lockout: try again after this many seconds.
+    #[error("too many failed attempts")]
+    TooManyAttempts(i64),
+    #[error("the refresh token is not valid")]
+    InvalidRefreshToken,
+    /// Input that is not what the flow takes (a passkey answer that is none).
+    #[error("{0}")]
+    BadRequest(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("an internal error")]
+    Internal,
+}
 
 /// A new or refreshed sign-in: what the client is given.
 pub struct SignedIn {
@@ -82,7 +106,7 @@ async fn reserve_attempt(
     user_id: Option<i64>,
     actor: &Actor,
     client: &Client,
-) -> Result<(Reservation, Millis), ApiError> {
+) -> Result<(Reservation, Millis), AuthError> {
     let key = client::lockout_key(&client.ip);
     let policy = lockout_policy(state);
     let started = std::time::Instant::now();
@@ -113,10 +137,10 @@ async fn reserve_attempt(
             Attempt::Allowed(reservation) => return Ok((reservation, now)),
             Attempt::Locked(until) => {
                 tracing::info!(ip = %client.ip, "sign-in refused: locked out");
-                return Err(ApiError::TooManyAttempts(seconds_until(until, now)));
+                return Err(AuthError::TooManyAttempts(seconds_until(until, now)));
             }
             Attempt::Busy if started.elapsed() >= TURN_WAIT => {
-                return Err(ApiError::TooManyAttempts(1));
+                return Err(AuthError::TooManyAttempts(1));
             }
             Attempt::Busy => actix_web::rt::time::sleep(TURN_POLL).await,
         }
@@ -131,7 +155,7 @@ async fn attempt_failed(
     actor: &Actor,
     client: &Client,
     now: Millis,
-) -> Result<(), ApiError> {
+) -> Result<(), AuthError> {
     let policy = lockout_policy(state);
     let locked = state
         .store
@@ -158,19 +182,19 @@ pub async fn sign_in(
     otp: Option<&str>,
     via: Via,
     client: &Client,
-) -> Result<SignedIn, ApiError> {
+) -> Result<SignedIn, AuthError> {
     let result = check_sign_in(state, username, password, otp, via, client).await;
     state.metrics.sign_in(sign_in_result(&result));
     result
 }
 
 /// The metric's name for how a sign-in ended.
-fn sign_in_result(result: &Result<SignedIn, ApiError>) -> metrics::SignIn {
+fn sign_in_result(result: &Result<SignedIn, AuthError>) -> metrics::SignIn {
     match result {
         Ok(_) => metrics::SignIn::Ok,
-        Err(ApiError::InvalidCredentials) => metrics::SignIn::Failed,
-        Err(ApiError::TooManyAttempts(_)) => metrics::SignIn::Locked,
-        Err(ApiError::MfaRequired) => metrics::SignIn::MfaRequired,
+        Err(AuthError::InvalidCredentials) => metrics::SignIn::Failed,
+        Err(AuthError::TooManyAttempts(_)) => metrics::SignIn::Locked,
+        Err(AuthError::MfaRequired) => metrics::SignIn::MfaRequired,
         Err(_) => metrics::SignIn::Error,
     }
 }
@@ -182,7 +206,7 @@ async fn check_sign_in(
     otp: Option<&str>,
     via: Via,
     client: &Client,
-) -> Result<SignedIn, ApiError> {
+) -> Result<SignedIn, AuthError> {
     let parsed = Username::parse(username).ok();
     let name = lockout_name(username, parsed.as_ref());
     let user = match parsed {
@@ -202,7 +226,7 @@ async fn check_sign_in(
     let verified = state.hasher.verify(password, candidate).await && well_formed;
     let Some(user) = user.filter(|_| verified) else {
         attempt_failed(state, reservation, known_id, &actor, client, now).await?;
-        return Err(ApiError::InvalidCredentials);
+        return Err(AuthError::InvalidCredentials);
     };
     let amr = match second_factor(state, &user, otp, &actor).await? {
         // `LATCHKEY_REQUIRE_MFA`: the pages enrol such an account next (see the page
@@ -213,7 +237,7 @@ async fn check_sign_in(
                 .store
                 .withdraw_attempt(now, reservation, policy)
                 .await?;
-            return Err(ApiError::MfaRequired);
+            return Err(AuthError::MfaRequired);
         }
         Factor::None => Amr::Password,
         Factor::Passed => Amr::PasswordOtp,
@@ -223,11 +247,11 @@ async fn check_sign_in(
                 .store
                 .withdraw_attempt(now, reservation, policy)
                 .await?;
-            return Err(ApiError::MfaRequired);
+            return Err(AuthError::MfaRequired);
         }
         Factor::Failed => {
             attempt_failed(state, reservation, known_id, &actor, client, now).await?;
-            return Err(ApiError::InvalidCredentials);
+            return Err(AuthError::InvalidCredentials);
         }
     };
 
@@ -242,7 +266,7 @@ pub async fn sign_in_with_code(
     pending: &PendingCode,
     otp: &str,
     client: &Client,
-) -> Result<SignedIn, ApiError> {
+) -> Result<SignedIn, AuthError> {
     let result = check_code(state, pending, otp, client).await;
     state.metrics.sign_in(sign_in_result(&result));
     result
@@ -253,14 +277,14 @@ async fn check_code(
     pending: &PendingCode,
     otp: &str,
     client: &Client,
-) -> Result<SignedIn, ApiError> {
+) -> Result<SignedIn, AuthError> {
     let user = match state.store.user(pending.user_id).await {
         Ok(user) => user,
-        Err(StoreError::NotFound) => return Err(ApiError::InvalidCredentials),
+        Err(StoreError::NotFound) => return Err(AuthError::InvalidCredentials),
         Err(e) => return Err(e.into()),
     };
     if user.disabled || password_fingerprint(&user.password_hash) != pending.password {
-        return Err(ApiError::InvalidCredentials);
+        return Err(AuthError::InvalidCredentials);
     }
     let actor = Actor::of(None, client);
     let (reservation, now) =
@@ -280,7 +304,7 @@ async fn check_code(
         }
         Factor::Failed | Factor::Missing | Factor::None => {
             attempt_failed(state, reservation, Some(user.id), &actor, client, now).await?;
-            Err(ApiError::InvalidCredentials)
+            Err(AuthError::InvalidCredentials)
         }
     }
 }
@@ -296,7 +320,7 @@ pub async fn sign_in_with_passkey(
     answer: serde_json::Value,
     ceremony: &str,
     client: &Client,
-) -> Result<SignedIn, ApiError> {
+) -> Result<SignedIn, AuthError> {
     let result = check_passkey(state, answer, ceremony, client).await;
     state.metrics.sign_in(sign_in_result(&result));
     result
@@ -307,7 +331,7 @@ async fn check_passkey(
     answer: serde_json::Value,
     ceremony: &str,
     client: &Client,
-) -> Result<SignedIn, ApiError> {
+) -> Result<SignedIn, AuthError> {
     let actor = Actor::of(None, client);
     let (user_id, credential) = state.passkeys.identify(&answer).map_err(passkey_refused)?;
     let passkey = state
@@ -325,7 +349,7 @@ async fn check_passkey(
     };
     let (Some(passkey), Some(user)) = (passkey, user) else {
         state.store.passkey_refused(None, actor).await?;
-        return Err(ApiError::InvalidCredentials);
+        return Err(AuthError::InvalidCredentials);
     };
     let (reservation, now) =
         reserve_attempt(state, user.username.clone(), Some(user.id), &actor, client).await?;
@@ -362,17 +386,17 @@ async fn check_passkey(
             .store
             .passkey_refused(Some((user.id, user.username)), actor)
             .await?;
-        return Err(ApiError::InvalidCredentials);
+        return Err(AuthError::InvalidCredentials);
     }
     start(state, user, Amr::Passkey, reservation, &actor, client, now).await
 }
 
 /// A passkey that does not verify is wrong credentials; an answer that is not one at all
 /// (or a service where passkeys cannot work) is a bad request.
-fn passkey_refused(refused: Refused) -> ApiError {
+fn passkey_refused(refused: Refused) -> AuthError {
     match refused {
-        Refused::Rejected => ApiError::InvalidCredentials,
-        other => ApiError::BadRequest(other.to_string()),
+        Refused::Rejected => AuthError::InvalidCredentials,
+        other => AuthError::BadRequest(other.to_string()),
     }
 }
 
@@ -416,7 +440,7 @@ async fn start(
     actor: &Actor,
     client: &Client,
     now: Millis,
-) -> Result<SignedIn, ApiError> {
+) -> Result<SignedIn, AuthError> {
     let known_id = Some(user.id);
     let refresh = RefreshToken::generate();
     let hash = refresh.hash();
@@ -438,7 +462,7 @@ async fn start(
     let Some((session, user)) = started else {
         // Disabled, or its password changed, while this one was being checked.
         attempt_failed(state, reservation, known_id, actor, client, now).await?;
-        return Err(ApiError::InvalidCredentials);
+        return Err(AuthError::InvalidCredentials);
     };
     tracing::info!(user = %user.username, session = session.id, ip = %client.ip, "signed in");
     signed_in(state, &user, &session, refresh, now)
@@ -469,7 +493,7 @@ async fn second_factor(
     user: &UserRow,
     otp: Option<&str>,
     actor: &Actor,
-) -> Result<Factor, ApiError> {
+) -> Result<Factor, AuthError> {
     let Some(sealed) = state.store.sealed_totp_secret(user.id).await? else {
         return Ok(Factor::None);
     };
@@ -482,7 +506,7 @@ async fn second_factor(
         .and_then(Secret::from_bytes)
         .ok_or_else(|| {
             tracing::error!(user = %user.username, "cannot open the TOTP secret: is LATCHKEY_MFA_KEY the key it was set up with?");
-            ApiError::Unavailable
+            AuthError::Store(StoreError::Unavailable)
         })?;
     if let Some(step) = secret.matching_step(otp, clock::now() / SECOND) {
         let fresh = state.store.accept_totp_step(user.id, step).await?;
@@ -524,7 +548,7 @@ pub async fn confirm_password(
     password: &str,
     otp: Option<&str>,
     client: &Client,
-) -> Result<(), ApiError> {
+) -> Result<(), AuthError> {
     let actor = Actor::of(Some(user.id), client);
     let (reservation, now) =
         reserve_attempt(state, user.username.clone(), Some(user.id), &actor, client).await?;
@@ -547,7 +571,7 @@ pub async fn confirm_password(
         return Ok(());
     }
     attempt_failed(state, reservation, Some(user.id), &actor, client, now).await?;
-    Err(ApiError::InvalidCredentials)
+    Err(AuthError::InvalidCredentials)
 }
 
 /// Mints the access token that goes with a new refresh token.
@@ -558,7 +582,7 @@ fn signed_in(
     session: &SessionRow,
     refresh: RefreshToken,
     now: Millis,
-) -> Result<SignedIn, ApiError> {
+) -> Result<SignedIn, AuthError> {
     let access = state
         .tokens
         .issue(
@@ -572,7 +596,7 @@ fn signed_in(
                 not_after: session.absolute_expires_at / SECOND,
             },
         )
-        .map_err(|_| ApiError::Internal)?;
+        .map_err(|_| AuthError::Internal)?;
     Ok(SignedIn {
         access,
         refresh,
@@ -588,7 +612,7 @@ pub async fn refresh(
     state: &Data<AppState>,
     presented: Option<&str>,
     client: &Client,
-) -> Result<SignedIn, ApiError> {
+) -> Result<SignedIn, AuthError> {
     let result = rotate(state, presented, client).await;
     match &result {
         Ok((_, outcome)) | Err((_, Some(outcome))) => state.metrics.refresh(*outcome),
@@ -599,7 +623,7 @@ pub async fn refresh(
 
 /// How a refresh ended, for the metric (none when it could not be told: the database
 /// failed).
-type RefreshOutcome = Result<(SignedIn, metrics::Refresh), (ApiError, Option<metrics::Refresh>)>;
+type RefreshOutcome = Result<(SignedIn, metrics::Refresh), (AuthError, Option<metrics::Refresh>)>;
 
 async fn rotate(
     state: &Data<AppState>,
@@ -608,11 +632,11 @@ async fn rotate(
 ) -> RefreshOutcome {
     let invalid = || {
         (
-            ApiError::InvalidRefreshToken,
+            AuthError::InvalidRefreshToken,
             Some(metrics::Refresh::Invalid),
         )
     };
-    let failed = |e: StoreError| (ApiError::from(e), None);
+    let failed = |e: StoreError| (AuthError::from(e), None);
     let presented = presented
         .and_then(RefreshToken::parse)
         .ok_or_else(invalid)?;
@@ -662,7 +686,7 @@ async fn rotate(
             state.revoked.insert(SessionId(session_id), now);
             tracing::warn!(session = session_id, ip = %client.ip, "refresh token reused: session revoked");
             Err((
-                ApiError::InvalidRefreshToken,
+                AuthError::InvalidRefreshToken,
                 Some(metrics::Refresh::Reused),
             ))
         }
@@ -674,15 +698,15 @@ pub async fn sign_out(
     state: &Data<AppState>,
     presented: Option<&str>,
     client: &Client,
-) -> Result<(), ApiError> {
+) -> Result<(), AuthError> {
     let Some(token) = presented.and_then(RefreshToken::parse) else {
         return Ok(());
     };
-    revoking(
+    Ok(revoking(
         state,
         state.store.sign_out(token.hash().to_vec(), client.clone()),
     )
-    .await
+    .await?)
 }
 
 /// Runs a change that may revoke sessions, then brings this instance's revocation set
@@ -692,7 +716,7 @@ pub async fn sign_out(
 pub async fn revoking<T>(
     state: &Data<AppState>,
     change: impl std::future::Future<Output = Result<T, StoreError>>,
-) -> Result<T, ApiError> {
+) -> Result<T, StoreError> {
     let result = change.await?;
     if let Err(e) = state.revoked.sync(&state.store).await {
         tracing::warn!(error = %e, "cannot refresh the revocation set after a change");

@@ -15,11 +15,10 @@ use super::layout::Layout;
 use super::login::{signed_out, CsrfForm};
 use super::see_other;
 use super::views::{Moment, SessionItem};
-use crate::auth::flows::{self, revoking};
+use crate::auth::flows::{self, revoking, AuthError};
 use crate::client::Client;
 use crate::clock;
 use crate::domain::{Password, SessionId};
-use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::sessions::{RevokeReason, OWN_SESSIONS_LIMIT};
 
@@ -207,10 +206,10 @@ pub async fn change_password(
     let user = state.store.user(user_id).await?;
     match flows::confirm_password(&state, &user, &form.current_password, None, &client).await {
         Ok(()) => {}
-        Err(ApiError::InvalidCredentials) => {
+        Err(AuthError::InvalidCredentials) => {
             return refused(&page, &state, "Your current password is not correct.").await;
         }
-        Err(ApiError::TooManyAttempts(secs)) => {
+        Err(AuthError::TooManyAttempts(secs)) => {
             let message = format!(
                 "Too many wrong passwords. Try again in {}.",
                 super::when::wait_text(secs)

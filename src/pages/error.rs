@@ -6,6 +6,7 @@ use actix_web::{HttpResponse, ResponseError};
 use askama::Template;
 
 use super::layout::Layout;
+use crate::auth::flows::AuthError;
 use crate::error::ApiError;
 use crate::store::StoreError;
 
@@ -132,7 +133,24 @@ impl From<askama::Error> for PageError {
     }
 }
 
-/// The shared flows speak `ApiError`; pages show the same failures as pages.
+/// The flows' refusals as pages: a page that does not answer one with its own form
+/// still shows a 4xx page for it (with the API's wording), never a 500.
+impl From<AuthError> for PageError {
+    fn from(e: AuthError) -> Self {
+        match e {
+            e @ (AuthError::InvalidCredentials | AuthError::MfaRequired) => {
+                PageError::NotAccepted(ApiError::from(e).to_string())
+            }
+            AuthError::TooManyAttempts(secs) => PageError::TooManyAttempts(secs),
+            AuthError::InvalidRefreshToken => PageError::Renew(crate::next_path::DEFAULT.into()),
+            AuthError::BadRequest(message) => PageError::BadRequest(message),
+            AuthError::Store(e) => e.into(),
+            AuthError::Internal => PageError::Internal,
+        }
+    }
+}
+
+/// Other API errors (from shared extractors and helpers) as pages.
 impl From<ApiError> for PageError {
     fn from(e: ApiError) -> Self {
         match e {
@@ -238,6 +256,25 @@ mod tests {
             let response = page.error_response();
             assert_eq!(response.status(), status, "{shown}");
         }
+        let refusals = [
+            AuthError::InvalidCredentials,
+            AuthError::MfaRequired,
+            AuthError::TooManyAttempts(90),
+            AuthError::InvalidRefreshToken,
+            AuthError::BadRequest("x".into()),
+            AuthError::Store(StoreError::NotFound),
+            AuthError::Store(StoreError::Conflict("x".into())),
+        ];
+        for refusal in refusals {
+            let shown = format!("{refusal:?}");
+            let status = PageError::from(refusal).status_code();
+            assert!(
+                status.is_client_error() || status == StatusCode::SEE_OTHER,
+                "{shown} is a {status} page"
+            );
+        }
+        let locked = PageError::from(AuthError::TooManyAttempts(90)).error_response();
+        assert_eq!(locked.headers().get(header::RETRY_AFTER).unwrap(), "90");
         let locked = PageError::from(ApiError::TooManyAttempts(90)).error_response();
         assert_eq!(locked.headers().get(header::RETRY_AFTER).unwrap(), "90");
         assert_eq!(

@@ -12,14 +12,13 @@ use super::error::PageError;
 use super::layout::Layout;
 use super::when;
 use super::{csrf, flash, query, see_other, SID_KEY};
-use crate::auth::flows::{self, revoking, PendingCode, SignedIn};
+use crate::auth::flows::{self, revoking, AuthError, PendingCode, SignedIn};
 use crate::auth::guard::authenticate;
 use crate::client::Client;
 use crate::domain::Username;
-use crate::error::ApiError;
 use crate::state::AppState;
 use crate::store::sessions::RevokeReason;
-use crate::store::Actor;
+use crate::store::{Actor, StoreError};
 use crate::{cookies, next_path};
 use actix_web::http::StatusCode;
 
@@ -133,13 +132,13 @@ pub async fn submit(
                     .map_into_boxed_body());
             }
             match flows::sign_in_with_code(&state, &pending, &form.otp, &client).await {
-                Err(ApiError::InvalidCredentials) => {
+                Err(AuthError::InvalidCredentials) => {
                     return Ok(code_page(Some("That code is not right. Try again.".into()))
                         .with_status(StatusCode::UNAUTHORIZED)
                         .respond_to(&req)
                         .map_into_boxed_body())
                 }
-                Err(ApiError::TooManyAttempts(secs)) => {
+                Err(AuthError::TooManyAttempts(secs)) => {
                     return Ok(code_page(Some(format!(
                         "Too many wrong codes. Try again in {}.",
                         when::wait_text(secs)
@@ -170,7 +169,7 @@ pub async fn submit(
             response.insert_header((header::LOCATION, next));
             Ok(browser_signed_in(&state, &session, &signed_in, response).finish())
         }
-        Err(ApiError::MfaRequired) => {
+        Err(AuthError::MfaRequired) => {
             // The password was right: the code step, bound to this account for 5 minutes.
             let Some(user) = Username::parse(&form.username)
                 .ok()
@@ -183,11 +182,11 @@ pub async fn submit(
             let _ = session.insert(PENDING_KEY, PendingCode::new(&user, now));
             Ok(code_page(None).respond_to(&req).map_into_boxed_body())
         }
-        Err(ApiError::InvalidCredentials) => Ok(refused("Wrong username or password.".into())
+        Err(AuthError::InvalidCredentials) => Ok(refused("Wrong username or password.".into())
             .with_status(StatusCode::UNAUTHORIZED)
             .respond_to(&req)
             .map_into_boxed_body()),
-        Err(ApiError::TooManyAttempts(secs)) => Ok(refused(format!(
+        Err(AuthError::TooManyAttempts(secs)) => Ok(refused(format!(
             "Too many failed sign-ins. Try again in {}.",
             when::wait_text(secs)
         ))
@@ -244,7 +243,7 @@ pub async fn logout(
             .store
             .revoke_session(sid, None, RevokeReason::SignedOut, actor);
         match revoking(&state, revoked).await {
-            Ok(_) | Err(ApiError::NotFound) => {}
+            Ok(_) | Err(StoreError::NotFound) => {}
             Err(e) => return Err(e.into()),
         }
     }

@@ -19,7 +19,7 @@ use super::guard::Page;
 use super::layout::Layout;
 use super::login::signed_out;
 use super::see_other;
-use crate::auth::flows;
+use crate::auth::flows::{self, AuthError};
 use crate::client::Client;
 use crate::clock::{self, Millis, SECOND};
 use crate::error::ApiError;
@@ -88,7 +88,7 @@ pub async fn required(
                 .store
                 .revoke_session(session, Some(user_id), RevokeReason::SignedOut, actor);
         match flows::revoking(&state, ended).await {
-            Ok(_) | Err(ApiError::NotFound) => {}
+            Ok(_) | Err(StoreError::NotFound) => {}
             Err(e) => return Err(e.into()),
         }
         return Ok(signed_out(
@@ -245,11 +245,11 @@ async fn confirmed(
     let user = state.store.user(page.identity.user_id.0).await?;
     match flows::confirm_password(state, &user, &form.password, Some(&form.otp), client).await {
         Ok(()) => Ok(None),
-        Err(ApiError::InvalidCredentials) => {
+        Err(AuthError::InvalidCredentials) => {
             flash::error(&page.session, "The password or the code is not right.");
             Ok(Some(see_other("/dashboard")))
         }
-        Err(ApiError::TooManyAttempts(secs)) => {
+        Err(AuthError::TooManyAttempts(secs)) => {
             flash::error(
                 &page.session,
                 format!(

@@ -19,7 +19,7 @@ use super::flash;
 use super::guard::Page;
 use super::login::browser_signed_in;
 use super::{csrf, see_other};
-use crate::auth::flows;
+use crate::auth::flows::{self, AuthError};
 use crate::client::Client;
 use crate::clock::{self, SECOND};
 use crate::error::ApiError;
@@ -210,14 +210,14 @@ pub async fn remove(
     let user = state.store.user(user_id).await?;
     match flows::confirm_password(&state, &user, &form.password, None, &client).await {
         Ok(()) => {}
-        Err(ApiError::InvalidCredentials) => {
+        Err(AuthError::InvalidCredentials) => {
             flash::error(
                 &page.session,
                 "Your password is not correct: the passkey was kept.",
             );
             return Ok(see_other("/dashboard"));
         }
-        Err(ApiError::TooManyAttempts(secs)) => {
+        Err(AuthError::TooManyAttempts(secs)) => {
             flash::error(
                 &page.session,
                 format!(
