@@ -227,7 +227,7 @@ pub fn run() -> ExitCode {
     }
 }
 
-/// clap explains a usage mistake over several lines; SPEC wants one. Keep the message and
+/// clap explains a usage mistake over several lines; our errors are one line. Keep the message and
 /// the hint, drop the usage block.
 fn one_line_usage_error(rendered: &str) -> String {
     rendered

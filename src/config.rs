@@ -11,7 +11,8 @@ use crate::mfa::MfaKey;
 use crate::tokens::access::LEEWAY_SECS;
 use crate::tokens::keys::KeyAlg;
 
-/// Every setting of `serve`; each flag also reads the environment variable SPEC names.
+/// Every setting of `serve`; each flag also reads its environment variable
+/// (docs/configuration.md).
 #[derive(Debug, Clone, Args)]
 pub struct ServeArgs {
     /// Address to listen on.

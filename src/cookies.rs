@@ -1,4 +1,5 @@
-//! The two cookies of SPEC, built in one place.
+//! The two token cookies (`lk_access`, `lk_refresh`), built in one place, and the cookie
+//! session's name.
 
 use actix_web::cookie::time::Duration;
 use actix_web::cookie::{Cookie, SameSite};

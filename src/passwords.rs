@@ -15,7 +15,7 @@ use tokio::sync::oneshot;
 
 use crate::domain::Password;
 
-/// SPEC's floor: m = 19456 KiB, t = 2, p = 1.
+/// The security floor: m = 19456 KiB, t = 2, p = 1.
 fn params() -> Params {
     Params::new(19_456, 2, 1, None).expect("static argon2 parameters are valid")
 }

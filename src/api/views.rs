@@ -1,4 +1,4 @@
-//! The JSON shapes of SPEC's lists, built from store rows.
+//! The JSON shapes of the lists (docs/api.md), built from store rows.
 
 use serde::Serialize;
 

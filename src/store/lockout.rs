@@ -1,4 +1,4 @@
-//! Failed sign-ins, counted twice: per (username, client) — the lockout SPEC names — and
+//! Failed sign-ins, counted twice: per (username, client) — the documented lockout — and
 //! per client across all usernames — a ceiling against credential stuffing. Both live in
 //! the database so a restart does not reset a lockout. The client key is the IP address,
 //! or for IPv6 its /64 (one subscriber's network): see `client::lockout_key`.

@@ -16,7 +16,7 @@ pub const AUDIENCE: &str = "latchkey";
 /// The `client_id` claim (RFC 9068): tokens are issued to latchkey's own clients.
 pub const CLIENT_ID: &str = "latchkey";
 pub const TYP: &str = "at+jwt";
-/// Clock skew tolerated on `exp` (SPEC: at most 5 s).
+/// Clock skew tolerated on `exp` (at most 5 s, as documented).
 pub const LEEWAY_SECS: u64 = 5;
 /// Longer tokens are refused before any parsing.
 const MAX_TOKEN_LEN: usize = 8 * 1024;

@@ -1,4 +1,4 @@
-//! The audit log: every event SPEC names is written with its actor, client IP and user
+//! The audit log: every documented event is written with its actor, client IP and user
 //! agent, and in the same transaction as the change it records.
 
 use std::time::Duration;

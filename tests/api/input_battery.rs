@@ -1,5 +1,5 @@
 //! The input battery: hostile or broken requests against the JSON API. Each one gets a
-//! 4xx in SPEC's shape (`{"error", "message"}`) — never a 5xx, never HTML.
+//! 4xx in the documented shape (`{"error", "message"}`) — never a 5xx, never HTML.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -11,7 +11,7 @@ use serde_json::Value;
 
 use crate::helpers::*;
 
-/// Asserts SPEC's error shape with `status` and `code`.
+/// Asserts the documented error shape with `status` and `code`.
 async fn assert_error(response: reqwest::Response, status: u16, code: &str, what: &str) {
     let got = response.status().as_u16();
     let content_type = response

@@ -198,7 +198,7 @@ async fn race_sign_ins_against(
 }
 
 async fn assert_all_dead(app: &TestApp, signed_in: &[(String, String)], what: &str) {
-    // SPEC: another process's revocation reaches this server within 2 s.
+    // Documented: another process's revocation reaches this server within 2 s.
     actix_web::rt::time::sleep(Duration::from_millis(2000)).await;
     for (access, refresh) in signed_in {
         assert_eq!(

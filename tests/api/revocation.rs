@@ -18,7 +18,7 @@ async fn a_session_revoked_by_the_cli_stops_its_access_token() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    // SPEC allows 2 s; the poll is every 250 ms. The margin covers a loaded CI machine.
+    // The documented bound is 2 s; the poll is every 250 ms. The margin covers a loaded CI machine.
     assert!(time_until_refused(&app, &access, Duration::from_secs(4))
         .await
         .is_some());
