@@ -145,35 +145,42 @@ impl WorkerSeries {
     pub fn answered(&self, started: Instant, route: &str, status: u16) {
         let nanos = u64::try_from(started.elapsed().as_nanos()).unwrap_or(u64::MAX);
         let mut routes = self.local.borrow_mut();
-        if !routes.contains_key(route) {
-            let counts = Arc::new(RouteCounts {
-                route: route.to_owned(),
-                buckets: Default::default(),
-                nanos: AtomicU64::new(0),
-                statuses: Mutex::default(),
-            });
-            lock(&self.shared.0).push(counts.clone());
-            let local = LocalRoute {
-                counts,
-                statuses: Vec::new(),
-            };
-            routes.insert(route.to_owned(), local);
+        // One lookup for a route seen before, the path of nearly every request.
+        if let Some(local) = routes.get_mut(route) {
+            return local.count(nanos, status);
         }
-        let local = routes.get_mut(route).expect("inserted above");
+        let counts = Arc::new(RouteCounts {
+            route: route.to_owned(),
+            buckets: Default::default(),
+            nanos: AtomicU64::new(0),
+            statuses: Mutex::default(),
+        });
+        lock(&self.shared.0).push(counts.clone());
+        let mut local = LocalRoute {
+            counts,
+            statuses: Vec::new(),
+        };
+        local.count(nanos, status);
+        routes.insert(route.to_owned(), local);
+    }
+}
+
+impl LocalRoute {
+    fn count(&mut self, nanos: u64, status: u16) {
         let bucket = BOUNDS
             .iter()
             .position(|(_, bound)| nanos <= *bound)
             .unwrap_or(BOUNDS.len());
-        local.counts.buckets[bucket].fetch_add(1, Relaxed);
-        local.counts.nanos.fetch_add(nanos, Relaxed);
-        match local.statuses.iter().find(|(s, _)| *s == status) {
+        self.counts.buckets[bucket].fetch_add(1, Relaxed);
+        self.counts.nanos.fetch_add(nanos, Relaxed);
+        match self.statuses.iter().find(|(s, _)| *s == status) {
             Some((_, count)) => {
                 count.fetch_add(1, Relaxed);
             }
             None => {
                 let count = Arc::new(AtomicU64::new(1));
-                lock(&local.counts.statuses).push((status, count.clone()));
-                local.statuses.push((status, count));
+                lock(&self.counts.statuses).push((status, count.clone()));
+                self.statuses.push((status, count));
             }
         }
     }
