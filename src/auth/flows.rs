@@ -168,6 +168,20 @@ async fn attempt_failed(
     Ok(())
 }
 
+/// Gives a reserved attempt back, uncounted: it ended without a wrong guess.
+async fn attempt_withdrawn(
+    state: &Data<AppState>,
+    reservation: Reservation,
+    now: Millis,
+) -> Result<(), AuthError> {
+    let policy = lockout_policy(state);
+    state
+        .store
+        .withdraw_attempt(now, reservation, policy)
+        .await?;
+    Ok(())
+}
+
 /// Checks the password (and, for an account with two-step sign-in, the code `otp`),
 /// applies the lockout, starts a session. Unknown users, disabled users and wrong
 /// passwords all cost one argon2 verification and give the same error; whether the
@@ -232,21 +246,13 @@ async fn check_sign_in(
         // `LATCHKEY_REQUIRE_MFA`: the pages enrol such an account next (see the page
         // guard); the API has no way to, so it says a second factor is needed.
         Factor::None if via == Via::Api && state.settings.require_mfa.applies(user.role()) => {
-            let policy = lockout_policy(state);
-            state
-                .store
-                .withdraw_attempt(now, reservation, policy)
-                .await?;
+            attempt_withdrawn(state, reservation, now).await?;
             return Err(AuthError::MfaRequired);
         }
         Factor::None => Amr::Password,
         Factor::Passed => Amr::PasswordOtp,
         Factor::Missing => {
-            let policy = lockout_policy(state);
-            state
-                .store
-                .withdraw_attempt(now, reservation, policy)
-                .await?;
+            attempt_withdrawn(state, reservation, now).await?;
             return Err(AuthError::MfaRequired);
         }
         Factor::Failed => {
@@ -368,20 +374,12 @@ async fn check_passkey(
         }
         Err(Refused::Rejected) => false,
         Err(other) => {
-            let policy = lockout_policy(state);
-            state
-                .store
-                .withdraw_attempt(now, reservation, policy)
-                .await?;
+            attempt_withdrawn(state, reservation, now).await?;
             return Err(passkey_refused(other));
         }
     };
     if !accepted {
-        let policy = lockout_policy(state);
-        state
-            .store
-            .withdraw_attempt(now, reservation, policy)
-            .await?;
+        attempt_withdrawn(state, reservation, now).await?;
         state
             .store
             .passkey_refused(Some((user.id, user.username)), actor)
