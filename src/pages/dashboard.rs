@@ -174,6 +174,38 @@ pub struct PasswordForm {
     confirm_password: String,
 }
 
+/// How a dashboard form that needs the password says no: a wrong answer, and the
+/// lockout (followed by its wait).
+pub(super) struct Refusals {
+    pub wrong: &'static str,
+    pub too_many: &'static str,
+}
+
+/// Checks the password (and `otp`, where the form asks for a code) before a change to
+/// how the account signs in: `None` to go on, or back to the dashboard saying why not.
+pub(super) async fn confirmed_or_back(
+    page: &Page,
+    state: &Data<AppState>,
+    password: &str,
+    otp: Option<&str>,
+    client: &Client,
+    refusals: Refusals,
+) -> Result<Option<HttpResponse>, PageError> {
+    let user = state.store.user(page.identity.user_id.0).await?;
+    let message = match flows::confirm_password(state, &user, password, otp, client).await {
+        Ok(()) => return Ok(None),
+        Err(AuthError::InvalidCredentials) => refusals.wrong.to_owned(),
+        Err(AuthError::TooManyAttempts(secs)) => format!(
+            "{} Try again in {}.",
+            refusals.too_many,
+            super::when::wait_text(secs)
+        ),
+        Err(e) => return Err(e.into()),
+    };
+    flash::error(&page.session, message);
+    Ok(Some(see_other("/dashboard")))
+}
+
 /// `POST /account/password`: needs the current password; signs out your other sessions.
 pub async fn change_password(
     page: Page,

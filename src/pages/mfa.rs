@@ -13,13 +13,14 @@ use askama::Template;
 use askama_web::WebTemplate;
 use serde::{Deserialize, Serialize};
 
+use super::dashboard::{confirmed_or_back, Refusals};
 use super::error::PageError;
 use super::flash;
 use super::guard::Page;
 use super::layout::Layout;
 use super::login::signed_out;
 use super::see_other;
-use crate::auth::flows::{self, AuthError};
+use crate::auth::flows;
 use crate::client::Client;
 use crate::clock::{self, Millis, SECOND};
 use crate::error::ApiError;
@@ -242,25 +243,19 @@ async fn confirmed(
     form: &ConfirmForm,
     client: &Client,
 ) -> Result<Option<HttpResponse>, PageError> {
-    let user = state.store.user(page.identity.user_id.0).await?;
-    match flows::confirm_password(state, &user, &form.password, Some(&form.otp), client).await {
-        Ok(()) => Ok(None),
-        Err(AuthError::InvalidCredentials) => {
-            flash::error(&page.session, "The password or the code is not right.");
-            Ok(Some(see_other("/dashboard")))
-        }
-        Err(AuthError::TooManyAttempts(secs)) => {
-            flash::error(
-                &page.session,
-                format!(
-                    "Too many wrong attempts. Try again in {}.",
-                    super::when::wait_text(secs)
-                ),
-            );
-            Ok(Some(see_other("/dashboard")))
-        }
-        Err(e) => Err(e.into()),
-    }
+    let refusals = Refusals {
+        wrong: "The password or the code is not right.",
+        too_many: "Too many wrong attempts.",
+    };
+    confirmed_or_back(
+        page,
+        state,
+        &form.password,
+        Some(&form.otp),
+        client,
+        refusals,
+    )
+    .await
 }
 
 /// `POST /account/mfa/recovery-codes`: a new set (the old ones stop working), once.
@@ -294,7 +289,7 @@ pub async fn disable(
         return Ok(refused);
     }
     let user_id = page.identity.user_id.0;
-    let actor = Actor::of(Some(user_id), &client);
+    let actor = page.actor(&client);
     state.store.remove_totp(user_id, false, actor).await?;
     tracing::info!(user = %page.identity.username, "two-step sign-in turned off");
     flash::ok(&page.session, "Two-step sign-in is off.");

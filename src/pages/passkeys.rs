@@ -14,12 +14,13 @@ use serde::Deserialize;
 use serde_json::json;
 use sha2::{Digest, Sha256};
 
+use super::dashboard::{confirmed_or_back, Refusals};
 use super::error::PageError;
 use super::flash;
 use super::guard::Page;
 use super::login::browser_signed_in;
 use super::{csrf, see_other};
-use crate::auth::flows::{self, AuthError};
+use crate::auth::flows;
 use crate::client::Client;
 use crate::clock::{self, SECOND};
 use crate::error::ApiError;
@@ -27,7 +28,6 @@ use crate::next_path;
 use crate::passkeys::{Refused, CEREMONY_SECS};
 use crate::state::AppState;
 use crate::store::passkeys::{NewCeremony, Purpose, MAX_PER_USER};
-use crate::store::StoreError;
 
 /// Where the cookie session keeps the id of the ceremony in progress.
 const CEREMONY_KEY: &str = "passkey_ceremony";
@@ -206,35 +206,21 @@ pub async fn remove(
         .ok()
         .filter(|id| *id > 0)
         .ok_or(PageError::NotFound)?;
-    let user_id = page.identity.user_id.0;
-    let user = state.store.user(user_id).await?;
-    match flows::confirm_password(&state, &user, &form.password, None, &client).await {
-        Ok(()) => {}
-        Err(AuthError::InvalidCredentials) => {
-            flash::error(
-                &page.session,
-                "Your password is not correct: the passkey was kept.",
-            );
-            return Ok(see_other("/dashboard"));
-        }
-        Err(AuthError::TooManyAttempts(secs)) => {
-            flash::error(
-                &page.session,
-                format!(
-                    "Too many wrong passwords. Try again in {}.",
-                    super::when::wait_text(secs)
-                ),
-            );
-            return Ok(see_other("/dashboard"));
-        }
-        Err(e) => return Err(e.into()),
+    let refusals = Refusals {
+        wrong: "Your password is not correct: the passkey was kept.",
+        too_many: "Too many wrong passwords.",
+    };
+    if let Some(refused) =
+        confirmed_or_back(&page, &state, &form.password, None, &client, refusals).await?
+    {
+        return Ok(refused);
     }
+    // Another user's passkey, or one already gone, is not found (the 404 page).
     let actor = page.actor(&client);
-    match state.store.remove_passkey(user_id, id, actor).await {
-        Ok(()) => {}
-        Err(StoreError::NotFound) => return Err(PageError::NotFound),
-        Err(e) => return Err(ApiError::from(e).into()),
-    }
+    state
+        .store
+        .remove_passkey(page.identity.user_id.0, id, actor)
+        .await?;
     tracing::info!(user = %page.identity.username, "passkey removed");
     flash::ok(&page.session, "Passkey removed.");
     Ok(see_other("/dashboard"))
