@@ -521,7 +521,7 @@ fn user(conn: &mut Conn, cmd: UserCommand) -> anyhow::Result<()> {
             } else {
                 println!("id:        {}", user.id);
                 println!("username:  {}", user.username);
-                println!("role:      {}", user.role());
+                println!("role:      {}", user.role);
                 println!(
                     "status:    {}",
                     if user.disabled { "disabled" } else { "active" }
@@ -538,7 +538,7 @@ fn user(conn: &mut Conn, cmd: UserCommand) -> anyhow::Result<()> {
                     vec![
                         u.id.to_string(),
                         u.username.clone(),
-                        u.role().to_string(),
+                        u.role.to_string(),
                         if u.disabled { "disabled" } else { "active" }.to_owned(),
                         rfc3339(u.created_at),
                     ]
@@ -669,7 +669,7 @@ fn sessions_cmd(conn: &mut Conn, cmd: SessionsCommand) -> anyhow::Result<()> {
                 sessions::revoke(
                     conn,
                     clock::now(),
-                    id.0,
+                    id,
                     None,
                     RevokeReason::RevokedByAdmin,
                     &Actor::cli(),
@@ -813,7 +813,7 @@ fn audit_cmd(conn: &mut Conn, cmd: AuditCommand) -> anyhow::Result<()> {
                 serde_json::json!({
                     "id": e.id.to_string(),
                     "at": rfc3339(e.at),
-                    "kind": e.kind,
+                    "kind": e.kind.as_str(),
                     "actor_user_id": e.actor_user_id.map(|id| id.to_string()),
                     "user_id": e.subject_user_id.map(|id| id.to_string()),
                     "username": e.subject_username,
@@ -832,7 +832,7 @@ fn audit_cmd(conn: &mut Conn, cmd: AuditCommand) -> anyhow::Result<()> {
             vec![
                 e.id.to_string(),
                 rfc3339(e.at),
-                e.kind.clone(),
+                e.kind.as_str().to_owned(),
                 e.subject_username.clone().unwrap_or_default(),
                 e.session_id.map(|s| s.to_string()).unwrap_or_default(),
                 e.ip.clone().unwrap_or_default(),

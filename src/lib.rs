@@ -23,6 +23,7 @@ pub mod passwords;
 pub mod request_id;
 pub mod revocation;
 pub mod schema;
+mod sql_types;
 pub mod startup;
 pub mod state;
 pub mod store;

@@ -10,6 +10,7 @@
 
 use std::time::Duration;
 
+use crate::domain::UserId;
 use serde_json::Value;
 use webauthn_rs::prelude::{
     DiscoverableAuthentication, Passkey, PasskeyRegistration, PublicKeyCredential,
@@ -50,7 +51,7 @@ impl Passkeys {
     /// user has already (`existing` credential ids) are excluded.
     pub fn start_registration(
         &self,
-        user_id: i64,
+        user_id: UserId,
         username: &str,
         existing: Vec<Vec<u8>>,
     ) -> Result<(Value, String), Refused> {
@@ -103,7 +104,7 @@ impl Passkeys {
 
     /// Who the browser's answer to a sign-in claims to be: the user id and the
     /// credential id (to look the passkey up before [`Passkeys::finish_sign_in`]).
-    pub fn identify(&self, answer: &Value) -> Result<(i64, Vec<u8>), Refused> {
+    pub fn identify(&self, answer: &Value) -> Result<(UserId, Vec<u8>), Refused> {
         let answer: PublicKeyCredential =
             serde_json::from_value(answer.clone()).map_err(|_| Refused::Malformed)?;
         let (handle, credential) = self
@@ -163,13 +164,13 @@ fn relying_party(public_url: &str) -> Result<Webauthn, &'static str> {
 }
 
 /// The WebAuthn user handle of a user: their id, in a UUID's 16 bytes.
-fn user_handle(user_id: i64) -> Uuid {
-    Uuid::from_u64_pair(0, user_id as u64)
+fn user_handle(user_id: UserId) -> Uuid {
+    Uuid::from_u64_pair(0, user_id.0 as u64)
 }
 
-fn user_id_of(handle: Uuid) -> Option<i64> {
+fn user_id_of(handle: Uuid) -> Option<UserId> {
     match handle.as_u64_pair() {
-        (0, id) => i64::try_from(id).ok().filter(|id| *id > 0),
+        (0, id) => i64::try_from(id).ok().filter(|id| *id > 0).map(UserId),
         _ => None,
     }
 }
@@ -211,7 +212,7 @@ mod tests {
 
     #[test]
     fn the_user_handle_round_trips_and_nothing_else_reads_as_a_user() {
-        assert_eq!(user_id_of(user_handle(42)), Some(42));
+        assert_eq!(user_id_of(user_handle(UserId(42))), Some(UserId(42)));
         assert_eq!(user_id_of(Uuid::from_u64_pair(1, 42)), None);
         assert_eq!(user_id_of(Uuid::from_u64_pair(0, 0)), None);
         assert_eq!(user_id_of(Uuid::from_u64_pair(0, u64::MAX)), None);
@@ -220,7 +221,9 @@ mod tests {
     #[test]
     fn registration_options_ask_for_a_discoverable_credential_and_user_verification() {
         let passkeys = Passkeys::for_public_url("http://localhost:8080");
-        let (options, state) = passkeys.start_registration(7, "alice", vec![]).unwrap();
+        let (options, state) = passkeys
+            .start_registration(UserId(7), "alice", vec![])
+            .unwrap();
         let selection = &options["publicKey"]["authenticatorSelection"];
         assert_eq!(selection["residentKey"], "required");
         assert_eq!(selection["userVerification"], "required");

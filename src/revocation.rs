@@ -27,7 +27,7 @@ const NONE_SEEN: i64 = -1;
 
 pub struct RevokedSessions {
     /// session id → when this process learned of the revocation
-    entries: RwLock<HashMap<i64, Millis>>,
+    entries: RwLock<HashMap<SessionId, Millis>>,
     /// The number of the latest revocation already in the set; `NONE_SEEN` before the
     /// first sync. Syncs running at once may read overlapping ranges: adding a session
     /// twice is harmless, and the number only grows.
@@ -48,13 +48,13 @@ impl RevokedSessions {
     pub fn contains(&self, id: SessionId) -> bool {
         self.entries
             .read()
-            .map(|e| e.contains_key(&id.0))
+            .map(|e| e.contains_key(&id))
             .unwrap_or(true)
     }
 
     pub fn insert(&self, id: SessionId, at: Millis) {
         if let Ok(mut entries) = self.entries.write() {
-            entries.insert(id.0, at);
+            entries.insert(id, at);
         }
     }
 

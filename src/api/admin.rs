@@ -69,12 +69,12 @@ pub async fn revoke_session(
     client: Client,
 ) -> Result<HttpResponse, ApiError> {
     let id: SessionId = id.parse().map_err(|_| ApiError::NotFound)?;
-    let actor = Actor::of(Some(auth.user_id.0), &client);
+    let actor = Actor::of(Some(auth.user_id), &client);
     revoking(
         &state,
         state
             .store
-            .revoke_session(id.0, None, RevokeReason::RevokedByAdmin, actor),
+            .revoke_session(id, None, RevokeReason::RevokedByAdmin, actor),
     )
     .await?;
     Ok(HttpResponse::NoContent().finish())

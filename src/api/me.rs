@@ -48,7 +48,7 @@ pub async fn verify(auth: Auth, query: web::Query<VerifyQuery>) -> Result<HttpRe
 }
 
 pub async fn sessions(auth: Auth, state: Data<AppState>) -> Result<HttpResponse, ApiError> {
-    let user_id = auth.user_id.0;
+    let user_id = auth.user_id;
     let rows = state
         .store
         .own_sessions(user_id, OWN_SESSIONS_LIMIT)
@@ -70,13 +70,13 @@ pub async fn revoke_session(
     client: Client,
 ) -> Result<HttpResponse, ApiError> {
     let id: SessionId = id.parse().map_err(|_| ApiError::NotFound)?;
-    let actor = Actor::of(Some(auth.user_id.0), &client);
-    let owner = auth.user_id.0;
+    let actor = Actor::of(Some(auth.user_id), &client);
+    let owner = auth.user_id;
     revoking(
         &state,
         state
             .store
-            .revoke_session(id.0, Some(owner), RevokeReason::SignedOutByUser, actor),
+            .revoke_session(id, Some(owner), RevokeReason::SignedOutByUser, actor),
     )
     .await?;
     Ok(HttpResponse::NoContent().finish())

@@ -25,15 +25,15 @@ impl SessionView {
     pub fn new(row: SessionWithUser, current: SessionId) -> Self {
         let s = row.session;
         SessionView {
-            id: SessionId(s.id),
-            user_id: UserId(s.user_id),
+            id: s.id,
+            user_id: s.user_id,
             username: row.username,
             created_at: rfc3339(s.created_at),
             last_used_at: rfc3339(s.last_used_at),
             expires_at: rfc3339(s.expires_at),
             ip: s.ip,
             user_agent: s.user_agent,
-            current: s.id == current.0,
+            current: s.id == current,
             revoked_at: s.revoked_at.map(rfc3339),
         }
     }
@@ -57,8 +57,8 @@ pub struct UserView {
 impl From<UserRow> for UserView {
     fn from(u: UserRow) -> Self {
         UserView {
-            id: UserId(u.id),
-            role: u.role().to_string(),
+            id: u.id,
+            role: u.role.to_string(),
             username: u.username,
             disabled: u.disabled,
             created_at: rfc3339(u.created_at),

@@ -103,7 +103,7 @@ const TURN_POLL: Duration = Duration::from_millis(20);
 async fn reserve_attempt(
     state: &Data<AppState>,
     name: String,
-    user_id: Option<i64>,
+    user_id: Option<UserId>,
     actor: &Actor,
     client: &Client,
 ) -> Result<(Reservation, Millis), AuthError> {
@@ -151,7 +151,7 @@ async fn reserve_attempt(
 async fn attempt_failed(
     state: &Data<AppState>,
     reservation: Reservation,
-    user_id: Option<i64>,
+    user_id: Option<UserId>,
     actor: &Actor,
     client: &Client,
     now: Millis,
@@ -245,7 +245,7 @@ async fn check_sign_in(
     let amr = match second_factor(state, &user, otp, &actor).await? {
         // `LATCHKEY_REQUIRE_MFA`: the pages enrol such an account next (see the page
         // guard); the API has no way to, so it says a second factor is needed.
-        Factor::None if via == Via::Api && state.settings.require_mfa.applies(user.role()) => {
+        Factor::None if via == Via::Api && state.settings.require_mfa.applies(user.role) => {
             attempt_withdrawn(state, reservation, now).await?;
             return Err(AuthError::MfaRequired);
         }
@@ -402,7 +402,7 @@ fn passkey_refused(refused: Refused) -> AuthError {
 /// sign-in (5 minutes at most).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PendingCode {
-    pub user_id: i64,
+    pub user_id: UserId,
     /// A fingerprint of the password hash the password was verified against.
     pub password: String,
     pub until: Millis,
@@ -462,7 +462,7 @@ async fn start(
         attempt_failed(state, reservation, known_id, actor, client, now).await?;
         return Err(AuthError::InvalidCredentials);
     };
-    tracing::info!(user = %user.username, session = session.id, ip = %client.ip, "signed in");
+    tracing::info!(user = %user.username, session = %session.id, ip = %client.ip, "signed in");
     signed_in(state, &user, &session, refresh, now)
 }
 
@@ -584,11 +584,11 @@ fn signed_in(
     let access = state
         .tokens
         .issue(
-            UserId(user.id),
+            user.id,
             &user.username,
-            user.role(),
+            user.role,
             SessionClaims {
-                id: SessionId(session.id),
+                id: session.id,
                 auth_time: session.created_at / SECOND,
                 amr: Amr::from_stored(&session.amr),
                 not_after: session.absolute_expires_at / SECOND,
@@ -599,8 +599,8 @@ fn signed_in(
         access,
         refresh,
         refresh_expires_in: seconds_until(session.expires_at, now),
-        session_id: SessionId(session.id),
-        user_id: UserId(user.id),
+        session_id: session.id,
+        user_id: user.id,
     })
 }
 
@@ -681,8 +681,8 @@ async fn rotate(
         }
         Rotation::Refused => Err(invalid()),
         Rotation::ReuseDetected { session_id } => {
-            state.revoked.insert(SessionId(session_id), now);
-            tracing::warn!(session = session_id, ip = %client.ip, "refresh token reused: session revoked");
+            state.revoked.insert(session_id, now);
+            tracing::warn!(session = %session_id, ip = %client.ip, "refresh token reused: session revoked");
             Err((
                 AuthError::InvalidRefreshToken,
                 Some(metrics::Refresh::Reused),

@@ -2,7 +2,9 @@
 //! whose rows (`user`) and where a page starts (a cursor: the last id of the page
 //! before). Each caller words the refusal for its own kind of answer.
 
-use super::{SessionId, Username};
+use std::str::FromStr;
+
+use super::Username;
 
 /// A `user` filter: absent or empty is everyone; anything else must be a username (the
 /// reason it is not, otherwise).
@@ -16,20 +18,19 @@ pub fn user_filter(raw: Option<&str>) -> Result<Option<Username>, String> {
 #[derive(Debug, PartialEq, Eq)]
 pub struct NotACursor;
 
-/// A cursor: absent or empty is the first page; anything else must be an id.
-pub fn cursor(raw: Option<&str>) -> Result<Option<i64>, NotACursor> {
+/// A cursor: absent or empty is the first page; anything else must be an id (of a
+/// session, or an audit event).
+pub fn cursor<Id: FromStr>(raw: Option<&str>) -> Result<Option<Id>, NotACursor> {
     match raw.filter(|c| !c.is_empty()) {
         None => Ok(None),
-        Some(raw) => raw
-            .parse::<SessionId>()
-            .map(|id| Some(id.0))
-            .map_err(|_| NotACursor),
+        Some(raw) => raw.parse::<Id>().map(Some).map_err(|_| NotACursor),
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::domain::SessionId;
 
     #[test]
     fn empty_filters_are_no_filters_and_bad_ones_are_refused() {
@@ -40,11 +41,11 @@ mod tests {
             "alice"
         );
         assert!(user_filter(Some("no spaces")).is_err());
-        assert_eq!(cursor(None), Ok(None));
-        assert_eq!(cursor(Some("")), Ok(None));
-        assert_eq!(cursor(Some("42")), Ok(Some(42)));
+        assert_eq!(cursor::<SessionId>(None), Ok(None));
+        assert_eq!(cursor::<SessionId>(Some("")), Ok(None));
+        assert_eq!(cursor(Some("42")), Ok(Some(SessionId(42))));
         for bad in ["-1", "x", "1.5", "99999999999999999999"] {
-            assert_eq!(cursor(Some(bad)), Err(NotACursor), "{bad}");
+            assert_eq!(cursor::<SessionId>(Some(bad)), Err(NotACursor), "{bad}");
         }
     }
 }

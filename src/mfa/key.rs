@@ -2,6 +2,7 @@
 //! database (`LATCHKEY_MFA_KEY`, or a key file beside a SQLite database), so a copy of
 //! the database does not hand out second factors.
 
+use crate::domain::UserId;
 use aes_gcm::aead::{Aead, KeyInit, Payload};
 use aes_gcm::{Aes256Gcm, Nonce};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -52,11 +53,11 @@ impl MfaKey {
 
     /// `plain` sealed for `user_id` (the row it belongs to is authenticated with it, so a
     /// sealed secret copied to another user's row does not open).
-    pub fn seal(&self, user_id: i64, plain: &[u8]) -> Vec<u8> {
+    pub fn seal(&self, user_id: UserId, plain: &[u8]) -> Vec<u8> {
         let mut nonce = [0u8; NONCE_LEN];
         rand::fill(&mut nonce);
         let cipher = Aes256Gcm::new((&self.seal).into());
-        let aad = user_id.to_be_bytes();
+        let aad = user_id.0.to_be_bytes();
         let sealed = cipher
             .encrypt(
                 &Nonce::from(nonce),
@@ -69,14 +70,14 @@ impl MfaKey {
         [nonce.as_slice(), &sealed].concat()
     }
 
-    pub fn open(&self, user_id: i64, sealed: &[u8]) -> Option<Vec<u8>> {
+    pub fn open(&self, user_id: UserId, sealed: &[u8]) -> Option<Vec<u8>> {
         if sealed.len() < NONCE_LEN {
             return None;
         }
         let (nonce, body) = sealed.split_at(NONCE_LEN);
         let nonce: [u8; NONCE_LEN] = nonce.try_into().ok()?;
         let cipher = Aes256Gcm::new((&self.seal).into());
-        let aad = user_id.to_be_bytes();
+        let aad = user_id.0.to_be_bytes();
         cipher
             .decrypt(
                 &Nonce::from(nonce),
@@ -111,20 +112,20 @@ mod tests {
     fn sealed_secrets_open_only_with_the_key_and_for_their_user() {
         let key = MfaKey::parse(&MfaKey::generate_text()).unwrap();
         let other = MfaKey::parse(&MfaKey::generate_text()).unwrap();
-        let sealed = key.seal(7, b"JBSWY3DPEHPK3PXP");
+        let sealed = key.seal(UserId(7), b"JBSWY3DPEHPK3PXP");
         assert_eq!(
-            key.open(7, &sealed).as_deref(),
+            key.open(UserId(7), &sealed).as_deref(),
             Some(&b"JBSWY3DPEHPK3PXP"[..])
         );
-        assert_eq!(key.open(8, &sealed), None, "bound to its user");
-        assert_eq!(other.open(7, &sealed), None, "bound to its key");
+        assert_eq!(key.open(UserId(8), &sealed), None, "bound to its user");
+        assert_eq!(other.open(UserId(7), &sealed), None, "bound to its key");
         let mut tampered = sealed.clone();
         *tampered.last_mut().unwrap() ^= 1;
-        assert_eq!(key.open(7, &tampered), None);
-        assert_eq!(key.open(7, &sealed[..5]), None);
+        assert_eq!(key.open(UserId(7), &tampered), None);
+        assert_eq!(key.open(UserId(7), &sealed[..5]), None);
         assert_ne!(
-            key.seal(7, b"x"),
-            key.seal(7, b"x"),
+            key.seal(UserId(7), b"x"),
+            key.seal(UserId(7), b"x"),
             "a fresh nonce each time"
         );
     }

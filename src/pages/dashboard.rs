@@ -18,7 +18,7 @@ use super::views::{Moment, SessionItem};
 use crate::auth::flows::{self, revoking, AuthError};
 use crate::client::Client;
 use crate::clock;
-use crate::domain::{Password, SessionId};
+use crate::domain::{PasskeyId, Password, SessionId};
 use crate::state::AppState;
 use crate::store::sessions::{RevokeReason, OWN_SESSIONS_LIMIT};
 
@@ -43,7 +43,7 @@ pub struct DashboardPage {
 
 /// A passkey as the dashboard lists it.
 pub struct PasskeyItem {
-    id: i64,
+    id: PasskeyId,
     name: String,
     created: Moment,
     last_used: Option<Moment>,
@@ -54,7 +54,7 @@ async fn render(
     state: &AppState,
     password_error: Option<String>,
 ) -> Result<DashboardPage, PageError> {
-    let user_id = page.identity.user_id.0;
+    let user_id = page.identity.user_id;
     let (user, rows) = state
         .store
         .user_with_sessions(user_id, OWN_SESSIONS_LIMIT)
@@ -121,13 +121,13 @@ pub async fn revoke(
 ) -> Result<HttpResponse, PageError> {
     page.check_csrf(&form.csrf_token)?;
     let id: SessionId = id.parse().map_err(|_| PageError::NotFound)?;
-    let owner = page.identity.user_id.0;
+    let owner = page.identity.user_id;
     let actor = page.actor(&client);
     revoking(
         &state,
         state
             .store
-            .revoke_session(id.0, Some(owner), RevokeReason::SignedOutByUser, actor),
+            .revoke_session(id, Some(owner), RevokeReason::SignedOutByUser, actor),
     )
     .await?;
     if id == page.identity.session_id {
@@ -145,7 +145,7 @@ pub async fn revoke_others(
     client: Client,
 ) -> Result<HttpResponse, PageError> {
     page.check_csrf(&form.csrf_token)?;
-    let (user_id, keep) = (page.identity.user_id.0, page.identity.session_id.0);
+    let (user_id, keep) = (page.identity.user_id, page.identity.session_id);
     let actor = page.actor(&client);
     let (_, n) = revoking(
         &state,
@@ -191,7 +191,7 @@ pub(super) async fn confirmed_or_back(
     client: &Client,
     refusals: Refusals,
 ) -> Result<Option<HttpResponse>, PageError> {
-    let user = state.store.user(page.identity.user_id.0).await?;
+    let user = state.store.user(page.identity.user_id).await?;
     let message = match flows::confirm_password(state, &user, password, otp, client).await {
         Ok(()) => return Ok(None),
         Err(AuthError::InvalidCredentials) => refusals.wrong.to_owned(),
@@ -234,7 +234,7 @@ pub async fn change_password(
             .await
         }
     };
-    let user_id = page.identity.user_id.0;
+    let user_id = page.identity.user_id;
     let user = state.store.user(user_id).await?;
     match flows::confirm_password(&state, &user, &form.current_password, None, &client).await {
         Ok(()) => {}
@@ -256,7 +256,7 @@ pub async fn change_password(
         tracing::error!(error = %e, "cannot hash a new password");
         PageError::Internal
     })?;
-    let keep = page.identity.session_id.0;
+    let keep = page.identity.session_id;
     let actor = page.actor(&client);
     revoking(
         &state,

@@ -18,7 +18,7 @@ use super::{csrf, SID_KEY};
 use crate::auth::guard::{authenticate, RoleRequirement};
 use crate::auth::{AnyRole, Identity};
 use crate::client::Client;
-use crate::domain::Role;
+use crate::domain::{Role, SessionId};
 use crate::next_path;
 use crate::store::Actor;
 
@@ -32,7 +32,7 @@ pub struct Page<R: RoleRequirement = AnyRole> {
 impl<R: RoleRequirement> Page<R> {
     /// Who does what this page posts: its user, from this client.
     pub fn actor(&self, client: &Client) -> Actor {
-        Actor::of(Some(self.identity.user_id.0), client)
+        Actor::of(Some(self.identity.user_id), client)
     }
 
     /// The layout around this page, taking the pending flash message.
@@ -105,8 +105,8 @@ fn extract<R: RoleRequirement>(req: &HttpRequest) -> Result<Page<R>, PageError> 
     }
     // Remember which latchkey session this browser holds, so signing out can revoke it
     // even after the short-lived access cookie has gone.
-    if session.get::<i64>(SID_KEY).ok().flatten() != Some(identity.session_id.0) {
-        let _ = session.insert(SID_KEY, identity.session_id.0);
+    if session.get::<SessionId>(SID_KEY).ok().flatten() != Some(identity.session_id) {
+        let _ = session.insert(SID_KEY, identity.session_id);
     }
     Ok(Page {
         identity,

@@ -15,7 +15,7 @@ use super::{csrf, flash, query, see_other, SID_KEY};
 use crate::auth::flows::{self, revoking, AuthError, PendingCode, SignedIn};
 use crate::auth::guard::authenticate;
 use crate::client::Client;
-use crate::domain::Username;
+use crate::domain::{SessionId, Username};
 use crate::state::AppState;
 use crate::store::sessions::RevokeReason;
 use crate::store::{Actor, StoreError};
@@ -209,7 +209,7 @@ pub(super) fn browser_signed_in(
     session.clear();
     session.renew();
     csrf::fresh(session);
-    let _ = session.insert(SID_KEY, signed_in.session_id.0);
+    let _ = session.insert(SID_KEY, signed_in.session_id);
     for cookie in signed_in.cookies(state.settings.secure_cookies) {
         response.cookie(cookie);
     }
@@ -235,10 +235,10 @@ pub async fn logout(
     let identity = authenticate(&req).ok();
     let sid = identity
         .as_ref()
-        .map(|i| i.session_id.0)
-        .or_else(|| session.get::<i64>(SID_KEY).ok().flatten());
+        .map(|i| i.session_id)
+        .or_else(|| session.get::<SessionId>(SID_KEY).ok().flatten());
     if let Some(sid) = sid {
-        let actor = Actor::of(identity.map(|i| i.user_id.0), &client);
+        let actor = Actor::of(identity.map(|i| i.user_id), &client);
         let revoked = state
             .store
             .revoke_session(sid, None, RevokeReason::SignedOut, actor);

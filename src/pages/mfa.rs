@@ -79,11 +79,11 @@ pub async fn required(
     state: Data<AppState>,
     client: Client,
 ) -> Result<HttpResponse, PageError> {
-    let user_id = page.identity.user_id.0;
+    let user_id = page.identity.user_id;
     let has_factor = state.store.sealed_totp_secret(user_id).await?.is_some();
     if has_factor {
         let actor = Actor::of(Some(user_id), &client);
-        let session = page.identity.session_id.0;
+        let session = page.identity.session_id;
         let ended =
             state
                 .store
@@ -191,7 +191,7 @@ pub async fn confirm(
             .respond_to(page.request())
             .map_into_boxed_body());
     };
-    let user_id = page.identity.user_id.0;
+    let user_id = page.identity.user_id;
     let codes = recovery::generate_set();
     let hashes = hashes(&state, &codes);
     let sealed = state.mfa_key.seal(user_id, secret.as_bytes());
@@ -272,7 +272,7 @@ pub async fn new_codes(
     let codes = recovery::generate_set();
     state
         .store
-        .replace_recovery_codes(page.identity.user_id.0, hashes(&state, &codes))
+        .replace_recovery_codes(page.identity.user_id, hashes(&state, &codes))
         .await?;
     Ok(codes_page(&page, codes, "/dashboard"))
 }
@@ -288,7 +288,7 @@ pub async fn disable(
     if let Some(refused) = confirmed(&page, &state, &form, &client).await? {
         return Ok(refused);
     }
-    let user_id = page.identity.user_id.0;
+    let user_id = page.identity.user_id;
     let actor = page.actor(&client);
     state.store.remove_totp(user_id, false, actor).await?;
     tracing::info!(user = %page.identity.username, "two-step sign-in turned off");

@@ -23,6 +23,7 @@ use super::{csrf, see_other};
 use crate::auth::flows;
 use crate::client::Client;
 use crate::clock::{self, SECOND};
+use crate::domain::PasskeyId;
 use crate::error::ApiError;
 use crate::next_path;
 use crate::passkeys::{Refused, CEREMONY_SECS};
@@ -110,7 +111,7 @@ pub async fn register_start(
     let page = signed_in(page)?;
     check_csrf(page.request(), &page.session, &body.csrf_token)?;
     let name = passkey_name(&body.name)?;
-    let user_id = page.identity.user_id.0;
+    let user_id = page.identity.user_id;
     let existing = state.store.passkeys_of(user_id).await?;
     // Before the authenticator makes a credential that could not be kept.
     if existing.len() as i64 >= MAX_PER_USER {
@@ -159,7 +160,7 @@ pub async fn register_finish(
     let page = signed_in(page)?;
     check_csrf(page.request(), &page.session, &body.csrf_token)?;
     let id = current_ceremony(&page.session).ok_or_else(expired)?;
-    let user_id = page.identity.user_id.0;
+    let user_id = page.identity.user_id;
     let ceremony = state
         .store
         .take_ceremony(id, Purpose::Register)
@@ -201,11 +202,7 @@ pub async fn remove(
     client: Client,
 ) -> Result<HttpResponse, PageError> {
     page.check_csrf(&form.csrf_token)?;
-    let id: i64 = id
-        .parse()
-        .ok()
-        .filter(|id| *id > 0)
-        .ok_or(PageError::NotFound)?;
+    let id: PasskeyId = id.parse().map_err(|_| PageError::NotFound)?;
     let refusals = Refusals {
         wrong: "Your password is not correct: the passkey was kept.",
         too_many: "Too many wrong passwords.",
@@ -219,7 +216,7 @@ pub async fn remove(
     let actor = page.actor(&client);
     state
         .store
-        .remove_passkey(page.identity.user_id.0, id, actor)
+        .remove_passkey(page.identity.user_id, id, actor)
         .await?;
     tracing::info!(user = %page.identity.username, "passkey removed");
     flash::ok(&page.session, "Passkey removed.");

@@ -22,7 +22,7 @@ impl Moment {
 }
 
 pub struct SessionItem {
-    pub id: i64,
+    pub id: SessionId,
     pub username: String,
     pub current: bool,
     pub device: String,
@@ -39,7 +39,7 @@ impl SessionItem {
         SessionItem {
             id: s.id,
             username: row.username,
-            current: s.id == current.0,
+            current: s.id == current,
             device: user_agent::parse(&s.user_agent).describe(),
             user_agent: s.user_agent,
             ip: s.ip,

@@ -1,12 +1,17 @@
+use diesel::deserialize::{FromSql, FromSqlRow};
+use diesel::expression::AsExpression;
 use diesel::prelude::*;
+use diesel::sql_types::Text;
 
 use super::{columns, Actor, Statement, StoreError};
 use crate::clock::Millis;
 use crate::db::Conn;
+use crate::domain::{EventId, SessionId, UserId};
 use crate::schema::audit_events;
 
 /// What an audit event records. The strings are stable: they are stored and shown.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, AsExpression, FromSqlRow)]
+#[diesel(sql_type = Text)]
 pub enum EventKind {
     SignInSucceeded,
     SignInFailed,
@@ -87,13 +92,49 @@ impl EventKind {
     }
 }
 
+crate::sql_types::text_enum!(EventKind, |name| {
+    EventKind::from_name(name).ok_or_else(|| format!("unknown audit event kind '{name}'"))
+});
+
+/// The kind a stored event names: one this build knows, or a name written by a newer
+/// build (instances upgraded one at a time share the log), kept as it is.
+#[derive(Debug, Clone, PartialEq, Eq, FromSqlRow)]
+#[diesel(sql_type = Text)]
+pub enum RecordedKind {
+    Known(EventKind),
+    Unknown(String),
+}
+
+impl RecordedKind {
+    pub fn as_str(&self) -> &str {
+        match self {
+            RecordedKind::Known(kind) => kind.as_str(),
+            RecordedKind::Unknown(name) => name,
+        }
+    }
+}
+
+impl<DB> FromSql<Text, DB> for RecordedKind
+where
+    DB: diesel::backend::Backend,
+    String: FromSql<Text, DB>,
+{
+    fn from_sql(bytes: DB::RawValue<'_>) -> diesel::deserialize::Result<Self> {
+        let name = String::from_sql(bytes)?;
+        Ok(match EventKind::from_name(&name) {
+            Some(kind) => RecordedKind::Known(kind),
+            None => RecordedKind::Unknown(name),
+        })
+    }
+}
+
 /// One event about to be written.
 pub struct Event<'a> {
     pub kind: EventKind,
     pub actor: &'a Actor,
-    pub subject_user_id: Option<i64>,
+    pub subject_user_id: Option<UserId>,
     pub subject_username: Option<&'a str>,
-    pub session_id: Option<i64>,
+    pub session_id: Option<SessionId>,
     pub detail: Option<String>,
 }
 
@@ -101,7 +142,7 @@ pub fn record(conn: &mut Conn, at: Millis, event: Event<'_>) -> Result<(), Store
     diesel::insert_into(audit_events::table)
         .values((
             audit_events::at.eq(at),
-            audit_events::kind.eq(event.kind.as_str()),
+            audit_events::kind.eq(event.kind),
             audit_events::actor_user_id.eq(event.actor.user_id),
             audit_events::subject_user_id.eq(event.subject_user_id),
             audit_events::subject_username.eq(event.subject_username),
@@ -117,13 +158,13 @@ pub fn record(conn: &mut Conn, at: Millis, event: Event<'_>) -> Result<(), Store
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = audit_events, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct AuditRow {
-    pub id: i64,
+    pub id: EventId,
     pub at: Millis,
-    pub kind: String,
-    pub actor_user_id: Option<i64>,
-    pub subject_user_id: Option<i64>,
+    pub kind: RecordedKind,
+    pub actor_user_id: Option<UserId>,
+    pub subject_user_id: Option<UserId>,
     pub subject_username: Option<String>,
-    pub session_id: Option<i64>,
+    pub session_id: Option<SessionId>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
     pub detail: Option<String>,
@@ -133,7 +174,7 @@ pub struct AuditRow {
 pub fn list(
     conn: &mut Conn,
     subject_username: Option<&str>,
-    before: Option<i64>,
+    before: Option<EventId>,
     limit: i64,
 ) -> Result<Vec<AuditRow>, StoreError> {
     Ok(crate::on_backend!(conn, |c| {

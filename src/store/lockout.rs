@@ -20,6 +20,7 @@ use super::audit::{self, Event, EventKind};
 use super::{write_tx, Actor, Statement, StoreError};
 use crate::clock::{Millis, SECOND};
 use crate::db::Conn;
+use crate::domain::UserId;
 use crate::schema::{login_failures, login_failures_by_ip};
 
 #[derive(Debug, Clone, Copy)]
@@ -313,7 +314,7 @@ pub fn reserve(
     conn: &mut Conn,
     now: Millis,
     username: &str,
-    user_id: Option<i64>,
+    user_id: Option<UserId>,
     client: &str,
     actor: &Actor,
     policy: Policy,
@@ -378,7 +379,7 @@ fn audit_refusal(
     conn: &mut Conn,
     now: Millis,
     username: &str,
-    user_id: Option<i64>,
+    user_id: Option<UserId>,
     actor: &Actor,
     why: &str,
 ) -> Result<(), StoreError> {
@@ -402,7 +403,7 @@ pub fn confirm_failure(
     conn: &mut Conn,
     now: Millis,
     reservation: &Reservation,
-    user_id: Option<i64>,
+    user_id: Option<UserId>,
     actor: &Actor,
     policy: Policy,
 ) -> Result<Option<Millis>, StoreError> {

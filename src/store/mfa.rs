@@ -10,10 +10,11 @@ use super::sessions::{RevokeReason, Revoked};
 use super::{write_tx, Actor, Statement, StoreError};
 use crate::clock::Millis;
 use crate::db::Conn;
+use crate::domain::UserId;
 use crate::schema::{recovery_codes, totp_factors, users};
 
 /// The sealed TOTP secret of a user, if they have a factor.
-pub fn sealed_secret(conn: &mut Conn, user_id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+pub fn sealed_secret(conn: &mut Conn, user_id: UserId) -> Result<Option<Vec<u8>>, StoreError> {
     Ok(totp_factors::table
         .find(user_id)
         .select(totp_factors::secret)
@@ -22,7 +23,7 @@ pub fn sealed_secret(conn: &mut Conn, user_id: i64) -> Result<Option<Vec<u8>>, S
 }
 
 /// The users who have a TOTP factor.
-pub fn users_with_factor(conn: &mut Conn) -> Result<Vec<i64>, StoreError> {
+pub fn users_with_factor(conn: &mut Conn) -> Result<Vec<UserId>, StoreError> {
     Ok(totp_factors::table
         .select(totp_factors::user_id)
         .all(conn)?)
@@ -35,7 +36,7 @@ pub fn any_factor(conn: &mut Conn) -> Result<bool, StoreError> {
 }
 
 /// Unused recovery codes a user has left.
-pub fn codes_left(conn: &mut Conn, user_id: i64) -> Result<i64, StoreError> {
+pub fn codes_left(conn: &mut Conn, user_id: UserId) -> Result<i64, StoreError> {
     Ok(recovery_codes::table
         .filter(recovery_codes::user_id.eq(user_id))
         .filter(recovery_codes::used_at.is_null())
@@ -49,7 +50,7 @@ pub(super) fn record(
     now: Millis,
     kind: EventKind,
     actor: &Actor,
-    user_id: i64,
+    user_id: UserId,
     detail: Option<String>,
 ) -> Result<(), StoreError> {
     let username: Option<String> = users::table
@@ -74,7 +75,7 @@ pub(super) fn record(
 fn insert_codes(
     conn: &mut Conn,
     now: Millis,
-    user_id: i64,
+    user_id: UserId,
     hashes: &[Vec<u8>],
 ) -> Result<(), StoreError> {
     for hash in hashes {
@@ -94,7 +95,7 @@ fn insert_codes(
 pub fn enable(
     conn: &mut Conn,
     now: Millis,
-    user_id: i64,
+    user_id: UserId,
     sealed: &[u8],
     confirmed_step: i64,
     code_hashes: &[Vec<u8>],
@@ -124,7 +125,7 @@ pub fn enable(
 
 /// Accepts TOTP time step `step` for a user if no later or equal step was accepted
 /// before: each code works once, and never one older than the last.
-pub fn accept_step(conn: &mut Conn, user_id: i64, step: i64) -> Result<bool, StoreError> {
+pub fn accept_step(conn: &mut Conn, user_id: UserId, step: i64) -> Result<bool, StoreError> {
     let updated = diesel::update(
         totp_factors::table
             .filter(totp_factors::user_id.eq(user_id))
@@ -139,7 +140,7 @@ pub fn accept_step(conn: &mut Conn, user_id: i64, step: i64) -> Result<bool, Sto
 pub fn use_recovery_code(
     conn: &mut Conn,
     now: Millis,
-    user_id: i64,
+    user_id: UserId,
     hash: &[u8],
     actor: &Actor,
 ) -> Result<bool, StoreError> {
@@ -171,7 +172,7 @@ pub fn use_recovery_code(
 pub fn replace_codes(
     conn: &mut Conn,
     now: Millis,
-    user_id: i64,
+    user_id: UserId,
     code_hashes: &[Vec<u8>],
 ) -> Result<(), StoreError> {
     write_tx(conn, |conn| {
@@ -187,7 +188,7 @@ pub fn replace_codes(
 pub fn remove(
     conn: &mut Conn,
     now: Millis,
-    user_id: i64,
+    user_id: UserId,
     reset: bool,
     actor: &Actor,
 ) -> Result<(bool, Option<Revoked>), StoreError> {

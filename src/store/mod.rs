@@ -31,6 +31,7 @@ use diesel::{QueryResult, RunQueryDsl, Selectable};
 
 use crate::client::Client;
 use crate::db::{Backend, Conn};
+use crate::domain::UserId;
 
 /// A write transaction (see [`crate::db::write_transaction`]): `BEGIN IMMEDIATE` on
 /// SQLite, READ COMMITTED (run again on a deadlock) on PostgreSQL, and a
@@ -203,14 +204,14 @@ pub fn split_page<T>(mut rows: Vec<T>, limit: i64) -> (Vec<T>, bool) {
 /// Who did something, from where: stored with every audit event.
 #[derive(Debug, Clone, Default)]
 pub struct Actor {
-    pub user_id: Option<i64>,
+    pub user_id: Option<UserId>,
     pub ip: Option<String>,
     pub user_agent: Option<String>,
 }
 
 impl Actor {
     /// A request's client, acting as `user_id` when known.
-    pub fn of(user_id: Option<i64>, client: &Client) -> Self {
+    pub fn of(user_id: Option<UserId>, client: &Client) -> Self {
         Actor {
             user_id,
             ip: Some(client.ip.clone()),

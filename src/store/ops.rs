@@ -20,7 +20,7 @@ use super::{secrets, write_tx, Actor, Statement, StoreError};
 use crate::client::Client;
 use crate::clock::{self, Millis};
 use crate::db::Db;
-use crate::domain::{Role, Username};
+use crate::domain::{EventId, PasskeyId, Role, SessionId, UserId, Username};
 use crate::metrics::Metrics;
 
 #[derive(Clone)]
@@ -30,7 +30,7 @@ pub struct Store {
 }
 
 /// A page of audit events with the names of the users who acted in them.
-pub type AuditPage = (Vec<AuditRow>, Vec<(i64, String)>);
+pub type AuditPage = (Vec<AuditRow>, Vec<(UserId, String)>);
 
 impl Store {
     /// The store on `db`, counting failures and revocations into `metrics`.
@@ -68,7 +68,7 @@ impl Store {
 
     // ---- users ----
 
-    pub async fn user(&self, id: i64) -> Result<UserRow, StoreError> {
+    pub async fn user(&self, id: UserId) -> Result<UserRow, StoreError> {
         self.db.read(move |conn| users::find_by_id(conn, id)).await
     }
 
@@ -85,7 +85,7 @@ impl Store {
     /// Every user with the number of their active sessions (users without any: absent).
     pub async fn users_with_session_counts(
         &self,
-    ) -> Result<(Vec<UserRow>, Vec<(i64, i64)>), StoreError> {
+    ) -> Result<(Vec<UserRow>, Vec<(UserId, i64)>), StoreError> {
         self.db
             .read(|conn| {
                 Ok((
@@ -113,7 +113,7 @@ impl Store {
     /// Changes a role (revoking a demoted admin's sessions); the row and how many.
     pub async fn set_role(
         &self,
-        id: i64,
+        id: UserId,
         role: Role,
         actor: Actor,
     ) -> Result<(UserRow, usize), StoreError> {
@@ -127,7 +127,7 @@ impl Store {
     /// Disables (revoking every session) or enables a user.
     pub async fn set_disabled(
         &self,
-        id: i64,
+        id: UserId,
         disabled: bool,
         actor: Actor,
     ) -> Result<UserRow, StoreError> {
@@ -142,9 +142,9 @@ impl Store {
     /// Sets a new password hash and revokes every session of the user but `keep`.
     pub async fn set_password(
         &self,
-        id: i64,
+        id: UserId,
         password_hash: String,
-        keep: Option<i64>,
+        keep: Option<SessionId>,
         actor: Actor,
     ) -> Result<UserRow, StoreError> {
         let (row, revoked) = self
@@ -175,7 +175,7 @@ impl Store {
         &self,
         now: Millis,
         username: String,
-        user_id: Option<i64>,
+        user_id: Option<UserId>,
         client: String,
         actor: Actor,
         policy: Policy,
@@ -192,7 +192,7 @@ impl Store {
         &self,
         now: Millis,
         reservation: Reservation,
-        user_id: Option<i64>,
+        user_id: Option<UserId>,
         actor: Actor,
         policy: Policy,
     ) -> Result<Option<Millis>, StoreError> {
@@ -294,7 +294,7 @@ impl Store {
     pub async fn active_sessions(
         &self,
         user: Option<Username>,
-        before: Option<i64>,
+        before: Option<SessionId>,
         limit: i64,
     ) -> Result<Vec<SessionWithUser>, StoreError> {
         self.db
@@ -314,7 +314,7 @@ impl Store {
     /// A user's own active sessions, newest first, `limit` at most.
     pub async fn own_sessions(
         &self,
-        user_id: i64,
+        user_id: UserId,
         limit: i64,
     ) -> Result<Vec<SessionWithUser>, StoreError> {
         self.db
@@ -325,7 +325,7 @@ impl Store {
     /// A user's row and own active sessions, in one read.
     pub async fn user_with_sessions(
         &self,
-        user_id: i64,
+        user_id: UserId,
         limit: i64,
     ) -> Result<(UserRow, Vec<SessionWithUser>), StoreError> {
         self.db
@@ -341,8 +341,8 @@ impl Store {
     /// stamped at the write; the session and its owner's name.
     pub async fn revoke_session(
         &self,
-        id: i64,
-        owner: Option<i64>,
+        id: SessionId,
+        owner: Option<UserId>,
         reason: RevokeReason,
         actor: Actor,
     ) -> Result<SessionWithUser, StoreError> {
@@ -380,8 +380,8 @@ impl Store {
     /// Revokes every live session of a user but `except`; the user's name and how many.
     pub async fn revoke_user_sessions(
         &self,
-        user_id: i64,
-        except: Option<i64>,
+        user_id: UserId,
+        except: Option<SessionId>,
         reason: RevokeReason,
         actor: Actor,
     ) -> Result<(String, usize), StoreError> {
@@ -429,13 +429,13 @@ impl Store {
     pub async fn audit_page(
         &self,
         subject: Option<String>,
-        before: Option<i64>,
+        before: Option<EventId>,
         limit: i64,
     ) -> Result<AuditPage, StoreError> {
         self.db
             .read(move |conn| {
                 let rows = audit::list(conn, subject.as_deref(), before, limit)?;
-                let mut ids: Vec<i64> = rows.iter().filter_map(|r| r.actor_user_id).collect();
+                let mut ids: Vec<UserId> = rows.iter().filter_map(|r| r.actor_user_id).collect();
                 ids.sort_unstable();
                 ids.dedup();
                 Ok((rows, users::names_by_ids(conn, &ids)?))
@@ -446,25 +446,25 @@ impl Store {
     // ---- second factors ----
 
     /// A user's sealed TOTP secret, if they have two-step sign-in.
-    pub async fn sealed_totp_secret(&self, user_id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+    pub async fn sealed_totp_secret(&self, user_id: UserId) -> Result<Option<Vec<u8>>, StoreError> {
         self.db
             .read(move |conn| mfa::sealed_secret(conn, user_id))
             .await
     }
 
     /// The users with two-step sign-in on (for the admin's users page).
-    pub async fn users_with_totp(&self) -> Result<Vec<i64>, StoreError> {
+    pub async fn users_with_totp(&self) -> Result<Vec<UserId>, StoreError> {
         self.db.read(mfa::users_with_factor).await
     }
 
-    pub async fn recovery_codes_left(&self, user_id: i64) -> Result<i64, StoreError> {
+    pub async fn recovery_codes_left(&self, user_id: UserId) -> Result<i64, StoreError> {
         self.db
             .read(move |conn| mfa::codes_left(conn, user_id))
             .await
     }
 
     /// Accepts a TOTP time step once (see `mfa::accept_step`).
-    pub async fn accept_totp_step(&self, user_id: i64, step: i64) -> Result<bool, StoreError> {
+    pub async fn accept_totp_step(&self, user_id: UserId, step: i64) -> Result<bool, StoreError> {
         self.db
             .write(move |conn| mfa::accept_step(conn, user_id, step))
             .await
@@ -472,7 +472,7 @@ impl Store {
 
     pub async fn use_recovery_code(
         &self,
-        user_id: i64,
+        user_id: UserId,
         hash: Vec<u8>,
         actor: Actor,
     ) -> Result<bool, StoreError> {
@@ -483,7 +483,7 @@ impl Store {
 
     pub async fn enable_totp(
         &self,
-        user_id: i64,
+        user_id: UserId,
         sealed: Vec<u8>,
         confirmed_step: i64,
         code_hashes: Vec<Vec<u8>>,
@@ -506,7 +506,7 @@ impl Store {
 
     pub async fn replace_recovery_codes(
         &self,
-        user_id: i64,
+        user_id: UserId,
         code_hashes: Vec<Vec<u8>>,
     ) -> Result<(), StoreError> {
         self.db
@@ -517,7 +517,7 @@ impl Store {
     /// Turns a user's TOTP off (`reset`: by an admin, revoking their sessions too).
     pub async fn remove_totp(
         &self,
-        user_id: i64,
+        user_id: UserId,
         reset: bool,
         actor: Actor,
     ) -> Result<bool, StoreError> {
@@ -531,14 +531,14 @@ impl Store {
 
     // ---- passkeys ----
 
-    pub async fn passkeys_of(&self, user_id: i64) -> Result<Vec<PasskeyRow>, StoreError> {
+    pub async fn passkeys_of(&self, user_id: UserId) -> Result<Vec<PasskeyRow>, StoreError> {
         self.db
             .read(move |conn| passkeys::of_user(conn, user_id))
             .await
     }
 
     /// (user id, passkeys) of every user with any.
-    pub async fn passkey_counts(&self) -> Result<Vec<(i64, i64)>, StoreError> {
+    pub async fn passkey_counts(&self) -> Result<Vec<(UserId, i64)>, StoreError> {
         self.db.read(passkeys::counts).await
     }
 
@@ -553,12 +553,12 @@ impl Store {
 
     pub async fn add_passkey(
         &self,
-        user_id: i64,
+        user_id: UserId,
         credential_id: Vec<u8>,
         name: String,
         passkey: String,
         actor: Actor,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<PasskeyId, StoreError> {
         self.db
             .write(move |conn| {
                 passkeys::add(
@@ -576,8 +576,8 @@ impl Store {
 
     pub async fn remove_passkey(
         &self,
-        user_id: i64,
-        id: i64,
+        user_id: UserId,
+        id: PasskeyId,
         actor: Actor,
     ) -> Result<(), StoreError> {
         self.db
@@ -589,7 +589,7 @@ impl Store {
     /// sign-in with it, or its removal, came first.
     pub async fn passkey_used(
         &self,
-        id: i64,
+        id: PasskeyId,
         verified: String,
         updated: Option<String>,
     ) -> Result<bool, StoreError> {
@@ -602,7 +602,7 @@ impl Store {
 
     pub async fn passkey_refused(
         &self,
-        user: Option<(i64, String)>,
+        user: Option<(UserId, String)>,
         actor: Actor,
     ) -> Result<(), StoreError> {
         self.db

@@ -9,6 +9,7 @@ use super::audit::{self, Event, EventKind};
 use super::{columns, mfa, write_tx, Actor, Statement, StoreError};
 use crate::clock::Millis;
 use crate::db::Conn;
+use crate::domain::{PasskeyId, UserId};
 use crate::schema::{passkeys, webauthn_ceremonies};
 
 /// The most passkeys one account may register.
@@ -17,8 +18,8 @@ pub const MAX_PER_USER: i64 = 20;
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = passkeys, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct PasskeyRow {
-    pub id: i64,
-    pub user_id: i64,
+    pub id: PasskeyId,
+    pub user_id: UserId,
     pub credential_id: Vec<u8>,
     pub name: String,
     /// webauthn-rs' `Passkey`, serialised.
@@ -28,7 +29,7 @@ pub struct PasskeyRow {
 }
 
 /// A user's passkeys, oldest first.
-pub fn of_user(conn: &mut Conn, user_id: i64) -> Result<Vec<PasskeyRow>, StoreError> {
+pub fn of_user(conn: &mut Conn, user_id: UserId) -> Result<Vec<PasskeyRow>, StoreError> {
     Ok(passkeys::table
         .filter(passkeys::user_id.eq(user_id))
         .order(passkeys::id.asc())
@@ -37,7 +38,7 @@ pub fn of_user(conn: &mut Conn, user_id: i64) -> Result<Vec<PasskeyRow>, StoreEr
 }
 
 /// How many passkeys each user with any has (for the admin's users page).
-pub fn counts(conn: &mut Conn) -> Result<Vec<(i64, i64)>, StoreError> {
+pub fn counts(conn: &mut Conn) -> Result<Vec<(UserId, i64)>, StoreError> {
     Ok(passkeys::table
         .group_by(passkeys::user_id)
         .select((passkeys::user_id, diesel::dsl::count_star()))
@@ -61,12 +62,12 @@ pub fn by_credential(
 pub fn add(
     conn: &mut Conn,
     now: Millis,
-    user_id: i64,
+    user_id: UserId,
     credential_id: &[u8],
     name: &str,
     passkey: &str,
     actor: &Actor,
-) -> Result<i64, StoreError> {
+) -> Result<PasskeyId, StoreError> {
     write_tx(conn, |conn| {
         if by_credential(conn, credential_id)?.is_some() {
             return Err(StoreError::Conflict(
@@ -82,7 +83,7 @@ pub fn add(
                 "an account may have at most {MAX_PER_USER} passkeys"
             )));
         }
-        let id: i64 = diesel::insert_into(passkeys::table)
+        let id: PasskeyId = diesel::insert_into(passkeys::table)
             .values((
                 passkeys::user_id.eq(user_id),
                 passkeys::credential_id.eq(credential_id),
@@ -109,8 +110,8 @@ pub fn add(
 pub fn remove(
     conn: &mut Conn,
     now: Millis,
-    user_id: i64,
-    id: i64,
+    user_id: UserId,
+    id: PasskeyId,
     actor: &Actor,
 ) -> Result<(), StoreError> {
     write_tx(conn, |conn| {
@@ -134,7 +135,7 @@ pub fn remove(
 }
 
 /// Removes every passkey of a user (an admin's reset); returns how many there were.
-pub fn remove_all_in_tx(conn: &mut Conn, user_id: i64) -> Result<usize, StoreError> {
+pub fn remove_all_in_tx(conn: &mut Conn, user_id: UserId) -> Result<usize, StoreError> {
     Ok(diesel::delete(passkeys::table.filter(passkeys::user_id.eq(user_id))).run(conn)?)
 }
 
@@ -145,7 +146,7 @@ pub fn remove_all_in_tx(conn: &mut Conn, user_id: i64) -> Result<usize, StoreErr
 pub fn used(
     conn: &mut Conn,
     now: Millis,
-    id: i64,
+    id: PasskeyId,
     verified: &str,
     updated: Option<&str>,
 ) -> Result<bool, StoreError> {
@@ -169,7 +170,7 @@ pub fn used(
 pub fn refused(
     conn: &mut Conn,
     now: Millis,
-    user: Option<(i64, &str)>,
+    user: Option<(UserId, &str)>,
     actor: &Actor,
 ) -> Result<(), StoreError> {
     audit::record(
@@ -206,7 +207,7 @@ impl Purpose {
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = webauthn_ceremonies, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct CeremonyRow {
-    pub user_id: Option<i64>,
+    pub user_id: Option<UserId>,
     pub name: Option<String>,
     pub state: String,
     pub expires_at: Millis,
@@ -222,7 +223,7 @@ pub struct NewCeremony {
     pub id: Vec<u8>,
     pub purpose: Purpose,
     /// Registration: whose.
-    pub user_id: Option<i64>,
+    pub user_id: Option<UserId>,
     /// Registration: the new passkey's name.
     pub name: Option<String>,
     /// webauthn-rs' state, serialised.

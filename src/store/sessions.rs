@@ -9,13 +9,14 @@ use super::{columns, write_tx, Actor, Prepared, Statement, StoreError};
 use crate::client::Client;
 use crate::clock::Millis;
 use crate::db::Conn;
+use crate::domain::{SessionId, UserId};
 use crate::schema::{refresh_tokens, revocation_counter, revocations, sessions, users};
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = sessions, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct SessionRow {
-    pub id: i64,
-    pub user_id: i64,
+    pub id: SessionId,
+    pub user_id: UserId,
     pub created_at: Millis,
     pub last_used_at: Millis,
     pub expires_at: Millis,
@@ -39,7 +40,7 @@ pub struct SessionWithUser {
 #[diesel(table_name = refresh_tokens, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 struct RefreshRow {
     id: i64,
-    session_id: i64,
+    session_id: SessionId,
     expires_at: Millis,
     rotated_at: Option<Millis>,
 }
@@ -59,7 +60,7 @@ pub const OWN_SESSIONS_LIMIT: i64 = 500;
 /// The user row a sign-in's password was verified against.
 #[derive(Debug, Clone, Copy)]
 pub struct Verified<'a> {
-    pub user_id: i64,
+    pub user_id: UserId,
     /// The stored hash the password was checked against.
     pub password_hash: &'a str,
     /// How: RFC 8176 methods, comma-separated (the session's `amr`).
@@ -143,7 +144,7 @@ pub fn start(
 
 fn insert_token(
     conn: &mut Conn,
-    session_id: i64,
+    session_id: SessionId,
     hash: &[u8],
     now: Millis,
     expires: Millis,
@@ -214,7 +215,7 @@ pub enum Rotation {
     /// Unknown, expired, or its session is revoked, expired or its user disabled.
     Refused,
     /// An already-rotated token came back after the grace: the session is now revoked.
-    ReuseDetected { session_id: i64 },
+    ReuseDetected { session_id: SessionId },
 }
 
 /// Whether a refresh token of this hash exists at all: a read that answers unknown
@@ -283,7 +284,7 @@ pub fn rotate(
             // `now` may be before `rotated` (another instance's clock, or a retried
             // transaction's earlier stamp): still "at once", and never inside a 0s grace.
             Some(rotated) if life.reuse_grace > 0 && now - rotated < life.reuse_grace => {
-                let issued: Option<(i64, Millis)> = refresh_tokens::table
+                let issued: Option<(SessionId, Millis)> = refresh_tokens::table
                     .filter(refresh_tokens::token_hash.eq(successor))
                     .select((refresh_tokens::session_id, refresh_tokens::expires_at))
                     .one(conn)
@@ -345,14 +346,14 @@ pub fn rotate(
 }
 
 /// The lock rotations and revocations of session `id` take turns on (see `store::hold`).
-fn session_lock(id: i64) -> String {
+fn session_lock(id: SessionId) -> String {
     format!("session:{id}")
 }
 
 /// The lock sign-ins of user `id` and changes of that user take turns on: a session
 /// starts either before a change that revokes the user's sessions, or after it (and
 /// then sees it).
-pub(super) fn user_lock(id: i64) -> String {
+pub(super) fn user_lock(id: UserId) -> String {
     format!("user:{id}")
 }
 
@@ -360,7 +361,7 @@ pub(super) fn user_lock(id: i64) -> String {
 fn touch(
     conn: &mut Conn,
     now: Millis,
-    id: i64,
+    id: SessionId,
     expires_at: Millis,
     client: &Client,
 ) -> Result<SessionRow, StoreError> {
@@ -387,7 +388,7 @@ pub fn find_by_token(conn: &mut Conn, hash: &[u8]) -> Result<Option<SessionRow>,
         .optional()?)
 }
 
-pub fn find(conn: &mut Conn, id: i64) -> Result<SessionWithUser, StoreError> {
+pub fn find(conn: &mut Conn, id: SessionId) -> Result<SessionWithUser, StoreError> {
     let (session, username) = sessions::table
         .inner_join(users::table)
         .filter(sessions::id.eq(id))
@@ -401,8 +402,8 @@ pub fn find(conn: &mut Conn, id: i64) -> Result<SessionWithUser, StoreError> {
 pub fn list_active(
     conn: &mut Conn,
     now: Millis,
-    user_id: Option<i64>,
-    before_id: Option<i64>,
+    user_id: Option<UserId>,
+    before_id: Option<SessionId>,
     limit: i64,
 ) -> Result<Vec<SessionWithUser>, StoreError> {
     let rows: Vec<(SessionRow, String)> = crate::on_backend!(conn, |c| {
@@ -429,7 +430,10 @@ pub fn list_active(
 }
 
 /// How many active sessions each user has (users without any are absent).
-pub fn count_active_by_user(conn: &mut Conn, now: Millis) -> Result<Vec<(i64, i64)>, StoreError> {
+pub fn count_active_by_user(
+    conn: &mut Conn,
+    now: Millis,
+) -> Result<Vec<(UserId, i64)>, StoreError> {
     Ok(sessions::table
         .filter(sessions::revoked_at.is_null())
         .filter(sessions::expires_at.gt(now))
@@ -443,8 +447,8 @@ pub fn count_active_by_user(conn: &mut Conn, now: Millis) -> Result<Vec<(i64, i6
 pub fn revoke(
     conn: &mut Conn,
     now: Millis,
-    id: i64,
-    owner: Option<i64>,
+    id: SessionId,
+    owner: Option<UserId>,
     reason: RevokeReason,
     actor: &Actor,
 ) -> Result<(SessionRow, Revoked), StoreError> {
@@ -516,8 +520,8 @@ fn revoke_in_tx(
 pub fn revoke_all_of_user(
     conn: &mut Conn,
     now: Millis,
-    user_id: i64,
-    except: Option<i64>,
+    user_id: UserId,
+    except: Option<SessionId>,
     reason: RevokeReason,
     actor: &Actor,
 ) -> Result<Revoked, StoreError> {
@@ -529,8 +533,8 @@ pub fn revoke_all_of_user(
 pub(super) fn revoke_all_of_user_in_tx(
     conn: &mut Conn,
     now: Millis,
-    user_id: i64,
-    except: Option<i64>,
+    user_id: UserId,
+    except: Option<SessionId>,
     reason: RevokeReason,
     actor: &Actor,
 ) -> Result<Revoked, StoreError> {
@@ -538,7 +542,7 @@ pub(super) fn revoke_all_of_user_in_tx(
         .inner_join(users::table)
         .filter(sessions::user_id.eq(user_id))
         .filter(sessions::revoked_at.is_null())
-        .filter(sessions::id.ne(except.unwrap_or(0)))
+        .filter(sessions::id.ne(except.unwrap_or(SessionId(0))))
         .select((columns::<SessionRow>(), users::username))
         .all(conn)?;
     let mut sessions = 0;
@@ -560,7 +564,7 @@ fn next_revocation_seq(conn: &mut Conn) -> Result<i64, StoreError> {
 /// Sessions revoked since a sync, and the number of the latest revocation they cover.
 #[derive(Debug, Clone, Default)]
 pub struct Revocations {
-    pub sessions: Vec<i64>,
+    pub sessions: Vec<SessionId>,
     pub up_to: i64,
 }
 
@@ -604,7 +608,7 @@ pub fn last_revocation_seq(conn: &mut Conn) -> Result<i64, StoreError> {
 
 /// Sessions revoked with a number above `after`, with their numbers: what the
 /// revocation set polls for, independent of every writer's clock.
-pub fn revoked_after(conn: &mut Conn, after: i64) -> Result<Vec<(i64, i64)>, StoreError> {
+pub fn revoked_after(conn: &mut Conn, after: i64) -> Result<Vec<(SessionId, i64)>, StoreError> {
     Ok(revocations::table
         .filter(revocations::seq.gt(after))
         .select((revocations::session_id, revocations::seq))
@@ -613,8 +617,11 @@ pub fn revoked_after(conn: &mut Conn, after: i64) -> Result<Vec<(i64, i64)>, Sto
 
 /// Sessions revoked at or after `since` (by the revoking writer's clock), for filling
 /// the revocation set at start-up.
-pub fn revoked_since(conn: &mut Conn, since: Millis) -> Result<Vec<(i64, Millis)>, StoreError> {
-    let logged: Vec<(i64, Millis)> = revocations::table
+pub fn revoked_since(
+    conn: &mut Conn,
+    since: Millis,
+) -> Result<Vec<(SessionId, Millis)>, StoreError> {
+    let logged: Vec<(SessionId, Millis)> = revocations::table
         .filter(revocations::revoked_at.ge(since))
         .select((revocations::session_id, revocations::revoked_at))
         .all(conn)?;
@@ -628,8 +635,8 @@ pub fn revoked_since(conn: &mut Conn, since: Millis) -> Result<Vec<(i64, Millis)
 fn revoked_sessions_since(
     conn: &mut Conn,
     since: Millis,
-) -> Result<Vec<(i64, Millis)>, StoreError> {
-    let rows: Vec<(i64, Option<Millis>)> = sessions::table
+) -> Result<Vec<(SessionId, Millis)>, StoreError> {
+    let rows: Vec<(SessionId, Option<Millis>)> = sessions::table
         .filter(sessions::revoked_at.ge(since))
         .select((sessions::id, sessions::revoked_at))
         .all(conn)?;

@@ -6,25 +6,18 @@ use super::sessions::{RevokeReason, Revoked};
 use super::{columns, sessions, write_tx, Actor, Statement, StoreError};
 use crate::clock::Millis;
 use crate::db::Conn;
-use crate::domain::{Role, Username};
+use crate::domain::{Role, SessionId, UserId, Username};
 use crate::schema::users;
 
 #[derive(Debug, Clone, Queryable, Selectable)]
 #[diesel(table_name = users, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
 pub struct UserRow {
-    pub id: i64,
+    pub id: UserId,
     pub username: String,
     pub password_hash: String,
-    pub role: String,
+    pub role: Role,
     pub disabled: bool,
     pub created_at: Millis,
-}
-
-impl UserRow {
-    /// The stored role; a value outside the CHECK constraint reads as the least privilege.
-    pub fn role(&self) -> Role {
-        self.role.parse().unwrap_or(Role::User)
-    }
 }
 
 pub fn find_by_name(conn: &mut Conn, name: &Username) -> Result<Option<UserRow>, StoreError> {
@@ -35,7 +28,7 @@ pub fn find_by_name(conn: &mut Conn, name: &Username) -> Result<Option<UserRow>,
         .optional()?)
 }
 
-pub fn find_by_id(conn: &mut Conn, id: i64) -> Result<UserRow, StoreError> {
+pub fn find_by_id(conn: &mut Conn, id: UserId) -> Result<UserRow, StoreError> {
     Ok(users::table
         .find(id)
         .select(columns::<UserRow>())
@@ -62,7 +55,7 @@ pub fn create(
             .values((
                 users::username.eq(name.as_str()),
                 users::password_hash.eq(password_hash),
-                users::role.eq(role.as_str()),
+                users::role.eq(role),
                 users::disabled.eq(false),
                 users::created_at.eq(now),
             ))
@@ -96,7 +89,7 @@ pub fn create(
 /// must remain. The CLI, the operator's way back in, is not held to the second rule.
 /// Role and account changes take turns on one lock (whether an enabled admin remains is
 /// a question about every admin row), then on the user's own (see `sessions::start`).
-fn hold_for_change(conn: &mut Conn, id: i64) -> Result<(), StoreError> {
+fn hold_for_change(conn: &mut Conn, id: UserId) -> Result<(), StoreError> {
     super::hold(conn, "admins")?;
     super::hold(conn, &sessions::user_lock(id))
 }
@@ -106,7 +99,7 @@ fn check_admin_change(conn: &mut Conn, actor: &Actor) -> Result<(), StoreError> 
         return Ok(());
     };
     let me = find_by_id(conn, acting)?;
-    if me.disabled || me.role() != Role::Admin {
+    if me.disabled || me.role != Role::Admin {
         return Err(StoreError::Conflict(
             "your account is no longer an enabled admin".into(),
         ));
@@ -119,7 +112,7 @@ fn check_an_admin_remains(conn: &mut Conn, actor: &Actor) -> Result<(), StoreErr
         return Ok(());
     }
     let admins: i64 = users::table
-        .filter(users::role.eq(Role::Admin.as_str()))
+        .filter(users::role.eq(Role::Admin))
         .filter(users::disabled.eq(false))
         .count()
         .one(conn)?;
@@ -136,7 +129,7 @@ fn check_an_admin_remains(conn: &mut Conn, actor: &Actor) -> Result<(), StoreErr
 pub fn set_role(
     conn: &mut Conn,
     now: Millis,
-    id: i64,
+    id: UserId,
     role: Role,
     actor: &Actor,
 ) -> Result<(UserRow, Option<Revoked>), StoreError> {
@@ -145,7 +138,7 @@ pub fn set_role(
         check_admin_change(conn, actor)?;
         let before = find_by_id(conn, id)?;
         let row: UserRow = diesel::update(users::table.find(id))
-            .set(users::role.eq(role.as_str()))
+            .set(users::role.eq(role))
             .returning(columns::<UserRow>())
             .one(conn)?;
         check_an_admin_remains(conn, actor)?;
@@ -163,7 +156,7 @@ pub fn set_role(
                 },
             )?;
         }
-        let revoked = if before.role() == Role::Admin && role != Role::Admin {
+        let revoked = if before.role == Role::Admin && role != Role::Admin {
             Some(sessions::revoke_all_of_user_in_tx(
                 conn,
                 now,
@@ -183,7 +176,7 @@ pub fn set_role(
 pub fn set_disabled(
     conn: &mut Conn,
     now: Millis,
-    id: i64,
+    id: UserId,
     disabled: bool,
     actor: &Actor,
 ) -> Result<(UserRow, Option<Revoked>), StoreError> {
@@ -233,7 +226,12 @@ pub fn set_disabled(
 /// Deletes a user: revokes every session first (so running servers refuse their access
 /// tokens; the revocation log outlives the rows), then the user and, by cascade, their
 /// sessions and refresh tokens. The audit log keeps its rows.
-pub fn delete(conn: &mut Conn, now: Millis, id: i64, actor: &Actor) -> Result<Revoked, StoreError> {
+pub fn delete(
+    conn: &mut Conn,
+    now: Millis,
+    id: UserId,
+    actor: &Actor,
+) -> Result<Revoked, StoreError> {
     write_tx(conn, |conn| {
         hold_for_change(conn, id)?;
         let row = find_by_id(conn, id)?;
@@ -267,9 +265,9 @@ pub fn delete(conn: &mut Conn, now: Millis, id: i64, actor: &Actor) -> Result<Re
 pub fn set_password(
     conn: &mut Conn,
     now: Millis,
-    id: i64,
+    id: UserId,
     password_hash: &str,
-    keep: Option<i64>,
+    keep: Option<SessionId>,
     actor: &Actor,
 ) -> Result<(UserRow, Revoked), StoreError> {
     write_tx(conn, |conn| {
@@ -303,7 +301,7 @@ pub fn set_password(
 }
 
 /// The names of the given users (for showing who did what in the audit log).
-pub fn names_by_ids(conn: &mut Conn, ids: &[i64]) -> Result<Vec<(i64, String)>, StoreError> {
+pub fn names_by_ids(conn: &mut Conn, ids: &[UserId]) -> Result<Vec<(UserId, String)>, StoreError> {
     Ok(users::table
         .filter(users::id.eq_any(ids))
         .select((users::id, users::username))

@@ -6,7 +6,7 @@ use std::time::Duration;
 use diesel::connection::SimpleConnection;
 use latchkey::client::Client;
 use latchkey::clock;
-use latchkey::domain::{Role, Username};
+use latchkey::domain::{Role, UserId, Username};
 use latchkey::store::audit::{self, AuditRow};
 use latchkey::store::sessions::{self, Lifetimes, RevokeReason};
 use latchkey::store::{lockout, users, Actor, StoreError};
@@ -38,7 +38,7 @@ fn find<'a>(
 ) -> &'a AuditRow {
     let found: Vec<&AuditRow> = events
         .iter()
-        .filter(|e| e.kind == kind && e.subject_username.as_deref() == Some(subject))
+        .filter(|e| e.kind.as_str() == kind && e.subject_username.as_deref() == Some(subject))
         .filter(|e| detail.is_none() || e.detail.as_deref() == detail)
         .collect();
     assert_eq!(
@@ -49,7 +49,7 @@ fn find<'a>(
     found[0]
 }
 
-fn assert_from_probe(event: &AuditRow, actor: Option<i64>) {
+fn assert_from_probe(event: &AuditRow, actor: Option<UserId>) {
     assert_eq!(event.ip.as_deref(), Some("127.0.0.1"), "{event:?}");
     assert_eq!(event.user_agent.as_deref(), Some(AGENT), "{event:?}");
     assert_eq!(event.actor_user_id, actor, "{event:?}");
@@ -131,7 +131,7 @@ async fn http_events_carry_actor_ip_and_user_agent() {
     );
     let succeeded: Vec<_> = events
         .iter()
-        .filter(|e| e.kind == "sign_in_succeeded")
+        .filter(|e| e.kind.as_str() == "sign_in_succeeded")
         .collect();
     assert_eq!(succeeded.len(), 5);
     for event in succeeded {
@@ -207,7 +207,7 @@ async fn cli_events_name_the_cli_as_the_actor() {
     // One key from the server's first start (no actor: the system), one from the CLI.
     let rotated: Vec<_> = events
         .iter()
-        .filter(|e| e.kind == "key_rotated")
+        .filter(|e| e.kind.as_str() == "key_rotated")
         .map(|e| e.user_agent.as_deref())
         .collect();
     assert_eq!(rotated, [Some("latchkey-cli"), None], "{events:#?}");

@@ -7,7 +7,7 @@ use diesel::prelude::*;
 use latchkey::clock::{self, Millis};
 use latchkey::config::{MfaKeySource, ServeArgs, Settings};
 use latchkey::db::{self, Db};
-use latchkey::domain::{Password, Role, Username};
+use latchkey::domain::{Password, Role, UserId, Username};
 use latchkey::mfa::totp::Secret;
 use latchkey::mfa::{recovery, MfaKey};
 use latchkey::passwords;
@@ -80,7 +80,7 @@ pub fn test_mfa_key() -> MfaKey {
 
 /// A user's TOTP turned on as the dashboard would do it (sealed with the test key, the
 /// confirming step long past); the secret and the recovery codes.
-pub fn enroll_totp(app: &TestApp, user_id: i64) -> (Secret, Vec<String>) {
+pub fn enroll_totp(app: &TestApp, user_id: UserId) -> (Secret, Vec<String>) {
     let key = test_mfa_key();
     let secret = Secret::generate();
     let codes = recovery::generate_set();
@@ -282,7 +282,7 @@ impl TestApp {
     }
 
     /// Creates a user directly in the database.
-    pub fn add_user(&self, name: &str, role: Role) -> i64 {
+    pub fn add_user(&self, name: &str, role: Role) -> UserId {
         let hash = passwords::hash_blocking(&Password::parse(PASSWORD.into()).unwrap()).unwrap();
         let mut conn = self.conn();
         users::create(
@@ -454,7 +454,7 @@ pub fn record_failure(
     conn: &mut db::Conn,
     now: Millis,
     username: &str,
-    user_id: Option<i64>,
+    user_id: Option<UserId>,
     actor: &Actor,
     policy: lockout::Policy,
 ) -> Result<Option<Millis>, StoreError> {

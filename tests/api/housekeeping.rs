@@ -8,7 +8,7 @@ use diesel::prelude::*;
 use latchkey::client::Client;
 use latchkey::clock::{self, Millis};
 use latchkey::db::{self, Conn, Db};
-use latchkey::domain::{Password, Role, Username};
+use latchkey::domain::{Password, Role, SessionId, UserId, Username};
 use latchkey::housekeeping::{self, Policy, Purged};
 use latchkey::passwords;
 use latchkey::schema::{login_failures, login_failures_by_ip, sessions as sessions_table};
@@ -40,11 +40,11 @@ fn life(refresh_days: Millis, max_days: Millis) -> Lifetimes {
 /// A session of `user_id` started at `at`, with one refresh token hashed from `seed`.
 fn session_at(
     conn: &mut Conn,
-    user_id: i64,
+    user_id: UserId,
     at: Millis,
     lifetimes: Lifetimes,
     seed: u8,
-) -> Result<i64, StoreError> {
+) -> Result<SessionId, StoreError> {
     let user = users::find_by_id(conn, user_id)?;
     Ok(sessions::start(
         conn,
@@ -62,7 +62,7 @@ fn session_at(
 /// A database no server runs on (a server would run its own housekeeping pass), with
 /// the user alice.
 /// `Db` for serving it, and a writable connection for the test's own changes.
-fn bare_db() -> (tempfile::TempDir, Db, Conn, i64) {
+fn bare_db() -> (tempfile::TempDir, Db, Conn, UserId) {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("latchkey.db");
     let db = db::open(path.to_str().unwrap(), 2).unwrap();
@@ -89,7 +89,7 @@ fn serve(db: &Db) -> String {
     address
 }
 
-fn exists(conn: &mut Conn, session: i64) -> bool {
+fn exists(conn: &mut Conn, session: SessionId) -> bool {
     sessions::find(conn, session).is_ok()
 }
 

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use latchkey::clock;
 use latchkey::db::Listener;
-use latchkey::domain::Role;
+use latchkey::domain::{Role, SessionId};
 use latchkey::store::sessions::RevokeReason;
 use latchkey::store::{sessions, Actor, StoreError};
 
@@ -111,7 +111,7 @@ async fn a_revocation_notifies_listeners_when_it_commits_and_only_then() {
     app.add_user("alice", Role::User);
     let mut listener = Listener::connect(&app.database).unwrap();
     let access = app.sign_in(&client(), "alice").await;
-    let session: i64 = app.session_id(&access).await.parse().unwrap();
+    let session: SessionId = app.session_id(&access).await.parse().unwrap();
 
     // Revoked, then rolled back: no notice.
     let mut conn = app.conn();

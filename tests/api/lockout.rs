@@ -136,7 +136,7 @@ async fn the_ip_ceiling_locks_every_username_from_that_ip() {
     let mut conn = app.conn();
     let events = audit::list(&mut conn, None, None, 500).unwrap();
     assert!(
-        events.iter().any(|e| e.kind == "locked_out"
+        events.iter().any(|e| e.kind.as_str() == "locked_out"
             && e.ip.as_deref() == Some(stuffer)
             && e.detail.as_deref() == Some("every username from this IP")),
         "the IP lockout is audited"

@@ -4,7 +4,7 @@
 use std::time::Duration;
 
 use latchkey::clock;
-use latchkey::domain::Role;
+use latchkey::domain::{Role, SessionId, UserId};
 use latchkey::store::sessions::RevokeReason;
 use latchkey::store::{audit, sessions, users, Actor};
 use reqwest::StatusCode;
@@ -34,7 +34,7 @@ fn events(app: &TestApp, kind: &str) -> usize {
     audit::list(&mut app.conn(), None, None, 10_000)
         .unwrap()
         .iter()
-        .filter(|e| e.kind == kind)
+        .filter(|e| e.kind.as_str() == kind)
         .count()
 }
 
@@ -159,8 +159,8 @@ async fn a_right_password_racing_wrong_ones_forgives_only_what_came_before_it() 
 /// signed in, nothing works once the change has returned.
 async fn race_sign_ins_against(
     app: &TestApp,
-    change: impl FnOnce(&mut latchkey::db::Conn, i64) + Send + 'static,
-    alice: i64,
+    change: impl FnOnce(&mut latchkey::db::Conn, UserId) + Send + 'static,
+    alice: UserId,
 ) -> Vec<(String, String)> {
     let url = app.url("/auth/token");
     let sign_ins: Vec<_> = (0..12)
@@ -278,7 +278,7 @@ async fn a_revocation_stamped_long_before_it_commits_still_reaches_running_serve
     let app = spawn_app().await;
     app.add_user("alice", Role::User);
     let access = app.sign_in(&client(), "alice").await;
-    let id: i64 = app.session_id(&access).await.parse().unwrap();
+    let id: SessionId = app.session_id(&access).await.parse().unwrap();
     // A writer whose clock (or whose slow password prompt) put the stamp a minute back.
     sessions::revoke(
         &mut app.conn(),
@@ -496,7 +496,7 @@ async fn two_admins_demoting_each_other_at_once_leave_an_admin() {
         let admins = users::list(&mut app.conn())
             .unwrap()
             .into_iter()
-            .filter(|u| u.role == "admin" && !u.disabled)
+            .filter(|u| u.role.as_str() == "admin" && !u.disabled)
             .count();
         assert_eq!(admins, 1, "round {round}: {statuses:?}");
         // The loser is refused inside the transaction (409), or — when the winner's

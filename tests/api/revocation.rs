@@ -36,7 +36,7 @@ async fn a_session_revoked_on_another_instance_stops_here_too() {
     app.add_user("alice", Role::User);
     let access = app.sign_in(&app.client, "alice").await;
     let admin_id = app.add_user("root", Role::Admin);
-    assert!(admin_id > 0);
+    assert!(admin_id.0 > 0);
     let admin = other.sign_in(&client(), "root").await;
     let session = app.session_id(&access).await;
 

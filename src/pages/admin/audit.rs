@@ -11,13 +11,14 @@ use serde::Deserialize;
 use super::{cursor, user_filter, PAGE_SIZE};
 use crate::auth::Admin;
 use crate::clock;
+use crate::domain::UserId;
 use crate::pages::error::PageError;
 use crate::pages::guard::Page;
 use crate::pages::layout::Layout;
 use crate::pages::query;
 use crate::pages::views::Moment;
 use crate::state::AppState;
-use crate::store::audit::{AuditRow, EventKind};
+use crate::store::audit::{AuditRow, EventKind, RecordedKind};
 use crate::store::split_page;
 
 pub struct AuditItem {
@@ -31,12 +32,12 @@ pub struct AuditItem {
     detail: String,
 }
 
-/// How an event kind reads in the log.
 /// An event as the page names it; a kind this build does not know (written by a newer
 /// one) reads as its stored name.
-fn event_name(kind: &str) -> String {
-    let Some(kind) = EventKind::from_name(kind) else {
-        return kind.replace('_', " ");
+fn event_name(kind: &RecordedKind) -> String {
+    let kind = match kind {
+        RecordedKind::Known(kind) => *kind,
+        RecordedKind::Unknown(name) => return name.replace('_', " "),
     };
     match kind {
         EventKind::SignInSucceeded => "Signed in",
@@ -94,7 +95,7 @@ pub async fn show(
         .audit_page(filter, before, PAGE_SIZE + 1)
         .await?;
     let (rows, more) = split_page(rows, PAGE_SIZE);
-    let names: HashMap<i64, String> = names.into_iter().collect();
+    let names: HashMap<UserId, String> = names.into_iter().collect();
     let user = user.map(|u| u.to_string()).unwrap_or_default();
     let next_page = more
         .then(|| rows.last().map(|r| r.id))
@@ -113,7 +114,7 @@ pub async fn show(
     })
 }
 
-fn audit_item(r: AuditRow, names: &HashMap<i64, String>, now: i64) -> AuditItem {
+fn audit_item(r: AuditRow, names: &HashMap<UserId, String>, now: i64) -> AuditItem {
     let actor = match (r.actor_user_id, r.user_agent.as_deref()) {
         (Some(id), _) => names
             .get(&id)
@@ -125,7 +126,7 @@ fn audit_item(r: AuditRow, names: &HashMap<i64, String>, now: i64) -> AuditItem 
     AuditItem {
         at: Moment::new(r.at, now),
         event: event_name(&r.kind),
-        kind: r.kind,
+        kind: r.kind.as_str().to_owned(),
         subject: r.subject_username.unwrap_or_default(),
         actor,
         session: r.session_id.map(|s| s.to_string()).unwrap_or_default(),

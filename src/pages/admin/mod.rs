@@ -20,7 +20,7 @@ fn user_filter(raw: Option<&str>) -> Result<Option<Username>, PageError> {
 }
 
 /// A page cursor, or the 400 page.
-fn cursor(raw: Option<&str>) -> Result<Option<i64>, PageError> {
+fn cursor<Id: std::str::FromStr>(raw: Option<&str>) -> Result<Option<Id>, PageError> {
     listing::cursor(raw)
         .map_err(|_| PageError::BadRequest("the page cursor is not one latchkey gave out".into()))
 }

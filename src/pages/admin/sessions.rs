@@ -104,7 +104,7 @@ pub async fn revoke(
         &state,
         state
             .store
-            .revoke_session(id.0, None, RevokeReason::RevokedByAdmin, actor),
+            .revoke_session(id, None, RevokeReason::RevokedByAdmin, actor),
     )
     .await?
     .username;

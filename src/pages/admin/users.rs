@@ -27,7 +27,7 @@ use crate::store::sessions::RevokeReason;
 use crate::store::StoreError;
 
 pub struct UserItem {
-    id: i64,
+    id: UserId,
     username: String,
     role: String,
     admin: bool,
@@ -62,12 +62,12 @@ async fn users_page(
     new_user: NewUser,
 ) -> Result<UsersPage, PageError> {
     let (rows, counts) = state.store.users_with_session_counts().await?;
-    let counts: HashMap<i64, i64> = counts.into_iter().collect();
-    let with_totp: std::collections::HashSet<i64> =
+    let counts: HashMap<UserId, i64> = counts.into_iter().collect();
+    let with_totp: std::collections::HashSet<UserId> =
         state.store.users_with_totp().await?.into_iter().collect();
-    let passkeys: HashMap<i64, i64> = state.store.passkey_counts().await?.into_iter().collect();
+    let passkeys: HashMap<UserId, i64> = state.store.passkey_counts().await?.into_iter().collect();
     let now = clock::now();
-    let me = page.identity.user_id.0;
+    let me = page.identity.user_id;
     let flash = if new_user.error.is_some() {
         None
     } else {
@@ -79,8 +79,8 @@ async fn users_page(
             .into_iter()
             .map(|u| UserItem {
                 id: u.id,
-                role: u.role().to_string(),
-                admin: u.role() == Role::Admin,
+                role: u.role.to_string(),
+                admin: u.role == Role::Admin,
                 disabled: u.disabled,
                 is_me: u.id == me,
                 sessions: counts.get(&u.id).copied().unwrap_or(0),
@@ -168,16 +168,14 @@ fn refused(body: UsersPage, status: StatusCode, req: &HttpRequest) -> HttpRespon
         .map_into_boxed_body()
 }
 
-fn user_id(raw: &str) -> Result<i64, PageError> {
-    raw.parse::<UserId>()
-        .map(|id| id.0)
-        .map_err(|_| PageError::NotFound)
+fn user_id(raw: &str) -> Result<UserId, PageError> {
+    raw.parse::<UserId>().map_err(|_| PageError::NotFound)
 }
 
 /// Admins change other accounts here; their own role and status only through another
 /// admin or the CLI, so nobody locks themselves (or the last admin) out by a click.
-fn not_myself(page: &Page<Admin>, id: i64, what: &str) -> Result<(), PageError> {
-    if id == page.identity.user_id.0 {
+fn not_myself(page: &Page<Admin>, id: UserId, what: &str) -> Result<(), PageError> {
+    if id == page.identity.user_id {
         return Err(PageError::Conflict(format!(
             "you cannot {what} your own account here; ask another admin or use the latchkey CLI"
         )));
@@ -285,7 +283,7 @@ pub async fn revoke_sessions(
             .revoke_user_sessions(id, None, RevokeReason::RevokedByAdmin, actor),
     )
     .await?;
-    if id == page.identity.user_id.0 {
+    if id == page.identity.user_id {
         return Ok(signed_out(
             &state,
             &page.session,
@@ -315,7 +313,7 @@ pub async fn reset_mfa(
     let user = state.store.user(id).await?;
     let actor = page.actor(&client);
     revoking(&state, state.store.remove_totp(id, true, actor)).await?;
-    if id == page.identity.user_id.0 {
+    if id == page.identity.user_id {
         return Ok(signed_out(
             &state,
             &page.session,

@@ -455,3 +455,29 @@ async fn the_audit_log_is_newest_first_and_paged() {
     assert!(!alice.contains(r#"href="/admin/audit?user=root""#));
     html_page(app.get_page(&admin, "/admin/audit?before=zz").await, 400).await;
 }
+
+#[actix_web::test]
+async fn an_event_kind_written_by_a_newer_build_reads_as_its_name() {
+    let app = spawn_app().await;
+    app.add_user("root", Role::Admin);
+    let mut conn = app.conn();
+    latchkey::store::Statement::run(
+        diesel::sql_query(
+            "INSERT INTO audit_events (at, kind, subject_username) \
+             VALUES (1, 'from_a_newer_build', 'root')",
+        ),
+        &mut conn,
+    )
+    .unwrap();
+    let admin = app.page_client("root").await;
+    let page = html_page(app.get_page(&admin, "/admin/audit?user=root").await, 200).await;
+    assert!(page.contains("from a newer build"), "{page}");
+    assert!(page.contains("User created"), "{page}");
+    let listed = app.cli(&["audit", "list", "--user", "root", "--json"]);
+    assert!(listed.status.success());
+    let listed = String::from_utf8(listed.stdout).unwrap();
+    assert!(
+        listed.contains(r#""kind": "from_a_newer_build""#),
+        "{listed}"
+    );
+}

@@ -2,7 +2,7 @@
 //! say why not, and every refusal of the ceremony endpoints. The ceremonies themselves
 //! run in a real browser with a virtual authenticator (`browser.rs`).
 
-use latchkey::domain::Role;
+use latchkey::domain::{PasskeyId, Role, UserId};
 use latchkey::store::Actor;
 use serde_json::{json, Value};
 
@@ -10,7 +10,7 @@ use super::{html_page, location};
 use crate::helpers::*;
 
 /// A passkey row as a registration leaves it (the record is not read by these tests).
-fn add_passkey(app: &TestApp, user_id: i64, name: &str) -> i64 {
+fn add_passkey(app: &TestApp, user_id: UserId, name: &str) -> PasskeyId {
     latchkey::store::passkeys::add(
         &mut app.conn(),
         latchkey::clock::now(),
@@ -269,7 +269,7 @@ async fn a_signature_counter_is_only_moved_forward_from_the_record_that_was_veri
     assert_eq!(row.passkey, r#"{"counter":2}"#);
     assert_eq!(row.last_used_at, Some(now));
     // A passkey removed meanwhile is not used either.
-    assert!(!passkeys::used(&mut conn, now, id + 1000, "{}", None).unwrap());
+    assert!(!passkeys::used(&mut conn, now, PasskeyId(id.0 + 1000), "{}", None).unwrap());
 }
 
 #[actix_web::test]
