@@ -102,7 +102,7 @@ pub fn enable(
     actor: &Actor,
 ) -> Result<(), StoreError> {
     write_tx(conn, |conn| {
-        super::hold(conn, &super::sessions::user_lock(user_id))?;
+        super::hold(conn, &super::user_lock(user_id))?;
         if sealed_secret(conn, user_id)?.is_some() {
             return Err(StoreError::Conflict(
                 "two-step sign-in is already on".into(),
@@ -193,7 +193,7 @@ pub fn remove(
     actor: &Actor,
 ) -> Result<(bool, Option<Revoked>), StoreError> {
     write_tx(conn, |conn| {
-        super::hold(conn, &super::sessions::user_lock(user_id))?;
+        super::hold(conn, &super::user_lock(user_id))?;
         let factors = diesel::delete(totp_factors::table.find(user_id)).run(conn)?;
         let codes =
             diesel::delete(recovery_codes::table.filter(recovery_codes::user_id.eq(user_id)))

@@ -15,6 +15,7 @@ pub mod mfa;
 mod ops;
 pub mod passkeys;
 pub mod purge;
+mod rows;
 pub mod secrets;
 pub mod sessions;
 pub mod users;
@@ -137,6 +138,13 @@ pub fn hold(conn: &mut Conn, key: &str) -> Result<(), StoreError> {
             .run(conn)?;
     }
     Ok(())
+}
+
+/// The lock sign-ins of user `id` and changes of that user take turns on: a session
+/// starts either before a change that revokes the user's sessions, or after it (and
+/// then sees it).
+fn user_lock(id: UserId) -> String {
+    format!("user:{id}")
 }
 
 /// Whether this instance's transaction may run the periodic job `job` now: on

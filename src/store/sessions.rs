@@ -4,8 +4,8 @@
 use diesel::prelude::*;
 
 use super::audit::{self, Event, EventKind};
-use super::users::UserRow;
-use super::{columns, write_tx, Actor, Prepared, Statement, StoreError};
+use super::rows::UserRow;
+use super::{columns, user_lock, write_tx, Actor, Prepared, Statement, StoreError};
 use crate::client::Client;
 use crate::clock::Millis;
 use crate::db::Conn;
@@ -348,13 +348,6 @@ pub fn rotate(
 /// The lock rotations and revocations of session `id` take turns on (see `store::hold`).
 fn session_lock(id: SessionId) -> String {
     format!("session:{id}")
-}
-
-/// The lock sign-ins of user `id` and changes of that user take turns on: a session
-/// starts either before a change that revokes the user's sessions, or after it (and
-/// then sees it).
-pub(super) fn user_lock(id: UserId) -> String {
-    format!("user:{id}")
 }
 
 /// Records a use of the session: when, from where, and its new idle expiry.

@@ -2,23 +2,13 @@ use diesel::prelude::*;
 use diesel::result::{DatabaseErrorKind, Error as DieselError};
 
 use super::audit::{self, Event, EventKind};
+pub use super::rows::UserRow;
 use super::sessions::{RevokeReason, Revoked};
-use super::{columns, sessions, write_tx, Actor, Statement, StoreError};
+use super::{columns, sessions, user_lock, write_tx, Actor, Statement, StoreError};
 use crate::clock::Millis;
 use crate::db::Conn;
 use crate::domain::{Role, SessionId, UserId, Username};
 use crate::schema::users;
-
-#[derive(Debug, Clone, Queryable, Selectable)]
-#[diesel(table_name = users, check_for_backend(diesel::sqlite::Sqlite, diesel::pg::Pg))]
-pub struct UserRow {
-    pub id: UserId,
-    pub username: String,
-    pub password_hash: String,
-    pub role: Role,
-    pub disabled: bool,
-    pub created_at: Millis,
-}
 
 pub fn find_by_name(conn: &mut Conn, name: &Username) -> Result<Option<UserRow>, StoreError> {
     Ok(users::table
@@ -91,7 +81,7 @@ pub fn create(
 /// a question about every admin row), then on the user's own (see `sessions::start`).
 fn hold_for_change(conn: &mut Conn, id: UserId) -> Result<(), StoreError> {
     super::hold(conn, "admins")?;
-    super::hold(conn, &sessions::user_lock(id))
+    super::hold(conn, &user_lock(id))
 }
 
 fn check_admin_change(conn: &mut Conn, actor: &Actor) -> Result<(), StoreError> {
@@ -271,7 +261,7 @@ pub fn set_password(
     actor: &Actor,
 ) -> Result<(UserRow, Revoked), StoreError> {
     write_tx(conn, |conn| {
-        super::hold(conn, &sessions::user_lock(id))?;
+        super::hold(conn, &user_lock(id))?;
         let row: UserRow = diesel::update(users::table.find(id))
             .set(users::password_hash.eq(password_hash))
             .returning(columns::<UserRow>())
