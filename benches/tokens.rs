@@ -13,7 +13,9 @@ use latchkey::tokens::verified;
 const ISSUER: &str = "http://127.0.0.1:8080";
 
 fn eddsa() -> (AccessTokens, Vec<latchkey::store::keys::KeyRow>) {
-    let rows = vec![KeyAlg::EdDsa.generate(0).expect("key")];
+    let rows = vec![KeyAlg::EdDsa
+        .generate(latchkey::clock::Millis(0))
+        .expect("key")];
     let tokens = AccessTokens::new(
         Keys::new(KeySet::stored(KeyAlg::EdDsa, &rows)),
         ISSUER.into(),
@@ -104,7 +106,7 @@ fn refresh_tokens(c: &mut Criterion) {
 
 fn revocation(c: &mut Criterion) {
     let now = clock::now();
-    let revoked = RevokedSessions::new(15 * 60 * 1000);
+    let revoked = RevokedSessions::new(std::time::Duration::from_secs(15 * 60));
     for id in 0..10_000 {
         revoked.insert(SessionId(id * 2), now);
     }

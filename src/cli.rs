@@ -5,6 +5,7 @@
 use std::io::{BufRead, IsTerminal};
 use std::net::ToSocketAddrs;
 use std::process::ExitCode;
+use std::time::Duration;
 
 use anyhow::{anyhow, bail, Context};
 use clap::{Parser, Subcommand};
@@ -691,7 +692,7 @@ fn keys_cmd(conn: &mut Conn, cmd: KeysCommand) -> anyhow::Result<()> {
             let ttl = config::parse_duration(&access_ttl)
                 .filter(|secs| *secs > 0)
                 .ok_or_else(|| anyhow!("LATCHKEY_ACCESS_TTL: '{access_ttl}' is not a duration"))?;
-            let horizon = Settings::horizon_of(ttl);
+            let horizon = Settings::horizon_of(config::seconds(ttl));
             let rows = keys::list(conn)?;
             let states = keys::states(&rows);
             let until = |k: &keys::KeyRow| match (states[&k.kid], k.retired_at) {
@@ -756,7 +757,10 @@ fn keys_cmd(conn: &mut Conn, cmd: KeysCommand) -> anyhow::Result<()> {
                 keys::ensure_current_and_next(
                     conn,
                     now,
-                    &[alg.generate(now - 2)?, alg.generate(now - 1)?],
+                    &[
+                        alg.generate(now - Duration::from_millis(2))?,
+                        alg.generate(now - Duration::from_millis(1))?,
+                    ],
                 )?;
                 algorithms.push(alg);
             }

@@ -2,10 +2,11 @@
 //! Values arrive as strings and are checked here so that a bad one stops start-up
 //! with a message naming the variable.
 
+use std::time::Duration;
+
 use clap::Args;
 
 use crate::client::ProxyRange;
-use crate::clock::{Millis, SECOND};
 use crate::domain::Role;
 use crate::mfa::MfaKey;
 use crate::tokens::access::LEEWAY_SECS;
@@ -153,21 +154,21 @@ impl std::fmt::Debug for JwtAlg {
     }
 }
 
-/// Checked settings. Durations are whole seconds.
+/// Checked settings. Durations are whole seconds, as they were given.
 #[derive(Debug, Clone)]
 pub struct Settings {
     pub bind: String,
     pub public_url: String,
     pub secure_cookies: bool,
-    pub access_ttl: i64,
-    pub refresh_ttl: i64,
-    pub session_max: i64,
-    pub refresh_reuse_grace: i64,
+    pub access_ttl: Duration,
+    pub refresh_ttl: Duration,
+    pub session_max: Duration,
+    pub refresh_reuse_grace: Duration,
     pub jwt_alg: JwtAlg,
-    /// Seconds a key signs before the automatic rotation; `None`: off.
-    pub key_rotation: Option<i64>,
+    /// How long a key signs before the automatic rotation; `None`: off.
+    pub key_rotation: Option<Duration>,
     pub login_max_failures: u32,
-    pub login_lockout: i64,
+    pub login_lockout: Duration,
     pub trusted_proxies: Vec<ProxyRange>,
     /// Where the second-factor key comes from (see `MfaKeySource`).
     pub mfa_key: MfaKeySource,
@@ -237,13 +238,13 @@ impl Settings {
 
     /// The longest an access token can outlive the moment its key retired or its session
     /// was revoked: its lifetime plus the verification leeway, plus a margin.
-    pub fn token_horizon(&self) -> Millis {
+    pub fn token_horizon(&self) -> Duration {
         Self::horizon_of(self.access_ttl)
     }
 
-    /// `token_horizon` for an access-token lifetime of `access_ttl` seconds.
-    pub fn horizon_of(access_ttl: i64) -> Millis {
-        (access_ttl + LEEWAY_SECS as i64 + 5) * SECOND
+    /// `token_horizon` for an access-token lifetime of `access_ttl`.
+    pub fn horizon_of(access_ttl: Duration) -> Duration {
+        access_ttl + Duration::from_secs(LEEWAY_SECS + 5)
     }
 
     pub fn from_args(args: &ServeArgs) -> Result<Self, String> {
@@ -415,10 +416,10 @@ fn lower_scheme(url: &str) -> String {
 const DURATION_HELP: &str = "use whole numbers with s, m, h or d: 30s, 15m, 2h, 7d, 1h30m";
 
 /// A duration that must be positive (a lifetime, a window).
-fn duration(var: &str, raw: &str) -> Result<i64, String> {
+fn duration(var: &str, raw: &str) -> Result<Duration, String> {
     match parse_duration(raw) {
         Some(0) => Err(format!("{var}: must be longer than 0s")),
-        Some(secs) => Ok(secs),
+        Some(secs) => Ok(seconds(secs)),
         None => Err(format!(
             "{var}: '{}' is not a duration ({DURATION_HELP})",
             raw.escape_debug()
@@ -427,8 +428,8 @@ fn duration(var: &str, raw: &str) -> Result<i64, String> {
 }
 
 /// A duration where `0s` means "none" (the reuse grace: strictly single use).
-fn duration_or_zero(var: &str, raw: &str) -> Result<i64, String> {
-    parse_duration(raw).ok_or_else(|| {
+fn duration_or_zero(var: &str, raw: &str) -> Result<Duration, String> {
+    parse_duration(raw).map(seconds).ok_or_else(|| {
         format!(
             "{var}: '{}' is not a duration ({DURATION_HELP})",
             raw.escape_debug()
@@ -436,8 +437,15 @@ fn duration_or_zero(var: &str, raw: &str) -> Result<i64, String> {
     })
 }
 
-/// Seconds as `parse_duration` reads them, largest units first: `1d12h`, `15m`, `0s`.
-pub fn format_duration(secs: i64) -> String {
+/// `parse_duration`'s seconds as a `Duration` (they are never negative).
+pub fn seconds(secs: i64) -> Duration {
+    Duration::from_secs(u64::try_from(secs).unwrap_or(0))
+}
+
+/// A duration as `parse_duration` reads it, largest units first: `1d12h`, `15m`, `0s`
+/// (whole seconds: what the settings hold).
+pub fn format_duration(d: Duration) -> String {
+    let secs = d.as_secs();
     if secs == 0 {
         return "0s".into();
     }
@@ -553,7 +561,7 @@ mod tests {
             (129_600, "1d12h"),
             (3_661, "1h1m1s"),
         ] {
-            assert_eq!(format_duration(secs), text);
+            assert_eq!(format_duration(super::seconds(secs)), text);
             assert_eq!(parse_duration(text), Some(secs));
         }
     }

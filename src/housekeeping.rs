@@ -5,7 +5,6 @@
 
 use std::time::Duration;
 
-use crate::clock::{Millis, SECOND};
 use crate::config::Settings;
 pub use crate::store::purge::{run_once, Policy, Purged};
 
@@ -14,7 +13,7 @@ pub const INTERVAL: Duration = Duration::from_secs(60);
 /// Rows deleted per table per run.
 pub const BATCH: i64 = 1000;
 /// How long an ended session (expired or revoked) stays for the audit view.
-const KEEP_ENDED: Millis = 7 * 24 * 3600 * SECOND;
+const KEEP_ENDED: Duration = Duration::from_secs(7 * 24 * 3600);
 
 impl Policy {
     /// Ended sessions stay at least as long as an access token of theirs can live, so
@@ -22,7 +21,7 @@ impl Policy {
     pub fn from_settings(settings: &Settings) -> Self {
         Policy {
             keep_ended: KEEP_ENDED.max(settings.token_horizon()),
-            lockout_window: settings.login_lockout * SECOND,
+            lockout_window: settings.login_lockout,
             batch: BATCH,
         }
     }

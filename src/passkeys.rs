@@ -18,7 +18,7 @@ use webauthn_rs::prelude::{
 };
 
 /// How long a ceremony may take, from the options to the browser's answer.
-pub const CEREMONY_SECS: u64 = 300;
+pub const CEREMONY: Duration = Duration::from_secs(300);
 
 /// Why a ceremony was refused, in words for the user.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -153,11 +153,7 @@ fn relying_party(public_url: &str) -> Result<Webauthn, &'static str> {
     };
     let host = host.to_owned();
     WebauthnBuilder::new(&host, &origin)
-        .and_then(|b| {
-            b.rp_name("latchkey")
-                .timeout(Duration::from_secs(CEREMONY_SECS))
-                .build()
-        })
+        .and_then(|b| b.rp_name("latchkey").timeout(CEREMONY).build())
         .map_err(|_| {
             "this service's address (LATCHKEY_PUBLIC_URL) cannot be a passkey relying party"
         })

@@ -12,6 +12,7 @@
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::RwLock;
+use std::time::Duration;
 
 use crate::clock::{self, Millis};
 use crate::domain::SessionId;
@@ -20,7 +21,7 @@ use crate::store::{Store, StoreError};
 
 /// At start-up the set is filled by revocation time; this much further back covers the
 /// clock skew between this machine and the writers.
-const START_OVERLAP: Millis = 15 * crate::clock::SECOND;
+const START_OVERLAP: Duration = Duration::from_secs(15);
 
 /// `seen` before the first sync.
 const NONE_SEEN: i64 = -1;
@@ -32,12 +33,12 @@ pub struct RevokedSessions {
     /// first sync. Syncs running at once may read overlapping ranges: adding a session
     /// twice is harmless, and the number only grows.
     seen: AtomicI64,
-    keep_for: Millis,
+    keep_for: Duration,
 }
 
 impl RevokedSessions {
     /// `keep_for`: the longest an access token can outlive its session's revocation.
-    pub fn new(keep_for: Millis) -> Self {
+    pub fn new(keep_for: Duration) -> Self {
         RevokedSessions {
             entries: RwLock::new(HashMap::new()),
             seen: AtomicI64::new(NONE_SEEN),

@@ -1,6 +1,7 @@
 //! Wires the application: keys, state, background refreshers, middleware and routes.
 
 use std::net::TcpListener;
+use std::time::Duration;
 
 use actix_session::config::{BrowserSession, CookieContentSecurity};
 use actix_session::storage::CookieSessionStore;
@@ -168,7 +169,10 @@ fn build_state(settings: Settings, store: Store, metrics: Metrics) -> anyhow::Re
             let usable = store.usable_keys_blocking(alg.name(), now)?;
             if usable.iter().filter(|k| k.is_live()).count() < 2 {
                 // The first start with this algorithm: a current and a next key.
-                let fresh = [alg.generate(now)?, alg.generate(now + 1)?];
+                let fresh = [
+                    alg.generate(now)?,
+                    alg.generate(now + Duration::from_millis(1))?,
+                ];
                 store.ensure_signing_keys_blocking(fresh)?;
             }
             let since = usable_since(now, settings.token_horizon());
@@ -187,7 +191,7 @@ fn build_state(settings: Settings, store: Store, metrics: Metrics) -> anyhow::Re
         tokens: AccessTokens::new(
             Keys::new(keys),
             settings.public_url.clone(),
-            settings.access_ttl,
+            i64::try_from(settings.access_ttl.as_secs()).unwrap_or(i64::MAX),
         ),
         hasher: Hasher::new(workers)?,
         revoked,

@@ -30,9 +30,9 @@ pub struct AppState {
 impl AppState {
     pub fn lifetimes(&self) -> Lifetimes {
         Lifetimes {
-            refresh_ttl: self.settings.refresh_ttl * crate::clock::SECOND,
-            session_max: self.settings.session_max * crate::clock::SECOND,
-            reuse_grace: self.settings.refresh_reuse_grace * crate::clock::SECOND,
+            refresh_ttl: self.settings.refresh_ttl,
+            session_max: self.settings.session_max,
+            reuse_grace: self.settings.refresh_reuse_grace,
         }
     }
 }

@@ -11,16 +11,13 @@ use std::time::Duration;
 use actix_web::rt::task::JoinHandle;
 use actix_web::web::Data;
 
-use crate::clock::{self, SECOND};
+use crate::clock;
 use crate::housekeeping::{self, Policy, Purged};
 use crate::state::AppState;
-use crate::tokens::keys::{usable_since, KeyAlg, KEY_POLL_SECS};
+use crate::tokens::keys::{usable_since, KeyAlg, KEY_POLL};
 
 /// How often the revocation set asks the database for new revocations.
 const REVOCATION_POLL: Duration = Duration::from_millis(250);
-/// How often the signing keys are read again (and the automatic rotation considered).
-const KEY_POLL: Duration = Duration::from_secs(KEY_POLL_SECS as u64);
-
 /// The running background tasks of one server.
 pub struct Tasks(Vec<JoinHandle<()>>);
 
@@ -79,12 +76,12 @@ async fn reload_keys(state: Data<AppState>) {
     }
 }
 
-/// `LATCHKEY_KEY_ROTATION`: once the current key has signed for `every` seconds, one
+/// `LATCHKEY_KEY_ROTATION`: once the current key has signed for `every`, one
 /// instance rotates (the store re-checks under the keys lock, so two instances that find
 /// it due at once rotate once).
-async fn rotate_if_due(state: &AppState, alg: KeyAlg, every: i64) {
+async fn rotate_if_due(state: &AppState, alg: KeyAlg, every: Duration) {
     let now = clock::now();
-    let due = now - every * SECOND;
+    let due = now - every;
     let signing_since = state.tokens.keys.current().signing_since;
     if signing_since.is_none_or(|since| since > due) {
         return;

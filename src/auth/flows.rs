@@ -3,7 +3,7 @@
 use actix_web::web::Data;
 
 use crate::client;
-use crate::clock::{self, Millis, SECOND};
+use crate::clock::{self, Millis};
 use crate::cookies;
 use crate::domain::{Password, SessionId, UserId, Username};
 use crate::metrics;
@@ -65,8 +65,9 @@ impl SignedIn {
     }
 }
 
+/// Whole seconds from `now` to `at`, rounded up; zero once `at` has passed.
 fn seconds_until(at: Millis, now: Millis) -> i64 {
-    ((at - now) + SECOND - 1).div_euclid(SECOND).max(0)
+    i64::try_from(at.since(now).as_millis().div_ceil(1000)).unwrap_or(i64::MAX)
 }
 
 /// The lockout's name for what was typed: the canonical username, or a bounded fold of
@@ -409,7 +410,7 @@ pub struct PendingCode {
 }
 
 /// How long the code step waits for its code.
-pub const CODE_STEP: Millis = 5 * 60 * SECOND;
+pub const CODE_STEP: Duration = Duration::from_secs(5 * 60);
 
 impl PendingCode {
     pub fn new(user: &UserRow, now: Millis) -> Self {
@@ -506,7 +507,7 @@ async fn second_factor(
             tracing::error!(user = %user.username, "cannot open the TOTP secret: is LATCHKEY_MFA_KEY the key it was set up with?");
             AuthError::Store(StoreError::Unavailable)
         })?;
-    if let Some(step) = secret.matching_step(otp, clock::now() / SECOND) {
+    if let Some(step) = secret.matching_step(otp, clock::now().unix_seconds()) {
         let fresh = state.store.accept_totp_step(user.id, step).await?;
         return Ok(if fresh {
             Factor::Passed
@@ -532,7 +533,7 @@ fn lockout_policy(state: &AppState) -> lockout::Policy {
     lockout::Policy {
         max_failures: i32::try_from(settings.login_max_failures).unwrap_or(i32::MAX),
         ip_max_failures: i32::try_from(settings.login_ip_max_failures()).unwrap_or(i32::MAX),
-        window: settings.login_lockout * SECOND,
+        window: settings.login_lockout,
     }
 }
 
@@ -589,9 +590,9 @@ fn signed_in(
             user.role,
             SessionClaims {
                 id: session.id,
-                auth_time: session.created_at / SECOND,
+                auth_time: session.created_at.unix_seconds(),
                 amr: Amr::from_stored(&session.amr),
-                not_after: session.absolute_expires_at / SECOND,
+                not_after: session.absolute_expires_at.unix_seconds(),
             },
         )
         .map_err(|_| AuthError::Internal)?;
@@ -726,8 +727,9 @@ pub async fn revoking<T>(
 mod tests {
     #[test]
     fn retry_after_rounds_up_to_whole_seconds() {
-        assert_eq!(super::seconds_until(10_001, 0), 11);
-        assert_eq!(super::seconds_until(10_000, 0), 10);
-        assert_eq!(super::seconds_until(0, 5), 0);
+        use crate::clock::Millis;
+        assert_eq!(super::seconds_until(Millis(10_001), Millis(0)), 11);
+        assert_eq!(super::seconds_until(Millis(10_000), Millis(0)), 10);
+        assert_eq!(super::seconds_until(Millis(0), Millis(5)), 0);
     }
 }

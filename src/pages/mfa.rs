@@ -6,6 +6,8 @@
 //! The secret being set up waits in the encrypted cookie session (`lk_session`) for 10
 //! minutes; it reaches the database, sealed, only once a code confirmed it.
 
+use std::time::Duration;
+
 use actix_web::http::StatusCode;
 use actix_web::web::{self, Data};
 use actix_web::{HttpResponse, Responder};
@@ -22,7 +24,7 @@ use super::login::signed_out;
 use super::see_other;
 use crate::auth::flows;
 use crate::client::Client;
-use crate::clock::{self, Millis, SECOND};
+use crate::clock::{self, Millis};
 use crate::error::ApiError;
 use crate::mfa::{qr, recovery, totp::Secret};
 use crate::state::AppState;
@@ -35,7 +37,7 @@ pub const REQUIRED_PATH: &str = "/account/mfa/required";
 
 /// Where the cookie session keeps a secret being set up.
 const SETUP_KEY: &str = "totp_setup";
-const SETUP_TTL: Millis = 10 * 60 * SECOND;
+const SETUP_TTL: Duration = Duration::from_secs(10 * 60);
 /// The issuer authenticator apps show beside the account.
 const ISSUER: &str = "latchkey";
 
@@ -179,7 +181,7 @@ pub async fn confirm(
         flash::error(&page.session, "The setup expired. Start it again.");
         return Ok(see_other("/dashboard"));
     };
-    let Some(step) = secret.matching_step(&form.otp, clock::now() / SECOND) else {
+    let Some(step) = secret.matching_step(&form.otp, clock::now().unix_seconds()) else {
         let again = setup_page(
             &page,
             &secret,

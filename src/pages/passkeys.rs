@@ -22,11 +22,11 @@ use super::login::browser_signed_in;
 use super::{csrf, see_other};
 use crate::auth::flows;
 use crate::client::Client;
-use crate::clock::{self, SECOND};
+use crate::clock;
 use crate::domain::PasskeyId;
 use crate::error::ApiError;
 use crate::next_path;
-use crate::passkeys::{Refused, CEREMONY_SECS};
+use crate::passkeys::{Refused, CEREMONY};
 use crate::state::AppState;
 use crate::store::passkeys::{NewCeremony, Purpose, MAX_PER_USER};
 
@@ -65,7 +65,7 @@ fn signed_in(page: Result<Page, PageError>) -> Result<Page, ApiError> {
 async fn begin(state: &AppState, ceremony: NewCeremony) -> Result<(), ApiError> {
     match state.store.begin_ceremony(ceremony).await? {
         true => Ok(()),
-        false => Err(ApiError::TooManyAttempts(CEREMONY_SECS as i64)),
+        false => Err(ApiError::TooManyAttempts(CEREMONY.as_secs() as i64)),
     }
 }
 
@@ -135,7 +135,7 @@ pub async fn register_start(
         name: Some(name),
         state: ceremony,
         ip: client.ip,
-        expires_at: clock::now() + CEREMONY_SECS as i64 * SECOND,
+        expires_at: clock::now() + CEREMONY,
     };
     begin(&state, ceremony).await?;
     Ok(HttpResponse::Ok().json(options))
@@ -246,7 +246,7 @@ pub async fn sign_in_start(
         name: None,
         state: ceremony,
         ip: client.ip,
-        expires_at: clock::now() + CEREMONY_SECS as i64 * SECOND,
+        expires_at: clock::now() + CEREMONY,
     };
     begin(&state, ceremony).await?;
     Ok(HttpResponse::Ok().json(options))

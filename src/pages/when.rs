@@ -1,6 +1,6 @@
 //! Times as people read them in a list: "3 minutes ago", "in 6 days".
 
-use crate::clock::{Millis, SECOND};
+use crate::clock::Millis;
 
 /// "15 minutes", "40 seconds": how long a lockout still runs.
 pub fn wait_text(secs: i64) -> String {
@@ -16,7 +16,7 @@ pub fn wait_text(secs: i64) -> String {
 /// `at` relative to `now`, in the largest whole unit.
 pub fn relative(at: Millis, now: Millis) -> String {
     let past = at <= now;
-    let secs = ((at - now) / SECOND).unsigned_abs();
+    let secs = if past { now.since(at) } else { at.since(now) }.as_secs();
     if secs < 45 {
         return if past { "just now" } else { "in a moment" }.to_owned();
     }
@@ -46,8 +46,10 @@ pub fn relative(at: Millis, now: Millis) -> String {
 
 #[cfg(test)]
 mod tests {
+    use std::time::Duration;
+
     use super::{relative, wait_text};
-    use crate::clock::SECOND;
+    use crate::clock::Millis;
 
     #[test]
     fn lockout_waits_read_as_people_say_them() {
@@ -58,16 +60,16 @@ mod tests {
         assert_eq!(wait_text(61), "2 minutes");
     }
 
-    const NOW: i64 = 1_800_000_000_000;
+    const NOW: Millis = Millis(1_800_000_000_000);
 
-    fn ago(secs: i64) -> String {
-        relative(NOW - secs * SECOND, NOW)
+    fn ago(secs: u64) -> String {
+        relative(NOW - Duration::from_secs(secs), NOW)
     }
 
     #[test]
     fn past_times_in_the_largest_unit() {
         assert_eq!(ago(0), "just now");
-        assert_eq!(relative(NOW - 400, NOW), "just now");
+        assert_eq!(relative(NOW - Duration::from_millis(400), NOW), "just now");
         assert_eq!(ago(44), "just now");
         assert_eq!(ago(60), "1 minute ago");
         assert_eq!(ago(180), "3 minutes ago");
@@ -82,8 +84,14 @@ mod tests {
 
     #[test]
     fn future_times_read_forwards() {
-        assert_eq!(relative(NOW + 7 * 86_400 * SECOND, NOW), "in 7 days");
-        assert_eq!(relative(NOW + 10 * SECOND, NOW), "in a moment");
-        assert_eq!(relative(NOW + 15 * 60 * SECOND, NOW), "in 15 minutes");
+        assert_eq!(
+            relative(NOW + Duration::from_secs(7 * 86_400), NOW),
+            "in 7 days"
+        );
+        assert_eq!(relative(NOW + Duration::from_secs(10), NOW), "in a moment");
+        assert_eq!(
+            relative(NOW + Duration::from_secs(15 * 60), NOW),
+            "in 15 minutes"
+        );
     }
 }

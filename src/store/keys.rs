@@ -369,17 +369,17 @@ mod tests {
     fn the_oldest_live_key_of_each_algorithm_is_current() {
         let rows = [
             KeyRow {
-                retired_at: Some(9),
-                ..row("old", "EdDSA", 0)
+                retired_at: Some(Millis(9)),
+                ..row("old", "EdDSA", Millis(0))
             },
             KeyRow {
-                revoked_at: Some(9),
-                ..row("bad", "EdDSA", 1)
+                revoked_at: Some(Millis(9)),
+                ..row("bad", "EdDSA", Millis(1))
             },
-            row("cur", "EdDSA", 2),
-            row("nxt", "EdDSA", 3),
-            row("ec-cur", "ES256", 5),
-            row("ec-nxt", "ES256", 6),
+            row("cur", "EdDSA", Millis(2)),
+            row("nxt", "EdDSA", Millis(3)),
+            row("ec-cur", "ES256", Millis(5)),
+            row("ec-nxt", "ES256", Millis(6)),
         ];
         let states = states(&rows);
         assert_eq!(states["old"], KeyState::Retired);

@@ -18,7 +18,9 @@ use diesel::prelude::*;
 
 use super::audit::{self, Event, EventKind};
 use super::{write_tx, Actor, Statement, StoreError};
-use crate::clock::{Millis, SECOND};
+use std::time::Duration;
+
+use crate::clock::Millis;
 use crate::db::Conn;
 use crate::domain::UserId;
 use crate::schema::{login_failures, login_failures_by_ip};
@@ -30,11 +32,11 @@ pub struct Policy {
     /// Failures from one client, whatever the usernames, within `window` that lock it out.
     pub ip_max_failures: i32,
     /// How long failures are counted, and how long a lockout lasts.
-    pub window: Millis,
+    pub window: Duration,
 }
 
 /// Far longer than a password check takes, queueing included.
-const PENDING_TTL: Millis = 30 * SECOND;
+const PENDING_TTL: Duration = Duration::from_secs(30);
 
 /// One counter row.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,8 +63,8 @@ impl Counter {
 
     /// The counter as it stands at `now`: stale pending attempts and an ended window or
     /// lockout forgotten. (A lockout lasts a window, so its end also ends the window.)
-    fn at(self, now: Millis, window: Millis) -> Self {
-        let pending = if now - self.pending_since >= PENDING_TTL {
+    fn at(self, now: Millis, window: Duration) -> Self {
+        let pending = if now.since(self.pending_since) >= PENDING_TTL {
             0
         } else {
             self.pending
@@ -74,7 +76,7 @@ impl Counter {
                 pending_since: self.pending_since,
                 ..Counter::fresh(now)
             },
-            None if now - self.started >= window => Counter {
+            None if now.since(self.started) >= window => Counter {
                 failures: 0,
                 started: now,
                 pending,
@@ -96,7 +98,7 @@ enum Step {
     Counted(Counter),
 }
 
-fn reserve_step(current: Option<Counter>, now: Millis, max: i32, window: Millis) -> Step {
+fn reserve_step(current: Option<Counter>, now: Millis, max: i32, window: Duration) -> Step {
     let c = current.map_or(Counter::fresh(now), |c| c.at(now, window));
     if let Some(until) = c.locked_until {
         return Step::Locked(until);
@@ -116,7 +118,7 @@ fn failure_step(
     current: Option<Counter>,
     now: Millis,
     max: i32,
-    window: Millis,
+    window: Duration,
 ) -> (Counter, bool) {
     let c = current.map_or(Counter::fresh(now), |c| c.at(now, window));
     let pending = (c.pending - 1).max(0);
@@ -140,7 +142,7 @@ fn failure_step(
 
 /// A pending attempt was right: given back; with `forgive`, earlier failures too — unless
 /// a lockout (started by failures racing it) runs, which stays as it is.
-fn success_step(current: Counter, now: Millis, window: Millis, forgive: bool) -> Counter {
+fn success_step(current: Counter, now: Millis, window: Duration, forgive: bool) -> Counter {
     let c = current.at(now, window);
     Counter {
         pending: (c.pending - 1).max(0),
@@ -550,7 +552,12 @@ mod tests {
     use super::*;
 
     const MAX: i32 = 3;
-    const WINDOW: Millis = 100_000;
+    const WINDOW: Duration = Duration::from_millis(100_000);
+
+    /// The instant `ms` milliseconds after the epoch.
+    fn t(ms: i64) -> Millis {
+        Millis(ms)
+    }
 
     fn counted(step: Step) -> Counter {
         match step {
@@ -563,14 +570,14 @@ mod tests {
     fn attempts_beyond_what_may_still_fail_wait_without_a_lockout() {
         let mut c = None;
         for _ in 0..MAX {
-            c = Some(counted(reserve_step(c, 0, MAX, WINDOW)));
+            c = Some(counted(reserve_step(c, t(0), MAX, WINDOW)));
         }
-        assert_eq!(reserve_step(c, 1, MAX, WINDOW), Step::Busy);
+        assert_eq!(reserve_step(c, t(1), MAX, WINDOW), Step::Busy);
         // One comes back right: room for one more.
-        let c = success_step(c.unwrap(), 2, WINDOW, true);
+        let c = success_step(c.unwrap(), t(2), WINDOW, true);
         assert_eq!(c.pending, MAX - 1);
         assert!(matches!(
-            reserve_step(Some(c), 3, MAX, WINDOW),
+            reserve_step(Some(c), t(3), MAX, WINDOW),
             Step::Counted(_)
         ));
     }
@@ -579,21 +586,21 @@ mod tests {
     fn the_failure_that_reaches_the_maximum_locks_for_a_window() {
         let mut c = None;
         for _ in 0..MAX {
-            c = Some(counted(reserve_step(c, 0, MAX, WINDOW)));
+            c = Some(counted(reserve_step(c, t(0), MAX, WINDOW)));
         }
         let mut locked = false;
         for i in 0..MAX {
-            let (next, locks) = failure_step(c, 10 + i as i64, MAX, WINDOW);
+            let (next, locks) = failure_step(c, t(10 + i as i64), MAX, WINDOW);
             c = Some(next);
             locked = locks;
         }
         assert!(locked);
         let until = c.unwrap().locked_until.unwrap();
-        assert_eq!(until, 12 + WINDOW);
-        assert_eq!(reserve_step(c, 50, MAX, WINDOW), Step::Locked(until));
+        assert_eq!(until, t(12) + WINDOW);
+        assert_eq!(reserve_step(c, t(50), MAX, WINDOW), Step::Locked(until));
         // A success racing the failures does not lift their lock.
         assert_eq!(
-            success_step(c.unwrap(), 60, WINDOW, true).locked_until,
+            success_step(c.unwrap(), t(60), WINDOW, true).locked_until,
             Some(until)
         );
         // After the lockout, a fresh window.
@@ -608,11 +615,19 @@ mod tests {
     fn pending_attempts_that_never_reported_back_stop_counting() {
         let mut c = None;
         for _ in 0..MAX {
-            c = Some(counted(reserve_step(c, 0, MAX, WINDOW)));
+            c = Some(counted(reserve_step(c, t(0), MAX, WINDOW)));
         }
-        assert_eq!(reserve_step(c, PENDING_TTL - 1, MAX, WINDOW), Step::Busy);
+        assert_eq!(
+            reserve_step(
+                c,
+                t(0) + PENDING_TTL - Duration::from_millis(1),
+                MAX,
+                WINDOW
+            ),
+            Step::Busy
+        );
         assert!(matches!(
-            reserve_step(c, PENDING_TTL, MAX, WINDOW),
+            reserve_step(c, t(0) + PENDING_TTL, MAX, WINDOW),
             Step::Counted(_)
         ));
     }
@@ -621,9 +636,9 @@ mod tests {
     fn a_stale_window_starts_over() {
         let c = Counter {
             failures: 2,
-            ..Counter::fresh(0)
+            ..Counter::fresh(t(0))
         };
-        let next = counted(reserve_step(Some(c), WINDOW, MAX, WINDOW));
-        assert_eq!((next.failures, next.started), (0, WINDOW));
+        let next = counted(reserve_step(Some(c), t(0) + WINDOW, MAX, WINDOW));
+        assert_eq!((next.failures, next.started), (0, t(0) + WINDOW));
     }
 }

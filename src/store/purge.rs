@@ -3,6 +3,8 @@
 //! Instances sharing a PostgreSQL database take turns: a pass runs only in the
 //! transaction that holds the housekeeping advisory lock.
 
+use std::time::Duration;
+
 use super::{lockout, sessions, take_turn, StoreError};
 use crate::clock::Millis;
 use crate::db::Conn;
@@ -14,9 +16,9 @@ const HOUSEKEEPING_TURN: i64 = 0x006c_6b2d_686b;
 pub struct Policy {
     /// Sessions whose absolute lifetime ended, and whose revocation (if any) happened,
     /// longer ago than this are deleted.
-    pub keep_ended: Millis,
+    pub keep_ended: Duration,
     /// Sign-in failure counters are counted over this window.
-    pub lockout_window: Millis,
+    pub lockout_window: Duration,
     /// Rows per table per run.
     pub batch: i64,
 }

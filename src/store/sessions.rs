@@ -1,6 +1,8 @@
 //! Sessions and their refresh tokens. A session is one sign-in; each refresh token
 //! belongs to a session, and revoking the session stops every token of it.
 
+use std::time::Duration;
+
 use diesel::prelude::*;
 
 use super::audit::{self, Event, EventKind};
@@ -45,12 +47,12 @@ struct RefreshRow {
     rotated_at: Option<Millis>,
 }
 
-/// Lifetimes that shape a session, in milliseconds.
+/// Lifetimes that shape a session.
 #[derive(Debug, Clone, Copy)]
 pub struct Lifetimes {
-    pub refresh_ttl: Millis,
-    pub session_max: Millis,
-    pub reuse_grace: Millis,
+    pub refresh_ttl: Duration,
+    pub session_max: Duration,
+    pub reuse_grace: Duration,
 }
 
 /// The most sessions a user's own list shows, on the API and the dashboard alike (the
@@ -283,7 +285,9 @@ pub fn rotate(
             }
             // `now` may be before `rotated` (another instance's clock, or a retried
             // transaction's earlier stamp): still "at once", and never inside a 0s grace.
-            Some(rotated) if life.reuse_grace > 0 && now - rotated < life.reuse_grace => {
+            Some(rotated)
+                if !life.reuse_grace.is_zero() && now.since(rotated) < life.reuse_grace =>
+            {
                 let issued: Option<(SessionId, Millis)> = refresh_tokens::table
                     .filter(refresh_tokens::token_hash.eq(successor))
                     .select((refresh_tokens::session_id, refresh_tokens::expires_at))

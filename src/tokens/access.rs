@@ -9,7 +9,7 @@ pub use super::amr::Amr;
 use super::keys::{KeySet, Keys};
 use super::verified;
 pub use super::verified::Verified;
-use crate::clock::{self, SECOND};
+use crate::clock;
 use crate::domain::{Role, SessionId, UserId};
 
 pub const AUDIENCE: &str = "latchkey";
@@ -96,7 +96,7 @@ impl AccessTokens {
         let mut header = Header::new(keys.algorithm);
         header.typ = Some(TYP.into());
         header.kid = Some(kid.clone());
-        let iat = clock::now() / SECOND;
+        let iat = clock::now().unix_seconds();
         // Never past the session's absolute end: its tokens die with it.
         let exp = (iat + self.ttl_secs).min(session.not_after);
         let claims = Claims {
@@ -131,7 +131,7 @@ impl AccessTokens {
     /// Checks a token: its signature once (then it is remembered by the key set's
     /// cache of verified tokens), its expiry on every call.
     pub fn verify(&self, token: &str) -> Result<Verified, TokenError> {
-        self.verify_at(token, clock::now() / SECOND)
+        self.verify_at(token, clock::now().unix_seconds())
     }
 
     /// `now` in Unix seconds.
@@ -202,12 +202,13 @@ fn verify_signed(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::clock::Millis;
     use crate::tokens::keys::KeyAlg;
     use base64::engine::general_purpose::URL_SAFE_NO_PAD;
     use base64::Engine as _;
 
     fn eddsa(ttl: i64) -> AccessTokens {
-        let row = KeyAlg::EdDsa.generate(0).unwrap();
+        let row = KeyAlg::EdDsa.generate(Millis(0)).unwrap();
         AccessTokens::new(
             Keys::new(KeySet::stored(KeyAlg::EdDsa, &[row])),
             "http://issuer".into(),
@@ -352,7 +353,7 @@ mod tests {
 
     #[test]
     fn removing_a_key_flushes_its_cached_tokens_and_a_rotation_keeps_them() {
-        let old_key = KeyAlg::EdDsa.generate(0).unwrap();
+        let old_key = KeyAlg::EdDsa.generate(Millis(0)).unwrap();
         let tokens = AccessTokens::new(
             Keys::new(KeySet::stored(
                 KeyAlg::EdDsa,
@@ -366,8 +367,8 @@ mod tests {
 
         // Rotation: a new active key, the old one retired but still published.
         let mut retired = old_key.clone();
-        retired.retired_at = Some(1);
-        let new_key = KeyAlg::EdDsa.generate(1).unwrap();
+        retired.retired_at = Some(Millis(1));
+        let new_key = KeyAlg::EdDsa.generate(Millis(1)).unwrap();
         tokens
             .keys
             .replace(KeySet::stored(KeyAlg::EdDsa, &[new_key.clone(), retired]));

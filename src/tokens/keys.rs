@@ -12,7 +12,9 @@ use sha2::{Digest, Sha256};
 use super::signer::public_key;
 pub use super::signer::{KeyAlg, Signer};
 use super::verified::VerifiedCache;
-use crate::clock::{Millis, SECOND};
+use std::time::Duration;
+
+use crate::clock::Millis;
 use crate::store::keys::KeyRow;
 
 /// How long verifiers may cache `/.well-known/jwks.json`. Safe however long: the key that
@@ -21,18 +23,18 @@ pub const JWKS_MAX_AGE_SECS: u32 = 300;
 
 /// How often a server reads the stored keys back (a change by another process, the
 /// automatic rotation); on PostgreSQL a notification brings changes sooner.
-pub const KEY_POLL_SECS: i64 = 3;
+pub const KEY_POLL: Duration = Duration::from_secs(3);
 
 /// Until when a key retired at `retired_at` stays published and verifies: past the end of
 /// the last token it can have signed (issued up to a key poll after the retirement, by a
 /// server that had not yet reloaded), with `horizon` being `tokens::horizon`.
-pub fn published_until(retired_at: Millis, horizon: Millis) -> Millis {
-    retired_at + horizon + KEY_POLL_SECS * SECOND
+pub fn published_until(retired_at: Millis, horizon: Duration) -> Millis {
+    retired_at + horizon + KEY_POLL
 }
 
 /// Keys retired before this moment are published no more (`published_until`).
-pub fn usable_since(now: Millis, horizon: Millis) -> Millis {
-    now - horizon - KEY_POLL_SECS * SECOND
+pub fn usable_since(now: Millis, horizon: Duration) -> Millis {
+    now - horizon - KEY_POLL
 }
 
 /// The keys in force at one moment.
@@ -172,8 +174,8 @@ mod tests {
 
     fn key(alg: KeyAlg, created_at: i64, retired_at: Option<i64>) -> KeyRow {
         KeyRow {
-            retired_at,
-            ..alg.generate(created_at).unwrap()
+            retired_at: retired_at.map(Millis),
+            ..alg.generate(Millis(created_at)).unwrap()
         }
     }
 
@@ -246,7 +248,7 @@ mod tests {
     #[test]
     fn revoked_keys_and_keys_of_other_algorithms_are_neither_published_nor_used() {
         let revoked = KeyRow {
-            revoked_at: Some(3),
+            revoked_at: Some(Millis(3)),
             ..key(KeyAlg::Es256, 0, None)
         };
         let other = key(KeyAlg::EdDsa, 0, None);

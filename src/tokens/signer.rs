@@ -221,7 +221,7 @@ mod tests {
     #[test]
     fn our_tokens_are_the_bytes_jsonwebtoken_would_produce_and_verify_with_the_public_key() {
         for alg in KeyAlg::ALL {
-            let row = alg.generate(0).unwrap();
+            let row = alg.generate(Millis(0)).unwrap();
             let signer = Signer::from_row(alg, &row).unwrap();
             let mut header = Header::new(alg.jwt());
             header.kid = Some(row.kid.clone());
@@ -256,8 +256,8 @@ mod tests {
 
     #[test]
     fn a_row_of_another_algorithm_or_malformed_does_not_parse() {
-        let ed = KeyAlg::EdDsa.generate(0).unwrap();
-        let ec = KeyAlg::Es256.generate(0).unwrap();
+        let ed = KeyAlg::EdDsa.generate(Millis(0)).unwrap();
+        let ec = KeyAlg::Es256.generate(Millis(0)).unwrap();
         assert!(Signer::from_row(KeyAlg::Es256, &ed).is_none());
         assert!(Signer::from_row(KeyAlg::Rs256, &ec).is_none());
         assert!(public_key(KeyAlg::Rs256, &ed).is_none());

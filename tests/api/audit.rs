@@ -75,7 +75,7 @@ async fn with_refresh(app: &TestApp, path: &str, token: &str) -> reqwest::Respon
 #[actix_web::test]
 async fn http_events_carry_actor_ip_and_user_agent() {
     let app = spawn_app_with(|s| {
-        s.refresh_reuse_grace = 1;
+        s.refresh_reuse_grace = Duration::from_secs(1);
         s.login_max_failures = 2;
     })
     .await;
@@ -232,9 +232,9 @@ async fn a_change_and_its_audit_event_commit_together() {
     let app = spawn_app().await;
     let alice = app.add_user("alice", Role::User);
     let life = Lifetimes {
-        refresh_ttl: 60_000,
-        session_max: 120_000,
-        reuse_grace: 1_000,
+        refresh_ttl: Duration::from_millis(60_000),
+        session_max: Duration::from_millis(120_000),
+        reuse_grace: Duration::from_millis(1_000),
     };
     let client = Client {
         ip: "127.0.0.1".into(),
@@ -299,7 +299,7 @@ async fn a_change_and_its_audit_event_commit_together() {
     let policy = lockout::Policy {
         max_failures: 1,
         ip_max_failures: 1,
-        window: 60_000,
+        window: Duration::from_millis(60_000),
     };
     failed(
         record_failure(

@@ -139,9 +139,9 @@ fn sessions_of_alice(path: &Path, n: usize) -> Vec<String> {
         .unwrap()
         .unwrap();
     let life = Lifetimes {
-        refresh_ttl: 7 * 86_400_000,
-        session_max: 30 * 86_400_000,
-        reuse_grace: 120_000,
+        refresh_ttl: Duration::from_millis(7 * 86_400_000),
+        session_max: Duration::from_millis(30 * 86_400_000),
+        reuse_grace: Duration::from_millis(120_000),
     };
     let client = Client {
         ip: "127.0.0.1".into(),
@@ -437,7 +437,7 @@ async fn concurrent_writers_in_several_processes_never_get_a_500() {
 async fn a_write_that_cannot_get_the_lock_is_503_and_changes_nothing() {
     // No reuse grace: presenting a rotated token again would be refused, so a second
     // success below shows the refused refresh rotated nothing.
-    let app = spawn_app_with(|s| s.refresh_reuse_grace = 0).await;
+    let app = spawn_app_with(|s| s.refresh_reuse_grace = Duration::from_secs(0)).await;
     app.add_user("alice", Role::User);
     let signed_in = app.post_token(&client(), "alice", PASSWORD).await;
     let token = cookie_value(signed_in.headers(), "lk_refresh").unwrap();

@@ -5,6 +5,7 @@
 
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
+use latchkey::clock::Millis;
 use latchkey::config::parse_duration;
 use latchkey::domain::{Password, Role, SessionId, UserId, Username};
 use latchkey::next_path;
@@ -26,7 +27,7 @@ fn config() -> Config {
 }
 
 fn eddsa_tokens() -> AccessTokens {
-    let key = KeyAlg::EdDsa.generate(0).unwrap();
+    let key = KeyAlg::EdDsa.generate(Millis(0)).unwrap();
     AccessTokens::new(
         Keys::new(KeySet::stored(KeyAlg::EdDsa, &[key])),
         "http://issuer".into(),

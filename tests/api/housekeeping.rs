@@ -19,8 +19,8 @@ use latchkey::tokens::refresh::RefreshToken;
 
 use crate::helpers::*;
 
-const DAY: Millis = 86_400_000;
-const MINUTE: Millis = 60_000;
+const DAY: Duration = Duration::from_secs(86_400);
+const MINUTE: Duration = Duration::from_secs(60);
 
 fn client_at(ip: &str) -> Client {
     Client {
@@ -29,11 +29,11 @@ fn client_at(ip: &str) -> Client {
     }
 }
 
-fn life(refresh_days: Millis, max_days: Millis) -> Lifetimes {
+fn life(refresh_days: u32, max_days: u32) -> Lifetimes {
     Lifetimes {
-        refresh_ttl: refresh_days * DAY,
-        session_max: max_days * DAY,
-        reuse_grace: 10_000,
+        refresh_ttl: DAY * refresh_days,
+        session_max: DAY * max_days,
+        reuse_grace: Duration::from_millis(10_000),
     }
 }
 
@@ -111,7 +111,7 @@ fn fail(conn: &mut Conn, at: Millis, ip: &str, max: i32) {
     let policy = lockout::Policy {
         max_failures: max,
         ip_max_failures: 100,
-        window: 15 * MINUTE,
+        window: MINUTE * 15,
     };
     record_failure(conn, at, "nobody", None, &actor, policy).unwrap();
 }
@@ -122,9 +122,9 @@ async fn a_pass_deletes_only_what_can_no_longer_matter() {
     let now = clock::now();
     let conn = &mut conn;
     // Ended 30 days ago: goes, with its token.
-    let ended = session_at(conn, alice, now - 60 * DAY, life(7, 30), 1).unwrap();
+    let ended = session_at(conn, alice, now - DAY * 60, life(7, 30), 1).unwrap();
     // Ended as long ago, but revoked yesterday: stays for the audit and revocation set.
-    let revoked = session_at(conn, alice, now - 60 * DAY, life(7, 30), 2).unwrap();
+    let revoked = session_at(conn, alice, now - DAY * 60, life(7, 30), 2).unwrap();
     sessions::revoke(
         conn,
         now - DAY,
@@ -135,7 +135,7 @@ async fn a_pass_deletes_only_what_can_no_longer_matter() {
     )
     .unwrap();
     // Idle for 9 days but within its absolute lifetime: its token goes, the session stays.
-    let idle = session_at(conn, alice, now - 10 * DAY, life(1, 30), 3).unwrap();
+    let idle = session_at(conn, alice, now - DAY * 10, life(1, 30), 3).unwrap();
     // A live session, rotated once: both of its tokens are unexpired and stay.
     let user = users::find_by_id(conn, alice).unwrap();
     let first = RefreshToken::generate();
@@ -162,7 +162,7 @@ async fn a_pass_deletes_only_what_can_no_longer_matter() {
     // A stale failure counter goes; a fresh one and a running lockout stay.
     fail(conn, now - DAY, "10.0.0.2", 5);
     fail(conn, now - MINUTE, "10.0.0.3", 5);
-    fail(conn, now - 20 * MINUTE, "10.0.0.4", 1);
+    fail(conn, now - MINUTE * 20, "10.0.0.4", 1);
     assert!(locked_until(conn, now, "nobody", "10.0.0.4").is_none());
     fail(conn, now - MINUTE, "10.0.0.5", 1);
     assert_eq!(failure_rows(conn), (4, 4));
@@ -188,7 +188,7 @@ async fn a_pass_deletes_only_what_can_no_longer_matter() {
     );
     assert!(locked_until(conn, now, "nobody", "10.0.0.5").is_some());
     assert!(
-        sessions::revoked_since(conn, now - 2 * DAY)
+        sessions::revoked_since(conn, now - DAY * 2)
             .unwrap()
             .iter()
             .any(|(id, _)| *id == revoked),
@@ -216,7 +216,7 @@ async fn a_far_future_pass_purges_everything_in_bounded_batches() {
         batch: 2,
         ..Policy::from_settings(&default_settings())
     };
-    let far_future = now + 400 * DAY;
+    let far_future = now + DAY * 400;
     let mut runs = Vec::new();
     loop {
         let purged = housekeeping::run_once(conn, far_future, &policy).unwrap();
@@ -242,7 +242,7 @@ async fn the_server_starts_housekeeping_when_it_starts() {
         session_at(
             &mut app.conn(),
             alice,
-            clock::now() - 60 * DAY,
+            clock::now() - DAY * 60,
             life(7, 30),
             9,
         )

@@ -45,12 +45,12 @@ async fn the_same_refresh_token_at_two_instances_at_once_is_one_rotation_within_
 #[actix_web::test]
 async fn without_a_grace_the_same_token_at_two_instances_succeeds_at_most_once() {
     let a = spawn_app_with(|s| {
-        s.refresh_reuse_grace = 0;
+        s.refresh_reuse_grace = Duration::from_secs(0);
         s.login_max_failures = 1000;
     })
     .await;
     let b = spawn_on_same_db(&a, |s| {
-        s.refresh_reuse_grace = 0;
+        s.refresh_reuse_grace = Duration::from_secs(0);
         s.login_max_failures = 1000;
     })
     .await;

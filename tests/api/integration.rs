@@ -3,6 +3,7 @@
 
 use latchkey::domain::Role;
 use serde_json::Value;
+use std::time::Duration;
 
 use crate::helpers::*;
 
@@ -65,7 +66,7 @@ async fn both_metadata_documents_name_the_issuer_jwks_and_token_endpoint() {
 async fn access_tokens_carry_client_id_auth_time_and_amr() {
     let app = spawn_app().await;
     app.add_user("alice", Role::User);
-    let before = latchkey::clock::now() / 1000;
+    let before = latchkey::clock::now().unix_seconds();
     let access = app.sign_in(&app.client, "alice").await;
     let first = claims(&access);
     assert_eq!(first["client_id"], "latchkey");
@@ -150,7 +151,7 @@ async fn grant(app: &TestApp, fields: &[(&str, &str)]) -> reqwest::Response {
 
 #[actix_web::test]
 async fn native_clients_get_the_refresh_token_in_the_body_and_rotate_it() {
-    let app = spawn_app_with(|s| s.refresh_reuse_grace = 0).await;
+    let app = spawn_app_with(|s| s.refresh_reuse_grace = Duration::from_secs(0)).await;
     app.add_user("alice", Role::User);
     let response = grant(
         &app,

@@ -7,6 +7,7 @@
 //! property is checked; `the_forger_mints_tokens_the_server_accepts` proves the forger
 //! itself is sound.
 
+use latchkey::clock::Millis;
 use std::io::ErrorKind;
 use std::net::TcpListener;
 use std::time::Duration;
@@ -38,7 +39,7 @@ impl Target {
         let app = spawn_app_with(|s| s.jwt_alg = JwtAlg::Stored(alg)).await;
         let row = {
             let mut conn = app.conn();
-            keys::usable(&mut conn, alg.name(), 0)
+            keys::usable(&mut conn, alg.name(), Millis(0))
                 .unwrap()
                 .into_iter()
                 .filter(|k| k.is_live())
@@ -175,7 +176,7 @@ fn encoding_key(alg: KeyAlg, row: &keys::KeyRow) -> EncodingKey {
 
 /// A fresh Ed25519 key that is not the instance's: (kid, signing key, raw public key).
 fn attacker_ed25519() -> (String, EncodingKey, Vec<u8>) {
-    let row = KeyAlg::EdDsa.generate(0).unwrap();
+    let row = KeyAlg::EdDsa.generate(Millis(0)).unwrap();
     (
         row.kid,
         EncodingKey::from_ed_der(&row.private_key),
@@ -187,7 +188,7 @@ fn attacker_ed25519() -> (String, EncodingKey, Vec<u8>) {
 fn foreign_signature(target: &Target) -> String {
     match KeyAlg::ALL.into_iter().find(|a| a.jwt() == target.alg) {
         Some(alg) => {
-            let row = alg.generate(0).unwrap();
+            let row = alg.generate(Millis(0)).unwrap();
             sign(
                 &target.header,
                 &target.claims,
@@ -204,7 +205,7 @@ fn foreign_signature(target: &Target) -> String {
 }
 
 fn now_secs() -> i64 {
-    latchkey::clock::now() / 1000
+    latchkey::clock::now().unix_seconds()
 }
 
 /// An instance of each algorithm.

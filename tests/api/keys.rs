@@ -364,8 +364,8 @@ async fn the_automatic_rotation_promotes_next_once_across_instances_and_retired_
     // Keys sign 2 s each; tokens live 1 s, so a retired key is published for
     // 1 s + leeway 5 s + margin 5 s + a key poll of 3 s.
     let fast = |s: &mut latchkey::config::Settings| {
-        s.key_rotation = Some(2);
-        s.access_ttl = 1;
+        s.key_rotation = Some(Duration::from_secs(2));
+        s.access_ttl = Duration::from_secs(1);
     };
     let app = spawn_app_with(fast).await;
     let other = spawn_on_same_db(&app, fast).await;

@@ -1,3 +1,6 @@
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use base64::Engine as _;
+use latchkey::config::JwtAlg;
 use latchkey::domain::Role;
 use serde_json::Value;
 
@@ -70,10 +73,30 @@ async fn another_authorization_scheme_is_answered_like_no_token() {
 
 #[actix_web::test]
 async fn an_expired_token_is_token_expired() {
-    // A negative lifetime beyond the 5 s leeway mints tokens that are already expired.
-    let app = spawn_app_with(|s| s.access_ttl = -10).await;
+    // The server's own token, signed again with its HS256 secret and an `exp` past the
+    // 5 s leeway: a token that was genuine and has expired.
+    const SECRET: &[u8] = b"an hs256 secret of at least thirty-two bytes";
+    let app = spawn_app_with(|s| {
+        s.jwt_alg = JwtAlg::Hs256 {
+            secret: SECRET.to_vec(),
+        }
+    })
+    .await;
     app.add_user("alice", Role::User);
-    let access = app.sign_in(&app.client, "alice").await;
+    let genuine = app.sign_in(&app.client, "alice").await;
+    let header = jsonwebtoken::decode_header(&genuine).unwrap();
+    let payload = genuine.split('.').nth(1).unwrap();
+    let mut claims: Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(payload).unwrap()).unwrap();
+    let exp = claims["iat"].as_i64().unwrap() - 10;
+    claims["exp"] = exp.into();
+    claims["iat"] = (exp - 60).into();
+    let access = jsonwebtoken::encode(
+        &header,
+        &claims,
+        &jsonwebtoken::EncodingKey::from_secret(SECRET),
+    )
+    .unwrap();
     let response = app.get_bearer("/api/me", &access).await;
     assert_eq!(
         response.headers()["www-authenticate"],

@@ -4,6 +4,7 @@
 
 use std::io::Write as _;
 use std::process::{Command, Stdio};
+use std::time::Duration;
 
 use latchkey::domain::Role;
 
@@ -186,7 +187,7 @@ async fn sign_ins_refreshes_revocations_and_lockouts_are_counted() {
 
 #[actix_web::test]
 async fn a_reused_refresh_token_and_an_admin_revocation_are_counted_by_reason() {
-    let app = spawn_with_metrics(|s| s.refresh_reuse_grace = 0).await;
+    let app = spawn_with_metrics(|s| s.refresh_reuse_grace = Duration::from_secs(0)).await;
     app.add_user("alice", Role::User);
     app.add_user("root", Role::Admin);
     let signed_in = app.post_token(&client(), "alice", PASSWORD).await;

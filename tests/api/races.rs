@@ -282,7 +282,7 @@ async fn a_revocation_stamped_long_before_it_commits_still_reaches_running_serve
     // A writer whose clock (or whose slow password prompt) put the stamp a minute back.
     sessions::revoke(
         &mut app.conn(),
-        clock::now() - 60_000,
+        clock::now() - Duration::from_secs(60),
         id,
         None,
         RevokeReason::RevokedByAdmin,
@@ -440,7 +440,7 @@ async fn a_cross_site_arrival_without_the_refresh_cookie_signs_nobody_out() {
 
 #[actix_web::test]
 async fn repeats_within_the_grace_cannot_fork_the_session() {
-    let app = spawn_app_with(|s| s.refresh_reuse_grace = 2).await;
+    let app = spawn_app_with(|s| s.refresh_reuse_grace = Duration::from_secs(2)).await;
     app.add_user("alice", Role::User);
     let response = app.post_token(&client(), "alice", PASSWORD).await;
     let stolen = cookie_value(response.headers(), "lk_refresh").unwrap();
@@ -533,13 +533,13 @@ where
 #[actix_web::test]
 async fn access_tokens_never_outlive_the_session_absolute_end() {
     let app = spawn_app_with(|s| {
-        s.access_ttl = 900;
-        s.refresh_ttl = 900;
-        s.session_max = 903;
+        s.access_ttl = Duration::from_secs(900);
+        s.refresh_ttl = Duration::from_secs(900);
+        s.session_max = Duration::from_secs(903);
     })
     .await;
     app.add_user("alice", Role::User);
-    let started = clock::now() / 1000;
+    let started = clock::now().unix_seconds();
     let response = app.post_token(&app.client, "alice", PASSWORD).await;
     assert_eq!(response.status(), 200);
     actix_web::rt::time::sleep(Duration::from_millis(2100)).await;

@@ -7,7 +7,7 @@ use crate::helpers::*;
 
 #[actix_web::test]
 async fn a_refresh_rotates_the_cookie_and_the_old_token_stops_working() {
-    let app = spawn_app_with(|s| s.refresh_reuse_grace = 1).await;
+    let app = spawn_app_with(|s| s.refresh_reuse_grace = Duration::from_secs(1)).await;
     app.add_user("alice", Role::User);
     let response = app.post_token(&app.client, "alice", PASSWORD).await;
     let first = cookie_value(response.headers(), "lk_refresh").unwrap();
@@ -53,7 +53,7 @@ async fn a_repeat_within_the_grace_succeeds_and_the_session_stays_usable() {
 
 #[actix_web::test]
 async fn a_reused_refresh_token_after_the_grace_revokes_the_session() {
-    let app = spawn_app_with(|s| s.refresh_reuse_grace = 1).await;
+    let app = spawn_app_with(|s| s.refresh_reuse_grace = Duration::from_secs(1)).await;
     app.add_user("alice", Role::User);
     let response = app.post_token(&app.client, "alice", PASSWORD).await;
     let stolen = cookie_value(response.headers(), "lk_refresh").unwrap();
@@ -129,8 +129,8 @@ async fn unknown_and_missing_refresh_tokens_are_refused() {
 #[actix_web::test]
 async fn an_idle_session_expires_with_its_refresh_token() {
     let app = spawn_app_with(|s| {
-        s.refresh_ttl = 2;
-        s.refresh_reuse_grace = 1;
+        s.refresh_ttl = Duration::from_secs(2);
+        s.refresh_reuse_grace = Duration::from_secs(1);
     })
     .await;
     app.add_user("alice", Role::User);
@@ -148,8 +148,8 @@ async fn an_idle_session_expires_with_its_refresh_token() {
 #[actix_web::test]
 async fn a_session_ends_at_its_absolute_lifetime_however_often_it_refreshes() {
     let app = spawn_app_with(|s| {
-        s.session_max = 3;
-        s.refresh_reuse_grace = 1;
+        s.session_max = Duration::from_secs(3);
+        s.refresh_reuse_grace = Duration::from_secs(1);
     })
     .await;
     app.add_user("alice", Role::User);

@@ -10,7 +10,7 @@ use serde::Deserialize;
 
 use super::{cursor, user_filter, PAGE_SIZE};
 use crate::auth::Admin;
-use crate::clock;
+use crate::clock::{self, Millis};
 use crate::domain::UserId;
 use crate::pages::error::PageError;
 use crate::pages::guard::Page;
@@ -114,7 +114,7 @@ pub async fn show(
     })
 }
 
-fn audit_item(r: AuditRow, names: &HashMap<UserId, String>, now: i64) -> AuditItem {
+fn audit_item(r: AuditRow, names: &HashMap<UserId, String>, now: Millis) -> AuditItem {
     let actor = match (r.actor_user_id, r.user_agent.as_deref()) {
         (Some(id), _) => names
             .get(&id)

@@ -3,6 +3,7 @@ use latchkey::clock;
 use latchkey::domain::{Role, Username};
 use latchkey::store::sessions::{self, Lifetimes};
 use latchkey::store::users;
+use std::time::Duration;
 
 use super::{csrf_of, html_page, location};
 use crate::helpers::*;
@@ -18,12 +19,12 @@ fn start_sessions(app: &TestApp, name: &str, n: usize) {
         user_agent: "curl/8.5.0".into(),
     };
     let life = Lifetimes {
-        refresh_ttl: 3_600_000,
-        session_max: 7_200_000,
-        reuse_grace: 1_000,
+        refresh_ttl: Duration::from_millis(3_600_000),
+        session_max: Duration::from_millis(7_200_000),
+        reuse_grace: Duration::from_millis(1_000),
     };
     for i in 0..n {
-        let hash = format!("{name}-{i}-{}", clock::now()).into_bytes();
+        let hash = format!("{name}-{i}-{}", clock::now().0).into_bytes();
         sessions::start(
             &mut conn,
             clock::now(),

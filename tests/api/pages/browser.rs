@@ -443,7 +443,7 @@ async fn an_expired_access_token_is_renewed_silently_on_navigation() {
         return;
     };
     // The access cookie lives one second; the refresh cookie a week.
-    let app = spawn_app_on_localhost(None, |s| s.access_ttl = 1).await;
+    let app = spawn_app_on_localhost(None, |s| s.access_ttl = Duration::from_secs(1)).await;
     app.add_user("alice", Role::User);
     let driver = Driver::start(chromium, &chromedriver).await;
     let alice = driver.browser().await;

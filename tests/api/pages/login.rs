@@ -1,4 +1,5 @@
 use latchkey::domain::Role;
+use std::time::Duration;
 
 use super::{csrf_of, html_page, location};
 use crate::helpers::*;
@@ -191,7 +192,7 @@ async fn wrong_passwords_and_unknown_users_get_the_same_401_page() {
 async fn a_locked_out_sign_in_gets_429_with_the_wait_time() {
     let app = spawn_app_with(|s| {
         s.login_max_failures = 2;
-        s.login_lockout = 600;
+        s.login_lockout = Duration::from_secs(600);
     })
     .await;
     app.add_user("alice", Role::User);
