@@ -40,11 +40,11 @@ macro_rules! bigint_newtype {
 
 pub(crate) use bigint_newtype;
 
-/// Maps an enum stored as `TEXT` (derived with `AsExpression` and `FromSqlRow` for
-/// `sql_type = Text`) onto every backend: written as its `as_str()`, read back with
-/// `$read`, a `fn(&str) -> Result<Self, String>`.
+/// Maps an enum stored as `TEXT` (derived with `AsExpression`, and `FromSqlRow` when it
+/// is read, for `sql_type = Text`) onto every backend: written as its `as_str()`, and read
+/// back with `$read`, a `fn(&str) -> Result<Self, String>`, when one is given.
 macro_rules! text_enum {
-    ($name:ident, $read:expr) => {
+    ($name:ident) => {
         impl<DB> diesel::serialize::ToSql<diesel::sql_types::Text, DB> for $name
         where
             DB: diesel::backend::Backend,
@@ -60,6 +60,9 @@ macro_rules! text_enum {
                 )
             }
         }
+    };
+    ($name:ident, $read:expr) => {
+        crate::sql_types::text_enum!($name);
 
         impl<DB> diesel::deserialize::FromSql<diesel::sql_types::Text, DB> for $name
         where

@@ -403,6 +403,7 @@ fn passkey_refused(refused: Refused) -> AuthError {
 /// sign-in (5 minutes at most).
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct PendingCode {
+    #[serde(with = "crate::domain::as_number")]
     pub user_id: UserId,
     /// A fingerprint of the password hash the password was verified against.
     pub password: String,
@@ -463,7 +464,7 @@ async fn start(
         attempt_failed(state, reservation, known_id, actor, client, now).await?;
         return Err(AuthError::InvalidCredentials);
     };
-    tracing::info!(user = %user.username, session = %session.id, ip = %client.ip, "signed in");
+    tracing::info!(user = %user.username, session = session.id.0, ip = %client.ip, "signed in");
     signed_in(state, &user, &session, refresh, now)
 }
 
@@ -683,7 +684,7 @@ async fn rotate(
         Rotation::Refused => Err(invalid()),
         Rotation::ReuseDetected { session_id } => {
             state.revoked.insert(session_id, now);
-            tracing::warn!(session = %session_id, ip = %client.ip, "refresh token reused: session revoked");
+            tracing::warn!(session = session_id.0, ip = %client.ip, "refresh token reused: session revoked");
             Err((
                 AuthError::InvalidRefreshToken,
                 Some(metrics::Refresh::Reused),

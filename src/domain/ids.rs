@@ -3,12 +3,11 @@ use std::str::FromStr;
 
 use diesel::deserialize::FromSqlRow;
 use diesel::expression::AsExpression;
-use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 macro_rules! typed_id {
     ($name:ident, $what:literal) => {
-        #[doc = concat!("The id of a ", $what, ". Shown as a decimal string everywhere outside the database.")]
+        #[doc = concat!("The id of a ", $what, ". Shown as a decimal string everywhere outside the database (but see [`as_number`]).")]
         #[derive(
             Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, AsExpression, FromSqlRow,
         )]
@@ -30,19 +29,24 @@ macro_rules! typed_id {
             }
         }
 
+        impl From<$name> for i64 {
+            fn from(id: $name) -> i64 {
+                id.0
+            }
+        }
+
+        impl From<i64> for $name {
+            fn from(id: i64) -> $name {
+                $name(id)
+            }
+        }
+
         impl Serialize for $name {
             fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
                 s.collect_str(self)
             }
         }
 
-        /// The string it serializes as, or a JSON number (what state kept before ids
-        /// were typed holds).
-        impl<'de> Deserialize<'de> for $name {
-            fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-                d.deserialize_any(IdVisitor($what)).map($name)
-            }
-        }
     };
 }
 
@@ -58,25 +62,21 @@ fn parse_id(s: &str, what: &str) -> Result<i64, String> {
         .ok_or_else(refused)
 }
 
-struct IdVisitor(&'static str);
+/// Serde for state this service keeps for itself (the cookie session), where ids have
+/// always been JSON numbers, so that every instance of a rolling upgrade reads them:
+/// `#[serde(with = "crate::domain::as_number")]`.
+pub mod as_number {
+    use super::*;
 
-impl Visitor<'_> for IdVisitor {
-    type Value = i64;
-
-    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "a {} id", self.0)
+    pub fn serialize<S: Serializer, Id: Copy + Into<i64>>(
+        id: &Id,
+        s: S,
+    ) -> Result<S::Ok, S::Error> {
+        s.serialize_i64((*id).into())
     }
 
-    fn visit_str<E: de::Error>(self, s: &str) -> Result<i64, E> {
-        parse_id(s, self.0).map_err(E::custom)
-    }
-
-    fn visit_i64<E: de::Error>(self, n: i64) -> Result<i64, E> {
-        Ok(n)
-    }
-
-    fn visit_u64<E: de::Error>(self, n: u64) -> Result<i64, E> {
-        i64::try_from(n).map_err(E::custom)
+    pub fn deserialize<'de, D: Deserializer<'de>, Id: From<i64>>(d: D) -> Result<Id, D::Error> {
+        i64::deserialize(d).map(Id::from)
     }
 }
 
@@ -108,15 +108,22 @@ mod tests {
     }
 
     #[test]
-    fn ids_serialize_as_strings() {
-        assert_eq!(serde_json::to_string(&UserId(7)).unwrap(), "\"7\"");
+    fn the_cookie_session_keeps_ids_as_the_numbers_it_always_held() {
+        #[derive(Serialize, Deserialize, Debug, PartialEq)]
+        struct Kept {
+            #[serde(with = "super::as_number")]
+            user_id: UserId,
+        }
+        let kept = Kept { user_id: UserId(7) };
+        assert_eq!(serde_json::to_string(&kept).unwrap(), r#"{"user_id":7}"#);
+        assert_eq!(
+            serde_json::from_str::<Kept>(r#"{"user_id":7}"#).unwrap(),
+            kept
+        );
     }
 
     #[test]
-    fn ids_deserialize_from_their_string_or_a_number() {
-        assert_eq!(serde_json::from_str::<UserId>("\"7\"").unwrap(), UserId(7));
-        assert_eq!(serde_json::from_str::<UserId>("7").unwrap(), UserId(7));
-        assert!(serde_json::from_str::<UserId>("\"-7\"").is_err());
-        assert!(serde_json::from_str::<UserId>("true").is_err());
+    fn ids_serialize_as_strings() {
+        assert_eq!(serde_json::to_string(&UserId(7)).unwrap(), "\"7\"");
     }
 }

@@ -6,7 +6,7 @@ mod password;
 mod role;
 mod username;
 
-pub use ids::{EventId, PasskeyId, SessionId, UserId};
+pub use ids::{as_number, EventId, PasskeyId, SessionId, UserId};
 pub use password::Password;
 pub use role::Role;
 pub use username::Username;

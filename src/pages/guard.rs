@@ -18,7 +18,7 @@ use super::{csrf, SID_KEY};
 use crate::auth::guard::{authenticate, RoleRequirement};
 use crate::auth::{AnyRole, Identity};
 use crate::client::Client;
-use crate::domain::{Role, SessionId};
+use crate::domain::Role;
 use crate::next_path;
 use crate::store::Actor;
 
@@ -105,8 +105,8 @@ fn extract<R: RoleRequirement>(req: &HttpRequest) -> Result<Page<R>, PageError> 
     }
     // Remember which latchkey session this browser holds, so signing out can revoke it
     // even after the short-lived access cookie has gone.
-    if session.get::<SessionId>(SID_KEY).ok().flatten() != Some(identity.session_id) {
-        let _ = session.insert(SID_KEY, identity.session_id);
+    if session.get::<i64>(SID_KEY).ok().flatten() != Some(identity.session_id.0) {
+        let _ = session.insert(SID_KEY, identity.session_id.0);
     }
     Ok(Page {
         identity,

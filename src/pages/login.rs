@@ -209,7 +209,7 @@ pub(super) fn browser_signed_in(
     session.clear();
     session.renew();
     csrf::fresh(session);
-    let _ = session.insert(SID_KEY, signed_in.session_id);
+    let _ = session.insert(SID_KEY, signed_in.session_id.0);
     for cookie in signed_in.cookies(state.settings.secure_cookies) {
         response.cookie(cookie);
     }
@@ -236,7 +236,7 @@ pub async fn logout(
     let sid = identity
         .as_ref()
         .map(|i| i.session_id)
-        .or_else(|| session.get::<SessionId>(SID_KEY).ok().flatten());
+        .or_else(|| session.get::<i64>(SID_KEY).ok().flatten().map(SessionId));
     if let Some(sid) = sid {
         let actor = Actor::of(identity.map(|i| i.user_id), &client);
         let revoked = state

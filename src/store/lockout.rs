@@ -14,12 +14,12 @@
 //! A pending attempt whose request never reported back (the client went away) stops
 //! counting after `PENDING_TTL`.
 
+use std::time::Duration;
+
 use diesel::prelude::*;
 
 use super::audit::{self, Event, EventKind};
 use super::{write_tx, Actor, Statement, StoreError};
-use std::time::Duration;
-
 use crate::clock::Millis;
 use crate::db::Conn;
 use crate::domain::UserId;

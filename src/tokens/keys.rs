@@ -5,6 +5,7 @@
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::Duration;
 
 use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey};
 use sha2::{Digest, Sha256};
@@ -12,8 +13,6 @@ use sha2::{Digest, Sha256};
 use super::signer::public_key;
 pub use super::signer::{KeyAlg, Signer};
 use super::verified::VerifiedCache;
-use std::time::Duration;
-
 use crate::clock::Millis;
 use crate::store::keys::KeyRow;
 

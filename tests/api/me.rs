@@ -1,7 +1,8 @@
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine as _;
-use latchkey::config::JwtAlg;
+use latchkey::clock::Millis;
 use latchkey::domain::Role;
+use latchkey::store::keys;
 use serde_json::Value;
 
 use crate::helpers::*;
@@ -73,17 +74,17 @@ async fn another_authorization_scheme_is_answered_like_no_token() {
 
 #[actix_web::test]
 async fn an_expired_token_is_token_expired() {
-    // The server's own token, signed again with its HS256 secret and an `exp` past the
-    // 5 s leeway: a token that was genuine and has expired.
-    const SECRET: &[u8] = b"an hs256 secret of at least thirty-two bytes";
-    let app = spawn_app_with(|s| {
-        s.jwt_alg = JwtAlg::Hs256 {
-            secret: SECRET.to_vec(),
-        }
-    })
-    .await;
+    // The server's own token, signed again with its current (EdDSA) key and an `exp` past
+    // the 5 s leeway: a token that was genuine and has expired.
+    let app = spawn_app().await;
     app.add_user("alice", Role::User);
     let genuine = app.sign_in(&app.client, "alice").await;
+    let key = keys::usable(&mut app.conn(), "EdDSA", Millis(0))
+        .unwrap()
+        .into_iter()
+        .filter(|k| k.is_live())
+        .min_by_key(|k| k.created_at)
+        .expect("the current key: the oldest live one");
     let header = jsonwebtoken::decode_header(&genuine).unwrap();
     let payload = genuine.split('.').nth(1).unwrap();
     let mut claims: Value =
@@ -91,12 +92,8 @@ async fn an_expired_token_is_token_expired() {
     let exp = claims["iat"].as_i64().unwrap() - 10;
     claims["exp"] = exp.into();
     claims["iat"] = (exp - 60).into();
-    let access = jsonwebtoken::encode(
-        &header,
-        &claims,
-        &jsonwebtoken::EncodingKey::from_secret(SECRET),
-    )
-    .unwrap();
+    let signing = jsonwebtoken::EncodingKey::from_ed_der(&key.private_key);
+    let access = jsonwebtoken::encode(&header, &claims, &signing).unwrap();
     let response = app.get_bearer("/api/me", &access).await;
     assert_eq!(
         response.headers()["www-authenticate"],
